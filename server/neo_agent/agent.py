@@ -1,0 +1,500 @@
+"""The resident pod agent: applies files, runs processes, streams their output, enforces the lease.
+
+One agent runs per pod, listening on ``AGENT_DIR/agent.sock``; each controller connection arrives
+through :func:`neo_agent.boot.relay`. The first connection *claims* the agent with the reservation
+secret, its labels, base environment and lease; every later connection must answer an HMAC
+challenge with that secret. The agent enforces its lease by itself (idle TTL and hard deadline), so
+a closed laptop or a killed controller never leaks a pod: at expiry it stops every process group it
+started and exits.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from typing import Any, Dict, List, Optional, Set
+
+from neo_agent import AGENT_VERSION, PROTOCOL_VERSION
+from neo_agent import protocol as P
+
+STOP_GRACE = 3.0
+LEASE_TICK = 0.25
+
+
+class RequestError(Exception):
+    """An error answered to the controller as ``{ok: false, error, code}``."""
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Proc:
+    """A process group started by the agent, with its output kept on disk and fanned out live."""
+
+    def __init__(self, pid_id: str, argv: List[str], log_dir: str, popen: "asyncio.subprocess.Process") -> None:
+        self.id = pid_id
+        self.argv = argv
+        self.popen = popen
+        self.pid = popen.pid
+        self.started = _now()
+        self.ended: Optional[float] = None
+        self.returncode: Optional[int] = None
+        self.log_dir = log_dir
+        self.sizes = {"stdout": 0, "stderr": 0}
+        self.subscribers: Set["asyncio.Queue[Any]"] = set()
+        self.done = asyncio.Event()
+
+    def describe(self) -> Dict[str, Any]:
+        return {
+            "proc": self.id,
+            "pid": self.pid,
+            "argv": self.argv,
+            "started": self.started,
+            "ended": self.ended,
+            "returncode": self.returncode,
+            "bytes": dict(self.sizes),
+        }
+
+
+class Agent:
+    def __init__(self, agent_dir: str) -> None:
+        self.dir = os.path.abspath(agent_dir)
+        self.secret: Optional[str] = None
+        self.labels: Dict[str, str] = {}
+        self.env: Dict[str, str] = {}
+        self.workspace = ""
+        self.idle_ttl: Optional[float] = None
+        self.deadline: Optional[float] = None
+        self.last_activity = _now()
+        self.procs: Dict[str, Proc] = {}
+        self.seq = 0
+        self.server: Optional[asyncio.AbstractServer] = None
+        self.stopping: Optional[asyncio.Future] = None  # type: ignore[type-arg]
+        self.handlers = {
+            "ping": self.op_ping,
+            "info": self.op_info,
+            "touch": self.op_touch,
+            "lease": self.op_lease,
+            "put": self.op_put,
+            "get": self.op_get,
+            "list": self.op_list,
+            "exec": self.op_exec,
+            "attach": self.op_attach,
+            "signal": self.op_signal,
+            "wait": self.op_wait,
+            "procs": self.op_procs,
+            "stats": self.op_stats,
+            "shutdown": self.op_shutdown,
+        }
+        self.extra_ops()
+
+    def extra_ops(self) -> None:
+        """Register the operations of optional modules (sync) when they are shipped."""
+        try:
+            from neo_agent import workspace_ops
+        except ImportError:
+            return
+        workspace_ops.register(self)
+
+    # ---------------------------------------------------------------- connection handling
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonce = secrets.token_hex(16)
+        send = self._sender(writer)
+        send(
+            {
+                "op": "hello",
+                "protocol": PROTOCOL_VERSION,
+                "version": AGENT_VERSION,
+                "pid": os.getpid(),
+                "claimed": self.secret is not None,
+                "nonce": nonce,
+            }
+        )
+        tasks: Set["asyncio.Task[None]"] = set()
+        try:
+            first = await P.read_frame(reader)
+            if first is None or not self._authenticate(first[0], nonce):
+                send({"id": first[0].get("id") if first else None, "ok": False, "code": "auth", "error": "authentication failed"})
+                await writer.drain()
+                return
+            send({"id": first[0].get("id"), "ok": True, "labels": self.labels})
+            while True:
+                frame = await P.read_frame(reader)
+                if frame is None:
+                    break
+                task = asyncio.ensure_future(self._dispatch(frame[0], frame[1], send))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                await writer.drain()
+        except (P.ProtocolError, ConnectionError):
+            pass
+        finally:
+            for task in list(tasks):
+                task.cancel()
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    def _sender(self, writer: asyncio.StreamWriter) -> Any:
+        def send(header: Dict[str, Any], payload: bytes = b"") -> None:
+            if not writer.is_closing():
+                writer.write(P.encode(header, payload))
+
+        return send
+
+    def _authenticate(self, header: Dict[str, Any], nonce: str) -> bool:
+        op = header.get("op")
+        if op == "claim" and self.secret is None:
+            secret = header.get("secret")
+            if not isinstance(secret, str) or len(secret) < 16:
+                return False
+            self.secret = secret
+            self.labels = {str(k): str(v) for k, v in (header.get("labels") or {}).items()}
+            self.env = {str(k): str(v) for k, v in (header.get("env") or {}).items()}
+            self.workspace = os.path.abspath(str(header.get("workspace") or os.path.join(self.dir, "ws")))
+            self.idle_ttl = header.get("idle_ttl")
+            self.deadline = header.get("deadline")
+            self.last_activity = _now()
+            os.makedirs(os.path.join(self.workspace, "gens", "0"), mode=0o755, exist_ok=True)
+            current = os.path.join(self.workspace, "current")
+            if not os.path.lexists(current):
+                os.symlink(os.path.join("gens", "0"), current)
+            self._write_json("agent.json", {"pid": os.getpid(), "labels": self.labels, "workspace": self.workspace})
+            return True
+        if op == "claim" and self.secret is not None:
+            # Re-claiming with the same secret is allowed (a controller retrying its reserve).
+            return P.mac_ok(self.secret, nonce, P.auth_mac(str(header.get("secret", "")), nonce))
+        if op == "auth" and self.secret is not None:
+            return P.mac_ok(self.secret, nonce, str(header.get("mac", "")))
+        return False
+
+    async def _dispatch(self, header: Dict[str, Any], payload: bytes, send: Any) -> None:
+        rid = header.get("id")
+        op = header.get("op")
+        handler = self.handlers.get(str(op))
+        try:
+            if handler is None:
+                raise RequestError("unknown operation %r" % op, "unknown_op")
+            if op not in ("ping", "info", "stats", "procs"):
+                self.last_activity = _now()
+            reply = await handler(header, payload, lambda h, p=b"": send(dict(h, id=rid), p))
+            body, data = reply if isinstance(reply, tuple) else (reply, b"")
+            send(dict(body or {}, id=rid, ok=True, done=True), data)
+        except RequestError as exc:
+            send({"id": rid, "ok": False, "done": True, "code": exc.code, "error": str(exc)})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # report, never die on one bad request
+            send({"id": rid, "ok": False, "done": True, "code": "internal", "error": "%s: %s" % (type(exc).__name__, exc)})
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def current(self) -> str:
+        return os.path.join(self.workspace, "current")
+
+    def resolve(self, rel: Any, base: Optional[str] = None) -> str:
+        """Map a workspace-relative path to an absolute one, refusing anything that escapes."""
+        if not isinstance(rel, str) or "\x00" in rel:
+            raise RequestError("path must be a string", "bad_path")
+        root = os.path.realpath(base or self.current)
+        if os.path.isabs(rel) or any(part == ".." for part in rel.replace("\\", "/").split("/")):
+            raise RequestError("path %r is outside the workspace" % rel, "outside_workspace")
+        path = os.path.normpath(os.path.join(root, rel))
+        parent = os.path.realpath(os.path.dirname(path))
+        if parent != root and not parent.startswith(root + os.sep):
+            raise RequestError("path %r is outside the workspace" % rel, "outside_workspace")
+        return path
+
+    def _write_json(self, name: str, data: Dict[str, Any]) -> None:
+        tmp = os.path.join(self.dir, name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, os.path.join(self.dir, name))
+
+    # ---------------------------------------------------------------- simple operations
+    async def op_ping(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        return {"time": _now()}
+
+    async def op_info(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        return {
+            "version": AGENT_VERSION,
+            "protocol": PROTOCOL_VERSION,
+            "python": sys.version.split()[0],
+            "pid": os.getpid(),
+            "labels": self.labels,
+            "workspace": self.workspace,
+            "idle_ttl": self.idle_ttl,
+            "deadline": self.deadline,
+            "last_activity": self.last_activity,
+            "running": [p.id for p in self.procs.values() if p.returncode is None],
+        }
+
+    async def op_touch(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        return {"last_activity": self.last_activity}
+
+    async def op_lease(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        if "idle_ttl" in h:
+            self.idle_ttl = h["idle_ttl"]
+        if "deadline" in h:
+            self.deadline = h["deadline"]
+        return {"idle_ttl": self.idle_ttl, "deadline": self.deadline}
+
+    async def op_put(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        path = self.resolve(h.get("path"))
+        mode = int(h.get("mode", 0o644)) & 0o7777
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "%s.neo-%d.tmp" % (path, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(p)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return {"size": len(p)}
+
+    async def op_get(self, h: Dict[str, Any], p: bytes, emit: Any) -> Any:
+        path = self.resolve(h.get("path"))
+        try:
+            with open(path, "rb") as f:
+                return {}, f.read()
+        except FileNotFoundError:
+            raise RequestError("no such file: %s" % h.get("path"), "not_found") from None
+
+    async def op_list(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        root = os.path.realpath(self.current)
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                full = os.path.join(dirpath, name)
+                st = os.lstat(full)
+                rel = os.path.relpath(full, root)
+                entry: Dict[str, Any] = {"path": rel, "size": st.st_size, "mode": st.st_mode & 0o7777}
+                if os.path.islink(full):
+                    entry["type"] = "symlink"
+                    entry["target"] = os.readlink(full)
+                else:
+                    entry["type"] = "file"
+                entries.append(entry)
+        return {"entries": entries}
+
+    # ---------------------------------------------------------------- processes
+    async def op_exec(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        argv = h.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise RequestError("argv must be a non-empty list of strings", "bad_argv")
+        cwd = self.resolve(h.get("cwd", "."), base=self.current) if h.get("cwd", ".") != "." else self.current
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update({str(k): str(v) for k, v in (h.get("env") or {}).items()})
+        env["NEO_AGENT_DIR"] = self.dir
+        env["NEO_WORKSPACE"] = self.current
+        self.seq += 1
+        pid_id = str(h.get("name") or "p%d" % self.seq)
+        if pid_id in self.procs and self.procs[pid_id].returncode is None:
+            raise RequestError("process %r is still running" % pid_id, "conflict")
+        log_dir = os.path.join(self.dir, "procs", pid_id)
+        os.makedirs(log_dir, exist_ok=True)
+        for stream in ("stdout", "stderr"):
+            open(os.path.join(log_dir, stream), "wb").close()
+        try:
+            popen = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except (OSError, ValueError) as exc:
+            raise RequestError("cannot start %s: %s" % (argv[0], exc), "exec_failed") from None
+        proc = Proc(pid_id, argv, log_dir, popen)
+        self.procs[pid_id] = proc
+        self._write_json(os.path.join("procs", pid_id, "proc.json"), {"pid": proc.pid, "argv": argv})
+        asyncio.ensure_future(self._pump(proc))
+        return {"proc": pid_id, "pid": proc.pid}
+
+    async def _pump(self, proc: Proc) -> None:
+        async def copy(stream_name: str, stream: Optional[asyncio.StreamReader]) -> None:
+            assert stream is not None
+            with open(os.path.join(proc.log_dir, stream_name), "ab") as log:
+                while True:
+                    chunk = await stream.read(1 << 16)
+                    if not chunk:
+                        return
+                    log.write(chunk)
+                    log.flush()
+                    proc.sizes[stream_name] += len(chunk)
+                    for queue in list(proc.subscribers):
+                        queue.put_nowait((stream_name, chunk))
+
+        await asyncio.gather(copy("stdout", proc.popen.stdout), copy("stderr", proc.popen.stderr))
+        proc.returncode = await proc.popen.wait()
+        proc.ended = _now()
+        self.last_activity = _now()
+        self._write_json(os.path.join("procs", proc.id, "exit.json"), {"returncode": proc.returncode})
+        # Reap anything the process left in its group: no process survives a finished run.
+        self._killpg(proc.pid, signal.SIGKILL)
+        proc.done.set()
+        for queue in list(proc.subscribers):
+            queue.put_nowait(None)
+
+    def _proc(self, h: Dict[str, Any]) -> Proc:
+        proc = self.procs.get(str(h.get("proc")))
+        if proc is None:
+            raise RequestError("no such process %r" % h.get("proc"), "not_found")
+        return proc
+
+    async def op_attach(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """Stream a process's output from the given offsets until it exits (or only the backlog)."""
+        proc = self._proc(h)
+        offsets = h.get("offsets") or {}
+        follow = bool(h.get("follow", True))
+        queue: "asyncio.Queue[Any]" = asyncio.Queue()
+        # Backlog from disk and subscription happen without an await between them: nothing is lost.
+        for stream_name in ("stdout", "stderr"):
+            start = int(offsets.get(stream_name, 0))
+            with open(os.path.join(proc.log_dir, stream_name), "rb") as f:
+                f.seek(start)
+                backlog = f.read(proc.sizes[stream_name] - start) if proc.sizes[stream_name] > start else b""
+            if backlog:
+                emit({"stream": stream_name}, backlog)
+        if not follow or proc.done.is_set():
+            return {"returncode": proc.returncode, "exited": proc.done.is_set()}
+        proc.subscribers.add(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                emit({"stream": item[0]}, item[1])
+        finally:
+            proc.subscribers.discard(queue)
+        return {"returncode": proc.returncode, "exited": True}
+
+    def _killpg(self, pid: int, sig: int) -> bool:
+        try:
+            os.killpg(pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    async def op_signal(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        proc = self._proc(h)
+        name = str(h.get("signal", "SIGTERM"))
+        if name not in ("SIGTERM", "SIGINT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGQUIT"):
+            raise RequestError("signal %s is not allowed" % name, "bad_signal")
+        delivered = proc.returncode is None and self._killpg(proc.pid, getattr(signal, name))
+        return {"delivered": delivered}
+
+    async def op_wait(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        proc = self._proc(h)
+        timeout = h.get("timeout")
+        try:
+            await asyncio.wait_for(proc.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            return {"returncode": None, "exited": False}
+        return {"returncode": proc.returncode, "exited": True}
+
+    async def op_procs(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        return {"procs": [proc.describe() for proc in self.procs.values()]}
+
+    async def op_stats(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        from neo_agent import stats
+
+        return await stats.collect(self.env.get("CUDA_VISIBLE_DEVICES", ""))
+
+    async def op_shutdown(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        asyncio.get_event_loop().call_later(0.05, self.begin_stop, "shutdown requested", bool(h.get("purge")))
+        return {"stopping": True}
+
+    # ---------------------------------------------------------------- lifecycle
+    async def stop_processes(self, grace: float = STOP_GRACE) -> None:
+        running = [proc for proc in self.procs.values() if proc.returncode is None]
+        for proc in running:
+            self._killpg(proc.pid, signal.SIGTERM)
+        if running:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(proc.done.wait() for proc in running)), grace)
+            except asyncio.TimeoutError:
+                pass
+        for proc in running:
+            self._killpg(proc.pid, signal.SIGKILL)
+        for proc in running:
+            try:
+                await asyncio.wait_for(proc.done.wait(), 2.0)
+            except asyncio.TimeoutError:
+                pass
+
+    def begin_stop(self, reason: str, purge: bool = False) -> None:
+        if self.stopping is None:
+            self.stopping = asyncio.ensure_future(self._stop(reason, purge))
+
+    async def _stop(self, reason: str, purge: bool) -> None:
+        if self.server is not None:
+            self.server.close()
+        await self.stop_processes()
+        self._write_json("exit.json", {"reason": reason, "time": _now()})
+        try:
+            os.unlink(os.path.join(self.dir, "agent.sock"))
+        except OSError:
+            pass
+        if purge and self.workspace:
+            shutil.rmtree(self.workspace, ignore_errors=True)
+        asyncio.get_event_loop().stop()
+
+    async def watch_lease(self) -> None:
+        while self.stopping is None:
+            await asyncio.sleep(LEASE_TICK)
+            now = _now()
+            if self.deadline is not None and now >= float(self.deadline):
+                self.begin_stop("lease deadline reached")
+            elif self.secret is None and now - self.last_activity > 60:
+                self.begin_stop("never claimed")
+            elif (
+                self.idle_ttl is not None
+                and now - self.last_activity > float(self.idle_ttl)
+                and not any(proc.returncode is None for proc in self.procs.values())
+            ):
+                self.begin_stop("idle for more than %ss" % self.idle_ttl)
+
+
+def serve(agent_dir: str) -> None:
+    """Run the resident agent until shutdown or lease expiry."""
+    os.makedirs(agent_dir, mode=0o700, exist_ok=True)
+    os.chdir(agent_dir)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    agent = Agent(agent_dir)
+    old_umask = os.umask(0o077)
+    server = loop.run_until_complete(asyncio.start_unix_server(agent.handle, path="agent.sock"))
+    os.umask(old_umask)
+    agent.server = server
+    with open("agent.pid.tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace("agent.pid.tmp", "agent.pid")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.begin_stop, "signal %d" % sig)
+    loop.create_task(agent.watch_lease())
+    try:
+        loop.run_forever()
+    finally:
+        try:
+            os.unlink("agent.pid")
+        except OSError:
+            pass
