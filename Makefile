@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check jupyter_neo server tests bench examples
 	$(BIN)/ruff format --check jupyter_neo server tests bench examples
 	$(BIN)/mypy
-	$(BIN)/mypy --python-version 3.8 --strict server/neo_agent
+	$(BIN)/mypy --python-version 3.10 --strict server/neo_agent
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix jupyter_neo server tests bench examples

@@ -9,6 +9,7 @@ started and exits.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -19,7 +20,7 @@ import time
 from typing import Any, Dict, List, Optional, Set
 
 from neo_agent import AGENT_VERSION, PROTOCOL_VERSION
-from neo_agent import protocol as P
+from neo_agent import protocol as wire
 
 STOP_GRACE = 3.0
 LEASE_TICK = 0.25
@@ -40,7 +41,9 @@ def _now() -> float:
 class Proc:
     """A process group started by the agent, with its output kept on disk and fanned out live."""
 
-    def __init__(self, pid_id: str, argv: List[str], log_dir: str, popen: "asyncio.subprocess.Process") -> None:
+    def __init__(
+        self, pid_id: str, argv: List[str], log_dir: str, popen: "asyncio.subprocess.Process"
+    ) -> None:
         self.id = pid_id
         self.argv = argv
         self.popen = popen
@@ -79,6 +82,7 @@ class Agent:
         self.seq = 0
         self.server: Optional[asyncio.AbstractServer] = None
         self.stopping: Optional[asyncio.Future] = None  # type: ignore[type-arg]
+        self._background: Set["asyncio.Future[Any]"] = set()
         self.handlers = {
             "ping": self.op_ping,
             "info": self.op_info,
@@ -99,11 +103,19 @@ class Agent:
 
     def extra_ops(self) -> None:
         """Register the operations of optional modules (sync) when they are shipped."""
+        import importlib
+
         try:
-            from neo_agent import workspace_ops
+            module = importlib.import_module("neo_agent.workspace_ops")
         except ImportError:
             return
-        workspace_ops.register(self)
+        module.register(self)
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a background task and keep a reference to it (the loop holds only weak ones)."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ---------------------------------------------------------------- connection handling
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -121,34 +133,39 @@ class Agent:
         )
         tasks: Set["asyncio.Task[None]"] = set()
         try:
-            first = await P.read_frame(reader)
+            first = await wire.read_frame(reader)
             if first is None or not self._authenticate(first[0], nonce):
-                send({"id": first[0].get("id") if first else None, "ok": False, "code": "auth", "error": "authentication failed"})
+                send(
+                    {
+                        "id": first[0].get("id") if first else None,
+                        "ok": False,
+                        "code": "auth",
+                        "error": "authentication failed",
+                    }
+                )
                 await writer.drain()
                 return
             send({"id": first[0].get("id"), "ok": True, "labels": self.labels})
             while True:
-                frame = await P.read_frame(reader)
+                frame = await wire.read_frame(reader)
                 if frame is None:
                     break
                 task = asyncio.ensure_future(self._dispatch(frame[0], frame[1], send))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 await writer.drain()
-        except (P.ProtocolError, ConnectionError):
+        except (wire.ProtocolError, ConnectionError):
             pass
         finally:
             for task in list(tasks):
                 task.cancel()
-            try:
+            with contextlib.suppress(Exception):
                 writer.close()
-            except Exception:
-                pass
 
     def _sender(self, writer: asyncio.StreamWriter) -> Any:
         def send(header: Dict[str, Any], payload: bytes = b"") -> None:
             if not writer.is_closing():
-                writer.write(P.encode(header, payload))
+                writer.write(wire.encode(header, payload))
 
         return send
 
@@ -169,13 +186,15 @@ class Agent:
             current = os.path.join(self.workspace, "current")
             if not os.path.lexists(current):
                 os.symlink(os.path.join("gens", "0"), current)
-            self._write_json("agent.json", {"pid": os.getpid(), "labels": self.labels, "workspace": self.workspace})
+            self._write_json(
+                "agent.json", {"pid": os.getpid(), "labels": self.labels, "workspace": self.workspace}
+            )
             return True
         if op == "claim" and self.secret is not None:
             # Re-claiming with the same secret is allowed (a controller retrying its reserve).
-            return P.mac_ok(self.secret, nonce, P.auth_mac(str(header.get("secret", "")), nonce))
+            return wire.mac_ok(self.secret, nonce, wire.auth_mac(str(header.get("secret", "")), nonce))
         if op == "auth" and self.secret is not None:
-            return P.mac_ok(self.secret, nonce, str(header.get("mac", "")))
+            return wire.mac_ok(self.secret, nonce, str(header.get("mac", "")))
         return False
 
     async def _dispatch(self, header: Dict[str, Any], payload: bytes, send: Any) -> None:
@@ -195,7 +214,15 @@ class Agent:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # report, never die on one bad request
-            send({"id": rid, "ok": False, "done": True, "code": "internal", "error": "%s: %s" % (type(exc).__name__, exc)})
+            send(
+                {
+                    "id": rid,
+                    "ok": False,
+                    "done": True,
+                    "code": "internal",
+                    "error": "%s: %s" % (type(exc).__name__, exc),
+                }
+            )
 
     # ---------------------------------------------------------------- paths
     @property
@@ -326,7 +353,7 @@ class Agent:
         proc = Proc(pid_id, argv, log_dir, popen)
         self.procs[pid_id] = proc
         self._write_json(os.path.join("procs", pid_id, "proc.json"), {"pid": proc.pid, "argv": argv})
-        asyncio.ensure_future(self._pump(proc))
+        self._spawn(self._pump(proc))
         return {"proc": pid_id, "pid": proc.pid}
 
     async def _pump(self, proc: Proc) -> None:
@@ -490,7 +517,7 @@ def serve(agent_dir: str) -> None:
     os.replace("agent.pid.tmp", "agent.pid")
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.begin_stop, "signal %d" % sig)
-    loop.create_task(agent.watch_lease())
+    agent._spawn(agent.watch_lease())
     try:
         loop.run_forever()
     finally:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 STUB = r"""
 import hashlib, os, sys
@@ -87,7 +88,7 @@ def relay(agent_dir: str, zip_path: str) -> None:
     out = sys.stdout.buffer
     out.write(b"READY\n")
     out.flush()
-    inp = sys.stdin.buffer
+    inp: Any = sys.stdin.buffer  # a BufferedReader: read1 returns what is there
 
     def upstream() -> None:
         try:

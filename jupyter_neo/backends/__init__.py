@@ -1,0 +1,29 @@
+"""Backends differ only in how they reserve pods and open a byte stream to one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jupyter_neo.backends.base import Backend
+
+if TYPE_CHECKING:
+    from jupyter_neo.config import Config
+    from jupyter_neo.model import Cluster
+    from jupyter_neo.store import Store
+
+
+def backend_for(cluster: Cluster, config: Config, store: Store) -> Backend:
+    """Instantiate the backend class that serves ``cluster`` (imported lazily: heavy clients)."""
+    if cluster.backend == "local":
+        from jupyter_neo.backends.local import LocalBackend
+
+        return LocalBackend(cluster, config, store)
+    from jupyter_neo.errors import ConfigError
+
+    raise ConfigError(
+        f"cluster {cluster.name!r}: backend {cluster.backend!r} is not available in this version",
+        "use backend: local",
+    )
+
+
+__all__ = ["Backend", "backend_for"]

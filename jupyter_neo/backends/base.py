@@ -1,0 +1,77 @@
+"""The contract every backend fulfils.
+
+A backend admits a gang all-or-nothing (``allocate`` + ``start``), opens a byte stream to a pod
+(``open_stream``), and gives everything back (``release``). Everything else (agents, sync, runs,
+leases, costs) is the core's, identical on every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING
+
+from jupyter_neo.transport.bundle import stub_argv
+from jupyter_neo.transport.streams import ByteStream
+
+if TYPE_CHECKING:
+    from jupyter_neo.config import Config
+    from jupyter_neo.model import Cluster, Pod, Reservation
+    from jupyter_neo.store import Store
+
+
+class Backend(abc.ABC):
+    """One cluster's way of holding pods."""
+
+    def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
+        self.cluster = cluster
+        self.config = config
+        self.store = store
+
+    @abc.abstractmethod
+    async def free_gpus(self) -> int:
+        """GPUs that a new gang could get right now."""
+
+    @abc.abstractmethod
+    async def allocate(self, res: Reservation) -> None:
+        """Claim capacity for every pod of ``res`` at once, or raise NoCapacity holding nothing.
+
+        Fills ``res.pods`` (rank order, leader first) and records the claim durably, in the same
+        step, so a controller killed right after leaves something reconcile can find.
+        """
+
+    async def start(self, res: Reservation) -> None:  # noqa: B027 (optional hook)
+        """Bring the pods up (create Kubernetes pods, wait for a Slurm allocation...)."""
+
+    @abc.abstractmethod
+    async def open_stream(self, pod: Pod, argv: list[str]) -> ByteStream:
+        """A byte stream to ``argv`` running inside ``pod``."""
+
+    @abc.abstractmethod
+    def agent_dir(self, pod: Pod) -> str:
+        """Where the agent keeps its socket, logs and zip inside the pod."""
+
+    @abc.abstractmethod
+    def workspace_dir(self, pod: Pod) -> str:
+        """The pod's workspace root (generations live below it)."""
+
+    def python(self, pod: Pod) -> str:
+        return "python3"
+
+    def pod_env(self, res: Reservation, pod: Pod) -> dict[str, str]:
+        """Environment for every process the agent starts in this pod."""
+        return dict(self.cluster.env)
+
+    async def open_agent_stream(self, pod: Pod) -> ByteStream:
+        return await self.open_stream(pod, stub_argv(self.python(pod), self.agent_dir(pod)))
+
+    @abc.abstractmethod
+    async def release(self, res: Reservation) -> None:
+        """Give back every pod and the capacity claim; idempotent; verify nothing remains."""
+
+    async def reconcile(self, known: dict[str, Reservation]) -> dict[str, str]:
+        """Compare the backend's truth with the store's.
+
+        Cleans up pods whose reservation is unknown or released, and returns
+        ``{reservation id: reason}`` for active reservations whose pods are gone.
+        """
+        return {}

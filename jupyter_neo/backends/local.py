@@ -1,0 +1,203 @@
+"""The embedded local backend: nodes are sandboxes on this machine, pods are agent processes.
+
+A cluster of ``nodes x gpus_per_node`` virtual GPUs is accounted in the state store; a gang takes
+its slots in one ``BEGIN IMMEDIATE`` transaction (all-or-nothing across processes). Each pod is a
+directory ``$NEO_HOME/local/<cluster>/<reservation>/node<i>/`` holding its agent and workspace; its
+processes see ``CUDA_VISIBLE_DEVICES`` set to their slot list. Pods share the loopback network
+(no network namespaces): runs choose free ports, so two gangs on one machine do not collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from jupyter_neo.backends.base import Backend
+from jupyter_neo.errors import NoCapacity, NotFound
+from jupyter_neo.identity import controller_identity
+from jupyter_neo.model import Pod, Reservation, ReservationState
+from jupyter_neo.transport.streams import ByteStream, SubprocessStream
+
+
+class LocalBackend(Backend):
+    @property
+    def root(self) -> Path:
+        return self.config.home / "local" / self.cluster.name
+
+    def res_dir(self, rid: str) -> Path:
+        return self.root / rid
+
+    async def free_gpus(self) -> int:
+        used = self.store.local_used(self.store._conn(), self.cluster.name)
+        return self.cluster.total_gpus - sum(len(v) for v in used.values())
+
+    async def allocate(self, res: Reservation) -> None:
+        """Pick nodes with enough free slots; write slots and the pending record in one transaction."""
+        with self.store.transaction() as db:
+            used = self.store.local_used(db, self.cluster.name)
+            chosen: list[tuple[int, list[int]]] = []
+            for node in range(self.cluster.nodes):
+                free = [g for g in range(self.cluster.gpus_per_node) if g not in used.get(node, set())]
+                if len(free) >= res.gpus_per_node:
+                    chosen.append((node, free[: res.gpus_per_node]))
+                if len(chosen) == res.nodes:
+                    break
+            if len(chosen) < res.nodes:
+                free_total = self.cluster.total_gpus - sum(len(v) for v in used.values())
+                raise NoCapacity(
+                    f"cluster {self.cluster.name!r} has {free_total} of {self.cluster.total_gpus} GPUs free, "
+                    f"not {res.nodes} nodes x {res.gpus_per_node}",
+                    "release a reservation (neo status / neo release ID), ask for fewer GPUs, or try another cluster",
+                )
+            res.pods = []
+            for rank, (node, gpus) in enumerate(chosen):
+                self.store.local_take(db, self.cluster.name, node, gpus, res.id)
+                pod_dir = self.res_dir(res.id) / f"node{node}"
+                res.pods.append(
+                    Pod(
+                        name=f"{res.id}-{rank}",
+                        rank=rank,
+                        address="127.0.0.1",
+                        gpus=gpus,
+                        handle={"node": node, "dir": str(pod_dir)},
+                    )
+                )
+            self.store.save_reservation(res, db, **controller_identity())
+
+    async def start(self, res: Reservation) -> None:
+        for pod in res.pods:
+            Path(pod.handle["dir"]).mkdir(parents=True, exist_ok=True)
+
+    def agent_dir(self, pod: Pod) -> str:
+        return str(Path(pod.handle["dir"]) / "agent")
+
+    def workspace_dir(self, pod: Pod) -> str:
+        return str(Path(pod.handle["dir"]) / "ws")
+
+    def python(self, pod: Pod) -> str:
+        return sys.executable
+
+    def pod_env(self, res: Reservation, pod: Pod) -> dict[str, str]:
+        env = super().pod_env(res, pod)
+        slots = ",".join(str(g) for g in pod.gpus)
+        env.update(
+            CUDA_VISIBLE_DEVICES=slots,
+            NEO_GPU_SLOTS=slots,
+            NEO_LOCAL_NODE=str(pod.handle["node"]),
+            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        )
+        return env
+
+    async def open_agent_stream(self, pod: Pod) -> ByteStream:
+        # ``options.start_delay_s`` emulates a cloud that provisions pods one by one (demos, tests).
+        delay = float(self.cluster.options.get("start_delay_s", 0)) * pod.rank
+        if delay and pod.state == "pending":
+            await asyncio.sleep(delay)
+        return await super().open_agent_stream(pod)
+
+    async def open_stream(self, pod: Pod, argv: list[str]) -> ByteStream:
+        return await SubprocessStream.open(argv, cwd=pod.handle["dir"], label=f"local:{pod.name}")
+
+    async def release(self, res: Reservation) -> None:
+        await asyncio.to_thread(self._release_sync, res.id)
+
+    def _release_sync(self, rid: str) -> None:
+        kill_tree_under(self.res_dir(rid))
+        shutil.rmtree(self.res_dir(rid), ignore_errors=True)
+        self.store.local_free(rid)
+
+    async def reconcile(self, known: dict[str, Reservation]) -> dict[str, str]:
+        """Clean pods and slots that no active reservation owns; report active ones whose agents died.
+
+        Race-safe against a concurrent ``allocate``: a reservation's record and slots are written in
+        one transaction *before* its directories exist, so directories are listed first and records
+        read afterwards, and slots are checked against records inside one transaction.
+        """
+        dirs = [entry.name for entry in self.root.iterdir()] if self.root.exists() else []
+        for rid in dirs:
+            try:
+                res: Reservation | None = self.store.reservation(rid)
+            except NotFound:
+                res = None
+            if res is None or res.state is ReservationState.RELEASED:
+                await asyncio.to_thread(self._release_sync, rid)
+        with self.store.transaction() as db:
+            for rid in self.store.local_holders(self.cluster.name):
+                row = db.execute("SELECT state FROM reservations WHERE id = ?", (rid,)).fetchone()
+                if row is None or row["state"] == ReservationState.RELEASED.value:
+                    db.execute("DELETE FROM local_slots WHERE reservation = ?", (rid,))
+        lost: dict[str, str] = {}
+        for rid, res in known.items():
+            if res.state in (ReservationState.READY, ReservationState.DEGRADED):
+                gone = [p for p in res.pods if not agent_alive(Path(self.agent_dir(p)))]
+                if gone:
+                    lost[rid] = (
+                        agent_exit_reason(Path(self.agent_dir(gone[0]))) or f"pod {gone[0].name} is gone"
+                    )
+        return lost
+
+
+def agent_alive(agent_dir: Path) -> bool:
+    """True when the agent whose pid file is in ``agent_dir`` is running."""
+    try:
+        pid = int((agent_dir / "agent.pid").read_text())
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and str(agent_dir) in " ".join(proc.cmdline())
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
+def agent_exit_reason(agent_dir: Path) -> str | None:
+    import json
+
+    try:
+        return str(json.loads((agent_dir / "exit.json").read_text())["reason"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def procs_under(root: Path) -> list[psutil.Process]:
+    """Every process that belongs to a pod below ``root``: agents by argv, their children by env."""
+    needle = str(root)
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            cmd = proc.info["cmdline"] or []
+            if any(needle in part for part in cmd[1:]):
+                found.append(proc)
+                continue
+            env_dir = proc.environ().get("NEO_AGENT_DIR", "")
+            if env_dir.startswith(needle):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def kill_tree_under(root: Path, grace: float = 2.0) -> None:
+    """SIGTERM then SIGKILL every pod process below ``root``; returns when none is left."""
+    procs = procs_under(root)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGTERM)
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=2)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and procs_under(root):
+        for proc in procs_under(root):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        time.sleep(0.05)

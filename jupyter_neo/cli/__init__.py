@@ -1,0 +1,1 @@
+"""The ``neo`` command line, whose parser the ``%neo`` magics share."""

@@ -1,0 +1,72 @@
+"""Rendering for the terminal: tables on stdout, progress on stderr, JSON when asked."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from jupyter_neo.durations import format_duration
+from jupyter_neo.model import ClusterStatus, Reservation, utcnow
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def progress(message: str) -> None:
+    err.print(f"[dim]…[/dim] {message}")
+
+
+def money(usd: float) -> str:
+    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"
+
+
+def age(ts: datetime) -> str:
+    return format_duration((utcnow() - ts).total_seconds())
+
+
+def clusters_table(rows: list[ClusterStatus]) -> Table:
+    t = Table(box=None, header_style="bold")
+    for col in ("CLUSTER", "BACKEND", "REGION", "GPU", "FREE/TOTAL", "$/GPU-H", "NODES"):
+        t.add_column(col)
+    for c in rows:
+        t.add_row(
+            c.name,
+            c.backend,
+            c.region,
+            c.gpu_type,
+            f"{c.free_gpus}/{c.total_gpus}",
+            money(c.price_per_gpu_hour),
+            f"{c.nodes}x{c.gpus_per_node}",
+        )
+    return t
+
+
+def reservations_table(rows: list[Reservation]) -> Table:
+    t = Table(box=None, header_style="bold")
+    for col in ("ID", "NAME", "CLUSTER", "SHAPE", "STATE", "PODS", "AGE", "IDLE TTL", "$/H", "COST"):
+        t.add_column(col)
+    for r in rows:
+        pods = " ".join("●" if p.state == "ready" else "○" for p in r.pods)
+        t.add_row(
+            r.id,
+            r.name or "",
+            r.cluster,
+            f"{r.nodes}x{r.gpus_per_node} {r.gpu_type}",
+            r.state.value,
+            pods,
+            age(r.created),
+            format_duration(r.idle_ttl),
+            money(r.price_per_hour),
+            money(r.cost),
+        )
+    return t

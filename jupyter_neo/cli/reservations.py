@@ -1,0 +1,164 @@
+"""``neo clusters``, ``neo reserve``, ``neo status``, ``neo release``, ``neo ping``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from jupyter_neo.cli import output
+from jupyter_neo.cli.parser import add_reserve_flags
+from jupyter_neo.client import Client
+from jupyter_neo.errors import InvalidRequest
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("clusters", help="clusters, free GPUs and prices")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_clusters)
+
+    p = sub.add_parser("reserve", help="reserve N GPUs as one gang (all or nothing)")
+    add_reserve_flags(p)
+    p.add_argument(
+        "--explain", action="store_true", help="show every candidate cluster and why; reserve nothing"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reserve)
+
+    p = sub.add_parser("status", help="active reservations (or one)")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true", help="include released reservations")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("release", help="give a reservation back")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true", help="release every active reservation")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("ping", help="round-trip time to every pod's agent")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ping)
+
+
+def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        k: getattr(args, k)
+        for k in (
+            "gpus",
+            "nodes",
+            "gpu_type",
+            "cluster",
+            "region",
+            "residency",
+            "max_price",
+            "idle_ttl",
+            "budget",
+            "name",
+        )
+    }
+
+
+def cmd_clusters(client: Client, args: argparse.Namespace) -> int:
+    rows = client.clusters()
+    if args.json:
+        output.emit_json([c.model_dump(mode="json") for c in rows])
+    else:
+        output.out.print(output.clusters_table(rows))
+    return 0
+
+
+def cmd_reserve(client: Client, args: argparse.Namespace) -> int:
+    if args.explain:
+        request = client.request(**_request_fields(args))
+        cands = client.run_async(client.core.explain(request))
+        if args.json:
+            output.emit_json(
+                [
+                    {
+                        "cluster": c.cluster.name,
+                        "nodes": c.nodes,
+                        "gpus_per_node": c.gpus_per_node,
+                        "price_per_hour": c.price_per_hour,
+                        "free_gpus": c.free_gpus,
+                        "rejected": c.rejected,
+                    }
+                    for c in cands
+                ]
+            )
+        else:
+            from rich.table import Table
+
+            t = Table(box=None, header_style="bold")
+            for col in ("CLUSTER", "REGION", "SHAPE", "$/H", "FREE", "VERDICT"):
+                t.add_column(col)
+            chosen = next(
+                (c for c in cands if c.rejected is None and (c.free_gpus or 0) >= c.nodes * c.gpus_per_node),
+                None,
+            )
+            for c in cands:
+                verdict = c.rejected or ("chosen (cheapest with capacity)" if c is chosen else "fits")
+                shape = f"{c.nodes}x{c.gpus_per_node}" if c.rejected is None else "-"
+                t.add_row(
+                    c.cluster.name,
+                    c.cluster.region,
+                    shape,
+                    output.money(c.price_per_hour) if c.rejected is None else "-",
+                    "-" if c.free_gpus is None else str(c.free_gpus),
+                    verdict,
+                )
+            output.out.print(t)
+        return 0
+    res = client.reserve(**_request_fields(args), progress=output.progress)
+    if args.json:
+        output.emit_json(res.public())
+    else:
+        output.err.print(
+            f"[green]ready[/green] {res.id}: {res.nodes} node(s) x {res.gpus_per_node} "
+            f"{res.gpu_type} on {res.cluster} at {output.money(res.price_per_hour)}/h"
+        )
+        output.out.print(res.id)
+    return 0
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    rows = (
+        client.status(args.id)
+        if args.id
+        else (client.run_async(client.core.history()) if args.all else client.status())
+    )
+    if args.json:
+        output.emit_json(rows[0].public() if args.id else [r.public() for r in rows])
+    elif rows:
+        output.out.print(output.reservations_table(rows))
+    else:
+        output.err.print("no active reservations (make one with: neo reserve --gpus N)")
+    return 0
+
+
+def cmd_release(client: Client, args: argparse.Namespace) -> int:
+    if args.all == bool(args.id):
+        raise InvalidRequest("say which reservation to release", "neo release ID, or neo release --all")
+    released = client.release_all() if args.all else [client.release(args.id)]
+    if args.json:
+        output.emit_json([r.public() for r in released])
+    else:
+        for r in released:
+            output.err.print(f"released {r.id} ({output.money(r.cost)} over {output.age(r.created)})")
+        if not released:
+            output.err.print("nothing to release")
+    return 0
+
+
+def cmd_ping(client: Client, args: argparse.Namespace) -> int:
+    res = client.status(args.id)[0]
+    rtts = client.ping(args.id)
+    if args.json:
+        output.emit_json(
+            [{"pod": p.name, "rtt_ms": round(t * 1000, 3)} for p, t in zip(res.pods, rtts, strict=True)]
+        )
+    else:
+        for p, t in zip(res.pods, rtts, strict=True):
+            output.out.print(f"{p.name}  {t * 1000:.2f} ms")
+    return 0

@@ -1,0 +1,165 @@
+"""The synchronous Python API: ``Client().reserve(gpus=16)``.
+
+It runs the asynchronous :class:`~jupyter_neo.core.Core` on a private event loop in a background
+thread, so it works the same in a script, the ``neo`` CLI and a Jupyter kernel (whose own loop is
+already running). Ctrl-C / a kernel interrupt cancels the core's task, which rolls back whatever
+it was doing before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jupyter_neo.config import Config, load_config
+from jupyter_neo.core import Core, Progress, _quiet
+from jupyter_neo.durations import parse_duration
+from jupyter_neo.errors import InvalidRequest
+from jupyter_neo.model import ClusterStatus, GangRequest, Reservation
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """One event loop in a daemon thread, shared by the Clients of a process."""
+
+    _instance: _LoopThread | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="jupyter-neo-loop", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def get(cls) -> _LoopThread:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        async def runner() -> None:
+            try:
+                box["value"] = await coro
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        task_box: dict[str, asyncio.Task[None]] = {}
+
+        def start() -> None:
+            task_box["task"] = self.loop.create_task(runner())
+
+        self.loop.call_soon_threadsafe(start)
+        try:
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self.loop.call_soon_threadsafe(task_box["task"].cancel)
+            done.wait()
+            raise
+        if "error" in box:
+            raise box["error"]
+        return box["value"]  # type: ignore[no-any-return]
+
+
+class Client:
+    """jupyter-neo from Python: clusters, reservations and (later) sync and runs."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        home: str | Path | None = None,
+        config_path: str | Path | None = None,
+    ) -> None:
+        if config is None:
+            config = load_config(Path(config_path) if config_path else None, Path(home) if home else None)
+        self._loop = _LoopThread.get()
+        self.core: Core = self._loop.run(self._make_core(config))
+
+    @staticmethod
+    async def _make_core(config: Config) -> Core:
+        return Core(config)
+
+    def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of the core on the client's loop (used by the surfaces)."""
+        return self._loop.run(coro)
+
+    def clusters(self) -> list[ClusterStatus]:
+        return self.run_async(self.core.clusters())
+
+    def reserve(
+        self,
+        gpus: int,
+        *,
+        nodes: int | None = None,
+        gpu_type: str | None = None,
+        cluster: str | None = None,
+        region: str | None = None,
+        residency: list[str] | None = None,
+        max_price: float | None = None,
+        idle_ttl: str | float | None = "default",
+        budget: float | None = None,
+        name: str | None = None,
+        progress: Progress = _quiet,
+    ) -> Reservation:
+        """Reserve ``gpus`` GPUs as one gang (all or nothing) and return it ready."""
+        request = self.request(
+            gpus=gpus,
+            nodes=nodes,
+            gpu_type=gpu_type,
+            cluster=cluster,
+            region=region,
+            residency=residency,
+            max_price=max_price,
+            idle_ttl=idle_ttl,
+            budget=budget,
+            name=name,
+        )
+        return self.run_async(self.core.reserve(request, progress))
+
+    def request(self, *, idle_ttl: str | float | None = "default", **fields: Any) -> GangRequest:
+        """Validate a gang request the same way for every surface."""
+        from pydantic import ValidationError
+
+        ttl = self.core.config.default_idle_ttl if idle_ttl == "default" else parse_duration(idle_ttl)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        try:
+            return GangRequest(idle_ttl=ttl, **fields)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "request"
+            flag = "--" + field.replace("_", "-")
+            raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+
+    def status(self, ref: str | None = None) -> list[Reservation]:
+        if ref:
+            return [self.run_async(self.core.status_one(ref))]
+        return self.run_async(self.core.status())
+
+    def release(self, ref: str) -> Reservation:
+        return self.run_async(self.core.release(ref))
+
+    def release_all(self) -> list[Reservation]:
+        return self.run_async(self.core.release_all())
+
+    def ping(self, ref: str) -> list[float]:
+        return self.run_async(self.core.ping(ref))
+
+    def close(self) -> None:
+        self.run_async(self.core.close())
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,311 @@
+"""The asynchronous core every surface calls: clusters, reservations, connections to pods.
+
+``Core`` owns one state store and one connection cache. It never prints: progress goes to a
+callback, errors are :mod:`jupyter_neo.errors` types. The synchronous :class:`jupyter_neo.Client`
+wraps it for scripts, the CLI and notebooks; the Jupyter server extension awaits it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from jupyter_neo import placement
+from jupyter_neo.backends import Backend, backend_for
+from jupyter_neo.config import Config, load_config
+from jupyter_neo.errors import BackendError, NeoError, NoCapacity
+from jupyter_neo.identity import controller_alive, owner
+from jupyter_neo.model import (
+    ClusterStatus,
+    GangRequest,
+    Pod,
+    PodState,
+    Reservation,
+    ReservationState,
+    new_id,
+    utcnow,
+)
+from jupyter_neo.store import Store
+from jupyter_neo.transport.connection import AgentConnection
+
+Progress = Callable[[str], None]
+CONNECT_TIMEOUT = 60.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Core:
+    """One controller: configuration, state store, backends and open agent connections."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or load_config()
+        self.store = Store(self.config.home / "state.sqlite")
+        self._backends: dict[str, Backend] = {}
+        self._conns: dict[tuple[str, str], AgentConnection] = {}
+        self._conn_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._reconciled = False
+
+    def backend(self, cluster_name: str) -> Backend:
+        if cluster_name not in self._backends:
+            self._backends[cluster_name] = backend_for(
+                self.config.cluster(cluster_name), self.config, self.store
+            )
+        return self._backends[cluster_name]
+
+    # ------------------------------------------------------------------ clusters
+    async def clusters(self) -> list[ClusterStatus]:
+        await self.reconcile()
+        out = []
+        for cluster in self.config.clusters:
+            free = await self.backend(cluster.name).free_gpus()
+            out.append(
+                ClusterStatus(
+                    name=cluster.name,
+                    backend=cluster.backend,
+                    provider=cluster.provider,
+                    region=cluster.region,
+                    residency=cluster.residency,
+                    gpu_type=cluster.gpu_type,
+                    nodes=cluster.nodes,
+                    gpus_per_node=cluster.gpus_per_node,
+                    total_gpus=cluster.total_gpus,
+                    free_gpus=free,
+                    price_per_gpu_hour=cluster.price_per_gpu_hour,
+                )
+            )
+        return out
+
+    async def explain(self, request: GangRequest) -> list[placement.Candidate]:
+        candidates = placement.evaluate(request, list(self.config.clusters), self.config.defaults.residency)
+        for cand in candidates:
+            if cand.rejected is None:
+                cand.free_gpus = await self.backend(cand.cluster.name).free_gpus()
+        return candidates
+
+    # ------------------------------------------------------------------ reservations
+    async def reserve(self, request: GangRequest, progress: Progress = _quiet) -> Reservation:
+        """Admit a gang all-or-nothing on the cheapest cluster that fits, falling over on no capacity."""
+        await self.reconcile()
+        candidates = await self.explain(request)
+        feasible = [c for c in candidates if c.rejected is None]
+        if not feasible:
+            raise placement.no_fit_error(request, candidates)
+        shortfalls: list[NoCapacity] = []
+        for cand in feasible:
+            try:
+                return await self._reserve_on(cand, request, progress)
+            except NoCapacity as exc:
+                shortfalls.append(exc)
+                progress(f"{cand.cluster.name}: no capacity, trying the next cluster")
+        if len(shortfalls) == 1:
+            raise shortfalls[0]
+        raise NoCapacity(
+            "no cluster has the capacity right now: " + "; ".join(e.message for e in shortfalls),
+            "release a reservation or ask for fewer GPUs",
+        )
+
+    async def _reserve_on(
+        self, cand: placement.Candidate, request: GangRequest, progress: Progress
+    ) -> Reservation:
+        cluster = cand.cluster
+        backend = self.backend(cluster.name)
+        res = Reservation(
+            id=new_id("r"),
+            name=request.name,
+            cluster=cluster.name,
+            backend=cluster.backend,
+            nodes=cand.nodes,
+            gpus_per_node=cand.gpus_per_node,
+            gpu_type=cluster.gpu_type,
+            idle_ttl=request.idle_ttl,
+            budget=request.budget,
+            price_per_hour=cand.price_per_hour,
+            owner=owner(),
+            secret=secrets.token_hex(32),
+        )
+        if request.name and any(r.name == request.name for r in self.store.reservations(active_only=True)):
+            from jupyter_neo.errors import Conflict
+
+            raise Conflict(f"a reservation named {request.name!r} is already active", "pick another --name")
+        await backend.allocate(res)  # raises NoCapacity holding nothing; records the pending gang
+        progress(f"{cluster.name}: holding {res.nodes} node(s) x {res.gpus_per_node} GPU(s) as {res.id}")
+        try:
+            await backend.start(res)
+            ready = 0
+
+            async def bring_up(pod: Pod) -> None:
+                nonlocal ready
+                await self._claim(backend, res, pod)
+                pod.state = PodState.READY
+                ready += 1
+                progress(f"pod {pod.name} ready ({ready}/{len(res.pods)})")
+
+            await asyncio.gather(*(bring_up(pod) for pod in res.pods))
+            res.state = ReservationState.READY
+            res.ready_at = utcnow()
+            self.store.save_reservation(res)
+            return res
+        except BaseException as exc:
+            reason = (
+                f"reserve failed: {exc}"
+                if not isinstance(exc, asyncio.CancelledError)
+                else "reserve interrupted"
+            )
+            await asyncio.shield(self._teardown(res, reason))
+            raise
+
+    async def _claim(self, backend: Backend, res: Reservation, pod: Pod) -> AgentConnection:
+        stream = await backend.open_agent_stream(pod)
+        claim = {
+            "labels": {"reservation": res.id, "pod": pod.name, "rank": str(pod.rank), "cluster": res.cluster},
+            "env": {
+                **backend.pod_env(res, pod),
+                "NEO_RESERVATION": res.id,
+                "NEO_POD": pod.name,
+                "NEO_NODE_RANK": str(pod.rank),
+            },
+            "workspace": backend.workspace_dir(pod),
+            "idle_ttl": res.idle_ttl,
+            "deadline": None,
+        }
+        conn = await AgentConnection.open(
+            stream, res.secret, claim=claim, name=pod.name, timeout=CONNECT_TIMEOUT
+        )
+        labels = conn.hello
+        if labels.get("claimed") and (await conn.call("info"))["labels"].get("reservation") != res.id:
+            await conn.close()
+            raise BackendError(f"{pod.name}: the pod's agent belongs to another reservation")
+        await conn.call("ping")
+        self._conns[(res.id, pod.name)] = conn
+        return conn
+
+    async def connect(self, res: Reservation) -> list[AgentConnection]:
+        """Open (or reuse) an authenticated connection to every pod, in rank order."""
+        backend = self.backend(res.cluster)
+
+        async def one(pod: Pod) -> AgentConnection:
+            key = (res.id, pod.name)
+            lock = self._conn_locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                conn = self._conns.get(key)
+                if conn is not None and not conn.closed:
+                    return conn
+                stream = await backend.open_agent_stream(pod)
+                conn = await AgentConnection.open(stream, res.secret, name=pod.name, timeout=CONNECT_TIMEOUT)
+                self._conns[key] = conn
+                return conn
+
+        return list(await asyncio.gather(*(one(p) for p in res.pods)))
+
+    async def ping(self, ref: str) -> list[float]:
+        """Round-trip time to every pod's agent, in seconds, in rank order."""
+        res = await self.status_one(ref)
+        conns = await self.connect(res)
+
+        async def rtt(conn: AgentConnection) -> float:
+            t0 = time.perf_counter()
+            await conn.call("ping")
+            return time.perf_counter() - t0
+
+        return list(await asyncio.gather(*(rtt(c) for c in conns)))
+
+    async def status(self) -> list[Reservation]:
+        await self.reconcile()
+        return self.store.reservations(active_only=True)
+
+    async def status_one(self, ref: str) -> Reservation:
+        await self.reconcile()
+        return self.store.reservation(ref)
+
+    async def history(self) -> list[Reservation]:
+        await self.reconcile()
+        return self.store.reservations()
+
+    async def release(self, ref: str, reason: str = "released by user") -> Reservation:
+        res = self.store.reservation(ref)
+        if res.state is ReservationState.RELEASED:
+            return res
+        await self._teardown(res, reason)
+        return self.store.reservation(res.id)
+
+    async def release_all(self) -> list[Reservation]:
+        out = []
+        for res in self.store.reservations(active_only=True):
+            out.append(await self.release(res.id))
+        return out
+
+    async def _teardown(self, res: Reservation, reason: str) -> None:
+        """Stop every agent (best effort), then let the backend verify nothing remains."""
+        backend = self.backend(res.cluster)
+
+        async def stop(pod: Pod) -> None:
+            key = (res.id, pod.name)
+            conn = self._conns.pop(key, None)
+            with contextlib.suppress(NeoError, OSError, TimeoutError):
+                if conn is None or conn.closed:
+                    stream = await backend.open_agent_stream(pod)
+                    conn = await AgentConnection.open(stream, res.secret, name=pod.name, timeout=5)
+                await asyncio.wait_for(conn.call("shutdown", purge=True), 5)
+            if conn is not None:
+                await conn.close()
+
+        if res.pods and res.state is not ReservationState.PENDING:
+            await asyncio.gather(*(stop(p) for p in res.pods), return_exceptions=True)
+        else:
+            for pod in res.pods:
+                conn = self._conns.pop((res.id, pod.name), None)
+                if conn is not None:
+                    await conn.close()
+        await backend.release(res)
+        res.state = ReservationState.RELEASED
+        res.released_at = utcnow()
+        res.reason = reason
+        for pod in res.pods:
+            pod.state = PodState.RELEASED
+        self.store.save_reservation(res)
+
+    # ------------------------------------------------------------------ reconcile
+    async def reconcile(self, force: bool = False) -> None:
+        """Bring the store in line with the backends (once per process unless forced)."""
+        if self._reconciled and not force:
+            return
+        self._reconciled = True
+        for rid, pid, started in self.store.pending_owners():
+            if not controller_alive(pid, started):
+                res = self.store.reservation(rid)
+                await self._teardown(res, "the controller exited while reserving; rolled back")
+        known = {r.id: r for r in self.store.reservations()}
+        for cluster in self.config.clusters:
+            active = [r for r in known.values() if r.cluster == cluster.name and r.active]
+            if cluster.backend != "local" and not active:
+                continue
+            lost = await self.backend(cluster.name).reconcile(
+                {k: v for k, v in known.items() if v.cluster == cluster.name}
+            )
+            for rid, reason in lost.items():
+                await self._teardown(known[rid], f"pods gone: {reason}")
+
+    def active_for(self, clusters: Sequence[str] | None = None) -> list[Reservation]:
+        return [
+            r for r in self.store.reservations(active_only=True) if clusters is None or r.cluster in clusters
+        ]
+
+    async def close(self) -> None:
+        for conn in list(self._conns.values()):
+            await conn.close()
+        self._conns.clear()
+
+
+def expires_in(res: Reservation) -> timedelta | None:
+    return timedelta(seconds=res.idle_ttl) if res.idle_ttl else None
+
+
+def describe(res: Reservation) -> dict[str, Any]:
+    return res.public()

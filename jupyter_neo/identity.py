@@ -1,0 +1,34 @@
+"""Who is acting: the OS user owning reservations, and this controller process's identity.
+
+A pending reservation records its controller (pid + start time); a later command that finds that
+controller gone knows the reserve was interrupted and rolls it back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Any
+
+import psutil
+
+
+def owner() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+def controller_identity() -> dict[str, Any]:
+    return {"pid": os.getpid(), "started": psutil.Process().create_time()}
+
+
+def controller_alive(pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return started is None or abs(proc.create_time() - started) < 0.01
+    except psutil.Error:
+        return False

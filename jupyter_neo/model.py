@@ -1,0 +1,181 @@
+"""The words of the product as types: Cluster, GangRequest, Reservation, Pod.
+
+Every surface (CLI ``--json``, REST, sidebar, magics) serialises these same models, so their JSON
+shapes are the API. Validation lives here so that bad input fails the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+BackendName = Literal["local", "kubernetes", "slurm", "ssh"]
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Cluster(_Model):
+    """A place GPUs come from, as configured."""
+
+    name: str
+    backend: BackendName = "local"
+    provider: str = "local"
+    region: str = "local"
+    residency: list[str] = Field(default_factory=list)
+    gpu_type: str = "virtual"
+    nodes: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=1)
+    price_per_gpu_hour: float = Field(default=0.0, ge=0)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment for every process (NCCL profile)"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="backend-specific settings")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("cluster names are lower-case letters, digits and '-' (at most 40 characters)")
+        return value
+
+    @property
+    def total_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+class ClusterStatus(_Model):
+    """A cluster with its capacity right now: what ``neo clusters`` and ``GET /clusters`` show."""
+
+    name: str
+    backend: BackendName
+    provider: str
+    region: str
+    residency: list[str]
+    gpu_type: str
+    nodes: int
+    gpus_per_node: int
+    total_gpus: int
+    free_gpus: int
+    price_per_gpu_hour: float
+
+
+class GangRequest(_Model):
+    """What a user asks for: N GPUs as one gang, with placement constraints."""
+
+    gpus: int = Field(ge=1, description="total GPUs of the gang")
+    nodes: int | None = Field(default=None, ge=1)
+    gpu_type: str | None = None
+    cluster: str | None = None
+    region: str | None = None
+    residency: list[str] = Field(default_factory=list)
+    max_price: float | None = Field(default=None, gt=0, description="max USD per GPU-hour")
+    idle_ttl: float | None = Field(default=1800.0, description="seconds idle before release; None = never")
+    budget: float | None = Field(default=None, gt=0, description="USD cap for the whole reservation")
+    name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_RE.match(value):
+            raise ValueError("names are lower-case letters, digits and '-' (at most 40 characters)")
+        return value
+
+
+class PodState(enum.StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    LOST = "lost"
+    RELEASED = "released"
+
+
+class Pod(_Model):
+    """One node's slot in a reservation. ``handle`` is the backend's private way to reach it."""
+
+    name: str
+    rank: int
+    address: str
+    state: PodState = PodState.PENDING
+    gpus: list[int] = Field(default_factory=list)
+    handle: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    stats: dict[str, Any] | None = None
+
+
+class ReservationState(enum.StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    DEGRADED = "degraded"
+    RELEASED = "released"
+
+
+class Reservation(_Model):
+    """An admitted gang: pods in rank order (leader first), its lease and its cost."""
+
+    id: str
+    name: str | None = None
+    cluster: str
+    backend: BackendName
+    state: ReservationState = ReservationState.PENDING
+    nodes: int
+    gpus_per_node: int
+    gpu_type: str
+    pods: list[Pod] = Field(default_factory=list)
+    created: datetime = Field(default_factory=utcnow)
+    ready_at: datetime | None = None
+    released_at: datetime | None = None
+    idle_ttl: float | None = None
+    budget: float | None = None
+    price_per_hour: float = Field(ge=0, description="USD per hour for the whole gang")
+    owner: str = ""
+    reason: str | None = Field(default=None, description="why the reservation is degraded or released")
+    secret: str = Field(default="", exclude=True, repr=False)
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def active(self) -> bool:
+        return self.state is not ReservationState.RELEASED
+
+    def held_seconds(self, now: datetime | None = None) -> float:
+        end = self.released_at or now or utcnow()
+        return max(0.0, (end - self.created).total_seconds())
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost(self) -> float:
+        """USD so far: the gang's price per hour times the time it has been held."""
+        return round(self.price_per_hour * self.held_seconds() / 3600.0, 6)
+
+    def public(self) -> dict[str, Any]:
+        """The JSON document every surface shows."""
+        return self.model_dump(mode="json")
+
+
+def new_id(prefix: str = "r") -> str:
+    """Short, sortable, unique ids: a time part and a random part (``r-lx3k9a-4f2c``)."""
+    import secrets
+
+    stamp = _base36(int(time.time() * 1000))[-6:]
+    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out or "0"

@@ -1,0 +1,77 @@
+"""Byte streams to a pod. A backend's only transport duty is to return one of these.
+
+Local pods, ``srun`` and ``ssh`` give a subprocess whose stdin/stdout is the stream; Kubernetes
+gives an exec websocket adapted to the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class ByteStream(Protocol):
+    """A bidirectional byte stream to a process in a pod."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def close(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def stderr_tail(self) -> str: ...
+
+
+class SubprocessStream:
+    """A stream over a local subprocess's stdin/stdout (which may itself reach a remote pod)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, label: str) -> None:
+        self.proc = proc
+        assert proc.stdout is not None and proc.stdin is not None
+        self.reader = proc.stdout
+        self.writer = proc.stdin
+        self.label = label
+        self._stderr: list[bytes] = []
+        self._stderr_task = asyncio.ensure_future(self._drain_stderr())
+
+    @classmethod
+    async def open(
+        cls, argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None, label: str = ""
+    ) -> SubprocessStream:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            limit=1 << 20,
+        )
+        return cls(proc, label or argv[0])
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        while chunk := await self.proc.stderr.read(4096):
+            self._stderr.append(chunk)
+            del self._stderr[:-16]
+
+    def stderr_tail(self) -> str:
+        return b"".join(self._stderr).decode(errors="replace")[-2000:]
+
+    def describe(self) -> str:
+        return self.label
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 2)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        self._stderr_task.cancel()

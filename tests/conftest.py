@@ -1,0 +1,92 @@
+"""Shared fixtures: an isolated NEO_HOME per test, the CLI as a subprocess, and a leak check.
+
+Every test that touches pods ends by asserting that no process of its NEO_HOME survives: "no
+orphan process" is checked against the real process table, not assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jupyter_neo.backends.local import kill_tree_under, procs_under
+
+NEO = [sys.executable, "-m", "jupyter_neo.cli.main"]
+
+
+@dataclass
+class Neo:
+    """A sandboxed jupyter-neo installation: its home, config and CLI."""
+
+    home: Path
+    config: Path
+    env: dict[str, str]
+
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 120, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*NEO, *args], env=self.env, check=False, capture_output=True, text=True, timeout=timeout, **kw
+        )  # type: ignore[call-overload]
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"neo {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc  # type: ignore[no-any-return]
+
+    def json(self, *args: str) -> object:
+        proc = self.run(*args, "--json", check=True)
+        return json.loads(proc.stdout)
+
+    def write_config(self, text: str) -> None:
+        self.config.write_text(text)
+
+    def processes(self) -> list[str]:
+        """Live processes (pid + argv) that belong to this sandbox's pods."""
+        return describe(procs_under(self.home))
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from jupyter_neo.client import Client
+        from jupyter_neo.config import load_config
+
+        return Client(load_config(self.config if self.config.exists() else None, self.home))
+
+
+@pytest.fixture
+def neo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Neo]:
+    home = tmp_path / "home"
+    config = tmp_path / "neo.yaml"
+    env = dict(os.environ)
+    env.update(NEO_HOME=str(home), XDG_CONFIG_HOME=str(tmp_path / "xdg"), PYTHONUNBUFFERED="1")
+    env.pop("NEO_CONFIG", None)
+    monkeypatch.setenv("NEO_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("NEO_CONFIG", raising=False)
+    sandbox = Neo(home=home, config=config, env=env)
+    yield sandbox
+    leftovers = describe(procs_under(home))
+    kill_tree_under(home)
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def describe(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for proc in procs:
+        try:
+            out.append(f"{proc.pid} {' '.join(proc.cmdline())}")
+        except psutil.Error:
+            continue
+    return out
+
+
+def use_config(neo: Neo, text: str) -> None:
+    neo.write_config(text)
+    neo.env["NEO_CONFIG"] = str(neo.config)
