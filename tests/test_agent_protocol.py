@@ -13,13 +13,13 @@ from typing import Any
 
 import neo_agent
 import pytest
-from conftest import Neo
 from neo_agent import protocol as wire
 
 from jupyter_neo.client import Client
 from jupyter_neo.errors import AgentError, BackendError
 from jupyter_neo.model import Reservation
 from jupyter_neo.transport.connection import AgentConnection
+from tests.conftest import Neo
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import os
 import stat
 
 import pytest
-from conftest import Neo, use_config
+
+from tests.conftest import Neo, use_config
 
 CASES = [
     (["reserve", "--gpus", "0"], "greater than or equal to 1"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import NEO, Neo
+from tests.conftest import NEO, Neo
 
 
 def test_racing_reserves_yield_one_gang(neo: Neo) -> None:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from conftest import NEO, Neo, use_config
+from tests.conftest import NEO, Neo, use_config
 
 SLOW = """
 clusters:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Neo
+from tests.conftest import Neo
 
 
 def test_reserve_16_gives_two_ready_pods_that_answer_pings(neo: Neo) -> None:
