@@ -13,7 +13,8 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from jupyter_neo import placement
 from jupyter_neo.backends import Backend, backend_for
@@ -32,6 +33,9 @@ from jupyter_neo.model import (
 )
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
+
+if TYPE_CHECKING:
+    from jupyter_neo.sync.report import SyncReport
 
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
@@ -203,6 +207,14 @@ class Core:
                 return conn
 
         return list(await asyncio.gather(*(one(p) for p in res.pods)))
+
+    async def sync(
+        self, res: Reservation, root: str | Path, progress: Progress | None = None, dry_run: bool = False
+    ) -> SyncReport:
+        """Mirror the folder ``root`` into every pod of ``res`` (see :mod:`jupyter_neo.sync`)."""
+        from jupyter_neo.sync import sync_gang
+
+        return await sync_gang(self, res, Path(root), progress=progress, dry_run=dry_run)
 
     async def ping(self, ref: str) -> list[float]:
         """Round-trip time to every pod's agent, in seconds, in rank order."""

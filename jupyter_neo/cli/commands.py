@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from jupyter_neo.cli import reservations
+from jupyter_neo.cli import reservations, sync
 
-MODULES = [reservations]
+MODULES = [reservations, sync]
