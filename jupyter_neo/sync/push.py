@@ -281,7 +281,7 @@ class GangSync:
     async def _send(self, conn: AgentConnection, plan: _Plan, *, full: bool) -> tuple[dict[str, Any], int]:
         """One ``ws_sync`` (content first in ``ws_objects`` frames when it exceeds one frame)."""
         ops = [[p] if e is None else e.wire(p) for p, e in plan.changes.items()]
-        ops_bytes = json.dumps(ops, separators=(",", ":")).encode("ascii")
+        ops_bytes = json.dumps(ops, separators=(",", ":")).encode("ascii") if ops else b""
         sent = 0
         batch: list[_Blob] = []
         size = 0
