@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,12 +148,17 @@ def test_a_pod_cut_off_mid_sync_keeps_its_old_generation_and_the_next_sync_repai
         write(root / "blobs" / f"{i}.bin", os.urandom(1 << 20))
 
     async def cut_mid_sync() -> None:
-        conns = await client.core.connect(res)
-        task = asyncio.ensure_future(client.core.sync(res, root))
-        await asyncio.sleep(0.15)
-        conns[1].stream.proc.kill()  # type: ignore[attr-defined]
+        conn = (await client.core.connect(res))[1]
+        real_request = conn.request
+
+        async def request_then_cut(op: str, payload: bytes = b"", **kw: Any) -> Any:
+            if op == "ws_sync":  # the stream dies while the 40 MiB frame is in flight
+                asyncio.get_running_loop().call_later(0.01, conn.stream.proc.kill)  # type: ignore[attr-defined]
+            return await real_request(op, payload, **kw)
+
+        conn.request = request_then_cut  # type: ignore[method-assign]
         with pytest.raises(SyncError) as err:
-            await task
+            await client.core.sync(res, root)
         assert "did not take generation" in str(err.value)
         assert err.value.hint and "neo sync" in err.value.hint
 
