@@ -326,7 +326,7 @@ def _wait_spares(client: Any, res: Any) -> None:
 
     async def wait() -> None:
         conns = await client.core.connect(res)
-        await asyncio.gather(*(c.call("ws_state") for c in conns))
+        await asyncio.gather(*(c.call("ws_state", settle=True) for c in conns))
 
     client.run_async(wait())
     time.sleep(0.02)

@@ -141,6 +141,10 @@ class Workspace:
     async def op_state(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         async with self.lock:
             self.load()
+            spare = self.spare
+            if h.get("settle") and spare is not None:  # benchmarks: let background work finish
+                with contextlib.suppress(Exception):
+                    await spare[2]
             return self.state()
 
     async def op_manifest(self, h: Dict[str, Any], p: bytes, emit: Any) -> Any:
