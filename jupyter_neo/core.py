@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_neo import placement
 from jupyter_neo.backends import Backend, backend_for
@@ -37,6 +37,9 @@ from jupyter_neo.runs.spec import RunSpec
 from jupyter_neo.runs.supervisor import RunSupervisor
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
+
+if TYPE_CHECKING:
+    from jupyter_neo.sync.report import SyncReport
 
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
@@ -207,6 +210,14 @@ class Core:
 
         return list(await asyncio.gather(*(one(p) for p in res.pods)))
 
+    async def sync(
+        self, res: Reservation, root: str | Path, progress: Progress | None = None, dry_run: bool = False
+    ) -> SyncReport:
+        """Mirror the folder ``root`` into every pod of ``res`` (see :mod:`jupyter_neo.sync`)."""
+        from jupyter_neo.sync import sync_gang
+
+        return await sync_gang(self, res, Path(root), progress=progress, dry_run=dry_run)
+
     async def ping(self, ref: str) -> list[float]:
         """Round-trip time to every pod's agent, in seconds, in rank order."""
         res = await self.status_one(ref)
@@ -274,35 +285,7 @@ class Core:
             pod.state = PodState.RELEASED
         self.store.save_reservation(res)
 
-    # ------------------------------------------------------------------ sync and runs
-    async def sync(
-        self, res: Reservation, root: Path, progress: Progress = _quiet, dry_run: bool = False
-    ) -> Any:
-        """Mirror ``root`` into every pod's workspace.
-
-        Interim implementation (whole files, every time) until the delta sync engine lands.
-        """
-        root = Path(root)
-        if not root.is_dir():
-            raise InvalidRequest(f"workspace {root} is not a directory", "run from your project directory")
-        skip = {".git", "__pycache__", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
-        files = []
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part in skip for part in rel.parts) or not path.is_file() or path.is_symlink():
-                continue
-            files.append((rel.as_posix(), path.read_bytes(), path.stat().st_mode & 0o777))
-        if dry_run:
-            return files
-        conns = await self.connect(res)
-
-        async def push(conn: AgentConnection) -> None:
-            for rel, data, mode in files:
-                await conn.call("put", data, path=rel, mode=mode)
-
-        await asyncio.gather(*(push(c) for c in conns))
-        return None
-
+    # ------------------------------------------------------------------ runs
     async def pick_reservation(
         self, ref: str | None, request: GangRequest | None, progress: Progress = _quiet
     ) -> Reservation:
