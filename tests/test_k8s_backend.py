@@ -51,7 +51,9 @@ def emu_volcano() -> Iterator[Emulator]:
     server.stop()
 
 
-def test_reserve_16_creates_two_pods_and_a_service_whose_agents_answer_through_exec(neo: Neo, emu: Emulator) -> None:
+def test_reserve_16_creates_two_pods_and_a_service_whose_agents_answer_through_exec(
+    neo: Neo, emu: Emulator
+) -> None:
     k8s_config(neo, emu)
     res: Any = neo.json("reserve", "--gpus", "16")
     assert res["state"] == "ready" and res["backend"] == "kubernetes"
@@ -98,7 +100,9 @@ def test_no_capacity_is_refused_before_anything_is_created(neo: Neo, emu: Emulat
     assert not [r for r in emu.requests if r[0] == "POST"]
 
 
-def test_pod_deleted_behind_our_back_releases_the_reservation_with_the_reason(neo: Neo, emu: Emulator) -> None:
+def test_pod_deleted_behind_our_back_releases_the_reservation_with_the_reason(
+    neo: Neo, emu: Emulator
+) -> None:
     k8s_config(neo, emu)
     res: Any = neo.json("reserve", "--gpus", "16")
     emu.delete_pod_behind_back("neo", res["pods"][1]["name"])

@@ -83,6 +83,7 @@ class Emulator:
         self.events: list[Obj] = []
         self.requests: list[tuple[str, str]] = []
         self.exec_protocols: list[str] = []
+        self.exec_log: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -530,8 +531,12 @@ class Emulator:
             return ws
         assert proc.stdin and proc.stdout and proc.stderr
 
+        stats = {"pod": name, "in": 0, "out": 0, "rc": None}
+        self.exec_log.append(stats)
+
         async def pump(src: asyncio.StreamReader, channel: bytes) -> None:
             while chunk := await src.read(65536):
+                stats["out"] += len(chunk)
                 await ws.send_bytes(channel + chunk)
 
         async def feed() -> None:
@@ -542,6 +547,7 @@ class Emulator:
                 if not data:
                     continue
                 if data[0] == 0:
+                    stats["in"] += len(data) - 1
                     proc.stdin.write(data[1:])
                     with contextlib.suppress(ConnectionError):
                         await proc.stdin.drain()
@@ -557,6 +563,7 @@ class Emulator:
         except TimeoutError:
             proc.kill()
             code = await proc.wait()
+        stats["rc"] = code
         status: Obj = {"metadata": {}, "status": "Success"}
         if code:
             status = {

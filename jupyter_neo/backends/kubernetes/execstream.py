@@ -190,14 +190,19 @@ class ExecStream:
             asyncio.run_coroutine_threadsafe(self._notify_sent(len(chunk)), self.loop)
 
     def _deliver(self) -> None:
+        """Hand over what ``update`` buffered. Not via ``read_channel``: on an empty channel it
+        calls ``update`` itself, which can buffer a frame of *another* channel that nobody then
+        delivers until the next socket event (a lost ``READY`` in practice)."""
         from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
-        out = self.ws.read_channel(STDOUT_CHANNEL)
+        channels: dict[int, bytes] = self.ws._channels
+        out = channels.pop(STDOUT_CHANNEL, b"")
         if out:
             self.loop.call_soon_threadsafe(self.reader.feed_data, out)
-        err = self.ws.read_channel(STDERR_CHANNEL)
+        err = channels.pop(STDERR_CHANNEL, b"")
         if err:
             self._stderr.append(err)
-        status = self.ws.read_channel(ERROR_CHANNEL)
+        status = channels.pop(ERROR_CHANNEL, b"")
         if status:
-            self._error = status.decode(errors="replace") if isinstance(status, bytes) else str(status)
+            self._error = status.decode(errors="replace")
+        channels.clear()
