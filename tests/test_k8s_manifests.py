@@ -143,3 +143,12 @@ clusters:
     doc = json.loads(proc.stdout)
     assert doc["kind"] == "List" and [i["kind"] for i in doc["items"]] == ["Service", "Pod", "Pod"]
     assert doc["items"][1]["metadata"]["labels"]["kueue.x-k8s.io/pod-group-name"].startswith("neo-r-")
+
+
+def test_shipped_rbac_manifest_is_valid() -> None:
+    path = Path(__file__).parent.parent / "server" / "k8s" / "rbac.yaml"
+    kinds = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        kinds.append(doc["kind"])
+    assert {"ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
