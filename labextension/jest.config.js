@@ -1,21 +1,14 @@
-const jestJupyterLab = require('@jupyterlab/testutils/lib/jest-config');
-
-const esModules = [
-  '@codemirror',
-  '@jupyter/ydoc',
-  '@jupyterlab/',
-  'lib0',
-  'nanoid',
-  'vscode-ws-jsonrpc',
-  'y-protocols',
-  'y-websocket',
-  'yjs'
-].join('|');
-
-const baseConfig = jestJupyterLab(__dirname);
-
+/**
+ * Jest for the sidebar's logic (format, validate, errors, model). The tests
+ * need no JupyterLab DOM, so ts-jest alone replaces @jupyterlab/testutils and
+ * its ~270 MB of dependencies.
+ */
 module.exports = {
-  ...baseConfig,
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  transform: {
+    '^.+\\.tsx?$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }]
+  },
   automock: false,
   collectCoverageFrom: [
     'src/**/*.{ts,tsx}',
@@ -24,6 +17,5 @@ module.exports = {
     '!src/__tests__/**'
   ],
   coverageReporters: ['lcov', 'text'],
-  testRegex: 'src/.*/.*.spec.ts[x]?$',
-  transformIgnorePatterns: [`/node_modules/(?!${esModules}).+`]
+  testRegex: 'src/.*/.*.spec.ts[x]?$'
 };

@@ -155,6 +155,8 @@ export namespace NeoModel {
     interval?: number;
     /** Longest backoff in ms when the server fails (default 5 min). */
     maxInterval?: number;
+    /** Delay in ms before clusters are re-read after a change (300). */
+    clustersDelay?: number;
     /** When the poll stands by; default: when the page is hidden. */
     standby?: Poll.Standby | (() => boolean | Poll.Standby);
   }
@@ -164,6 +166,7 @@ export namespace NeoModel {
 export class NeoModel {
   constructor(options: NeoModel.IOptions) {
     this.client = options.client;
+    this._clustersDelay = options.clustersDelay ?? 300;
     this.poll = new Poll({
       auto: false,
       factory: () => this.refresh(),
@@ -294,6 +297,9 @@ export class NeoModel {
     if (fetch) {
       void this._fetchOne(event).catch(() => undefined);
     }
+    if (event.kind === 'reservation') {
+      this._clustersSoon();
+    }
   }
 
   /** Reserve a gang; the new reservation appears at once. */
@@ -347,6 +353,10 @@ export class NeoModel {
       return;
     }
     this._disposed = true;
+    if (this._clustersTimer !== null) {
+      clearTimeout(this._clustersTimer);
+      this._clustersTimer = null;
+    }
     this.poll.dispose();
     Signal.clearData(this);
   }
@@ -358,6 +368,29 @@ export class NeoModel {
         ? without(this._reservations, reservation.id)
         : upsert(this._reservations, reservation);
     this._changed.emit();
+    this._clustersSoon();
+  }
+
+  /**
+   * Free GPUs change with every reservation: fetch the clusters once after a
+   * burst of changes.
+   */
+  private _clustersSoon(): void {
+    if (this._clustersTimer !== null || this._disposed) {
+      return;
+    }
+    this._clustersTimer = setTimeout(async () => {
+      this._clustersTimer = null;
+      try {
+        const clusters = await this.client.clusters();
+        if (!this._disposed) {
+          this._clusters = clusters;
+          this._changed.emit();
+        }
+      } catch {
+        // The next poll tick reports the failure.
+      }
+    }, this._clustersDelay);
   }
 
   private async _fetchOne(event: IChangeEvent): Promise<void> {
@@ -412,5 +445,7 @@ export class NeoModel {
   private _seq = 0;
   private _touched = new Map<string, number>();
   private _disposed = false;
+  private _clustersTimer: ReturnType<typeof setTimeout> | null = null;
+  private _clustersDelay: number;
   private _changed = new Signal<this, void>(this);
 }

@@ -36,6 +36,9 @@ import {
   validateReserveForm
 } from './validate';
 
+/** Short backend names for the narrow clusters table. */
+const BACKEND_SHORT: Record<string, string> = { kubernetes: 'k8s' };
+
 /** Idle TTLs offered by Extend. */
 export const EXTEND_CHOICES = ['30m', '1h', '2h', '4h', '8h', '24h', 'none'];
 
@@ -125,40 +128,49 @@ function ClustersTable(props: { clusters: readonly ICluster[] }): JSX.Element {
     return <p className="jp-neo-empty">No clusters configured.</p>;
   }
   return (
-    <table className="jp-neo-table" data-testid="neo-clusters">
-      <thead>
-        <tr>
-          <th>Name</th>
-          <th>Backend</th>
-          <th>Region</th>
-          <th>GPU</th>
-          <th title="free / total GPUs">Free</th>
-          <th title="USD per GPU-hour">$/GPU-h</th>
-        </tr>
-      </thead>
-      <tbody>
-        {props.clusters.map(c => (
-          <tr
-            key={c.name}
-            className="jp-neo-cluster-row"
-            data-testid="neo-cluster-row"
-            data-cluster={c.name}
-            title={`${c.provider} · ${c.nodes} nodes × ${c.gpus_per_node} GPUs${
-              c.residency.length ? ` · residency ${c.residency.join(', ')}` : ''
-            }`}
-          >
-            <td>{c.name}</td>
-            <td>{c.backend}</td>
-            <td>{c.region || '\u2014'}</td>
-            <td>{c.gpu_type}</td>
-            <td className="jp-neo-num">
-              {c.free_gpus}/{c.total_gpus}
-            </td>
-            <td className="jp-neo-num">{formatMoney(c.price_per_gpu_hour)}</td>
+    <div className="jp-neo-table-wrap">
+      <table className="jp-neo-table" data-testid="neo-clusters">
+        <thead>
+          <tr>
+            <th title="name and backend">Cluster</th>
+            <th>Region</th>
+            <th>GPU</th>
+            <th title="free / total GPUs">Free</th>
+            <th title="USD per GPU-hour">$/GPU-h</th>
           </tr>
-        ))}
-      </tbody>
-    </table>
+        </thead>
+        <tbody>
+          {props.clusters.map(c => (
+            <tr
+              key={c.name}
+              className="jp-neo-cluster-row"
+              data-testid="neo-cluster-row"
+              data-cluster={c.name}
+              title={`${c.provider} · ${c.nodes} nodes × ${c.gpus_per_node} GPUs${
+                c.residency.length
+                  ? ` · residency ${c.residency.join(', ')}`
+                  : ''
+              }`}
+            >
+              <td>
+                <div className="jp-neo-cluster-name">{c.name}</div>
+                <div className="jp-neo-sub" data-testid="neo-cluster-backend">
+                  {BACKEND_SHORT[c.backend] ?? c.backend}
+                </div>
+              </td>
+              <td>{c.region || '\u2014'}</td>
+              <td>{c.gpu_type}</td>
+              <td className="jp-neo-num">
+                {c.free_gpus}/{c.total_gpus}
+              </td>
+              <td className="jp-neo-num">
+                {formatMoney(c.price_per_gpu_hour)}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
@@ -528,7 +540,7 @@ function LogTail(props: { model: NeoModel; run: IRun }): JSX.Element {
         <label>
           rank{' '}
           <select
-            className="jp-mod-styled"
+            className="jp-mod-styled jp-neo-small"
             data-testid="neo-run-rank"
             value={rank}
             onChange={e => setRank(Number(e.target.value))}
@@ -722,21 +734,34 @@ export class NeoSidebar extends ReactWidget {
     this.title.caption = 'GPU reservations (jupyter-neo)';
   }
 
-  /** Focus the Reserve form's first input (after the panel is shown). */
+  /**
+   * Focus the Reserve form's first input, once the panel shows it. The
+   * command palette may take the focus back as it closes: if the focus has
+   * left the panel shortly after, give it to the input once more.
+   */
   focusForm(): void {
-    const tryFocus = (attempts: number) => {
+    let attempts = 20;
+    const focus = (input: HTMLInputElement) => {
+      input.scrollIntoView({ block: 'nearest' });
+      input.focus();
+      input.select();
+    };
+    const tryFocus = () => {
       const input = this.node.querySelector<HTMLInputElement>(
         '[data-testid="neo-form-gpus"]'
       );
-      if (input) {
-        input.scrollIntoView({ block: 'nearest' });
-        input.focus();
-        input.select();
-      } else if (attempts > 0) {
-        window.setTimeout(() => tryFocus(attempts - 1), 50);
+      if (input && this.isVisible) {
+        focus(input);
+        window.setTimeout(() => {
+          if (!this.node.contains(document.activeElement)) {
+            focus(input);
+          }
+        }, 100);
+      } else if (--attempts > 0) {
+        window.setTimeout(tryFocus, 50);
       }
     };
-    tryFocus(20);
+    window.setTimeout(tryFocus, 0);
   }
 
   protected render(): JSX.Element {

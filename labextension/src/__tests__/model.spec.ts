@@ -88,7 +88,10 @@ class FakeClient implements INeoClient {
 }
 
 function makeModel(client = new FakeClient()) {
-  return { client, model: new NeoModel({ client, standby: 'never' }) };
+  return {
+    client,
+    model: new NeoModel({ client, standby: 'never', clustersDelay: 0 })
+  };
 }
 
 /** Let pending promise callbacks run. */
@@ -251,7 +254,7 @@ describe('NeoModel', () => {
     model.dispose();
   });
 
-  it('removes a reservation released elsewhere without a request', async () => {
+  it('removes a reservation released elsewhere without fetching it', async () => {
     const { client, model } = makeModel();
     client.reservationsList = [reservation({ id: 'r-1', state: 'ready' })];
     await model.refresh();
@@ -259,7 +262,8 @@ describe('NeoModel', () => {
     model.applyEvent({ kind: 'reservation', id: 'r-1', state: 'released' });
     expect(model.reservations).toHaveLength(0);
     await flush();
-    expect(client.calls).toEqual([]);
+    // Only the clusters are re-read (their free GPUs changed).
+    expect(client.calls).toEqual(['clusters']);
     model.dispose();
   });
 
@@ -341,6 +345,20 @@ describe('NeoModel', () => {
     model.dispose();
   });
 
+  it('re-reads free GPUs once after a burst of reservation changes', async () => {
+    const { client, model } = makeModel();
+    await model.refresh();
+    client.calls = [];
+    client.clustersList = [cluster({ free_gpus: 0 })];
+    client.reservationsList = [reservation({ id: 'r-1' })];
+    model.applyEvent({ kind: 'reservation', id: 'r-1', state: 'pending' });
+    model.applyEvent({ kind: 'reservation', id: 'r-1', state: 'ready' });
+    await new Promise(resolve => setTimeout(resolve, 5));
+    expect(client.calls.filter(c => c === 'clusters')).toHaveLength(1);
+    expect(model.clusters[0].free_gpus).toBe(0);
+    model.dispose();
+  });
+
   it('stops a run', async () => {
     const { client, model } = makeModel();
     client.runsList = [run()];
@@ -351,7 +369,9 @@ describe('NeoModel', () => {
   });
 
   it('polls through the lumino Poll and stops when disposed', async () => {
-    const { client, model } = makeModel();
+    const client = new FakeClient();
+    // A short interval: a disposed Poll leaves its last timer to run out.
+    const model = new NeoModel({ client, standby: 'never', interval: 10 });
     await model.start();
     await model.poll.tick;
     await flush();
