@@ -172,6 +172,7 @@ class Client:
         on_line: LineCallback | None = None,
         on_update: Callable[[Run], None] | None = None,
         progress: Progress = _quiet,
+        hot: bool = False,
         **request: Any,
     ) -> Run:
         """Run a script (or ``kind="module"``/``"cmd"``) on every rank of a gang; returns the finished run.
@@ -186,6 +187,7 @@ class Client:
             env=dict(env or {}),
             timeout=parse_duration(timeout),
             workspace=Path(workspace).resolve(),
+            hot=hot,
         )
         spec.validate()
         gang = self.request(gpus=gpus, **request) if gpus is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from jupyter_neo.model import (
 )
 from jupyter_neo.runs.logs import LineCallback
 from jupyter_neo.runs.spec import RunSpec
-from jupyter_neo.runs.supervisor import RunSupervisor
+from jupyter_neo.runs.supervisor import HotSession, RunSupervisor, nproc_for
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
 
@@ -43,6 +44,14 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
+DEPENDENCY_FILES = {
+    "requirements.txt",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "environment.yml",
+    "uv.lock",
+}
 
 
 def _quiet(_: str) -> None:
@@ -327,15 +336,62 @@ class Core:
         on_line: LineCallback | None = None,
         on_update: Callable[[Run], None] | None = None,
     ) -> Run:
-        """Run ``spec`` on every pod of ``res`` and return the finished run record."""
+        """Run ``spec`` on every pod of ``res`` and return the finished run record.
+
+        With ``spec.hot`` the live workers of an earlier ``--hot`` run re-run the entry point on
+        the new code (one iteration); a cold start happens by itself when there are none, when the
+        launch arguments or dependency files changed, and the run's ``note`` says why.
+        """
         spec.validate()
-        supervisor = RunSupervisor(self, res, spec, on_line, on_update)
-        return await supervisor.execute()
+        if not spec.hot:
+            return await RunSupervisor(self, res, spec, on_line=on_line, on_update=on_update).execute()
+        timings: dict[str, float] = {}
+        changed: list[str] = []
+        if spec.sync:
+            t0 = time.perf_counter()
+            report = await self.sync(res, spec.workspace)
+            timings["sync"] = round(time.perf_counter() - t0, 4)
+            changed = [c.path for c in report.changes]
+        spec = dataclasses.replace(spec, sync=False)
+        session, note = await self._hot_session(res, spec, changed)
+        supervisor = RunSupervisor(self, res, spec, on_line=on_line, on_update=on_update, session=session)
+        supervisor.run.note = note
+        return await supervisor.execute(timings)
+
+    async def _hot_session(
+        self, res: Reservation, spec: RunSpec, changed: list[str]
+    ) -> tuple[HotSession | None, str]:
+        """The live hot session to iterate on, or None (cold start) and the one-line reason."""
+        owners = [r for r in self.store.runs(500) if r.hot and r.reservation == res.id and r.session == r.id]
+        if not owners:
+            return None, "cold start: first hot run on this reservation"
+        last = owners[0]
+        iteration = max(r.iteration for r in self.store.runs(500) if r.session == last.id)
+        conns = await self.connect(res)
+        alive = True
+        for node, conn in enumerate(conns):
+            procs = (await conn.call("procs"))["procs"]
+            mine = next((p for p in procs if p["proc"] == f"{last.id}-n{node}"), None)
+            alive = alive and mine is not None and mine["returncode"] is None
+        if not alive:
+            return None, f"cold start: the workers of {last.id} have exited"
+        deps = [p for p in changed if p.rsplit("/", 1)[-1] in DEPENDENCY_FILES]
+        why = None
+        if last.fingerprint != spec.fingerprint(res.nodes, nproc_for(spec, res)):
+            why = "the launch arguments changed"
+        elif deps:
+            why = f"dependencies changed ({', '.join(deps)})"
+        if why:
+            await self.stop_run(last.id)
+            return None, f"cold start: {why}"
+        return HotSession(last.id, iteration), f"hot: iteration {iteration + 1} of {last.id}"
 
     async def stop_run(self, run_id: str) -> Run:
         """Stop a run started by another controller process: signal its launchers through the agents."""
         run = self.store.run(run_id)
-        if run.done:
+        if run.hot and run.session and run.session != run.id:
+            return await self.stop_run(run.session)
+        if run.done and not run.hot:
             return run
         res = self.store.reservation(run.reservation)
         conns = await self.connect(res)
