@@ -226,11 +226,24 @@ class Client:
             c["reservations"] += 1
             c["gpu_hours"] += hours * e.gpus
             c["cost"] += e.cost
-            rows.append({"reservation": e.reservation, "cluster": e.cluster, "owner": e.owner, "gpus": e.gpus,
-                         "price_per_hour": e.price_per_hour, "hours": hours, "cost": e.cost,
-                         "ended": e.end is not None})
-        return {"since_seconds": since_seconds, "total": sum(e.cost for e in entries), "clusters": clusters,
-                "reservations": rows}
+            rows.append(
+                {
+                    "reservation": e.reservation,
+                    "cluster": e.cluster,
+                    "owner": e.owner,
+                    "gpus": e.gpus,
+                    "price_per_hour": e.price_per_hour,
+                    "hours": hours,
+                    "cost": e.cost,
+                    "ended": e.end is not None,
+                }
+            )
+        return {
+            "since_seconds": since_seconds,
+            "total": sum(e.cost for e in entries),
+            "clusters": clusters,
+            "reservations": rows,
+        }
 
     def runs(self, limit: int = 50) -> list[Run]:
         return self.core.store.runs(limit)

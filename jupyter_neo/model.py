@@ -139,7 +139,9 @@ class Reservation(_Model):
     price_per_hour: float = Field(ge=0, description="USD per hour for the whole gang")
     owner: str = ""
     reason: str | None = Field(default=None, description="why the reservation is degraded or released")
-    deadline: datetime | None = Field(default=None, description="when the budget runs out; enforced in the pods")
+    deadline: datetime | None = Field(
+        default=None, description="when the budget runs out; enforced in the pods"
+    )
     budget_warned: bool = False
     secret: str = Field(default="", exclude=True, repr=False)
 

@@ -51,8 +51,10 @@ def load_policy(workspace: Path) -> Policy:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         doc = _PolicyDoc.model_validate(data.get("policy", data) if isinstance(data, dict) else {})
     except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"{path}: invalid policy ({str(exc).splitlines()[0]})",
-                          "it may set residency: [tags], max_price: USD/GPU-h, budget: USD") from None
+        raise ConfigError(
+            f"{path}: invalid policy ({str(exc).splitlines()[0]})",
+            "it may set residency: [tags], max_price: USD/GPU-h, budget: USD",
+        ) from None
     return Policy(residency=doc.residency, max_price=doc.max_price, budget=doc.budget, source=path)
 
 

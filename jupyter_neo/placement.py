@@ -113,7 +113,9 @@ def no_fit_error(
         return InvalidRequest(f"unknown GPU type {request.gpu_type!r}", f"available GPU types: {types}")
     wanted = set(request.residency or residency or [])
     if wanted and not any(wanted & set(c.cluster.residency) for c in candidates):
-        where = ", ".join(f"{c.cluster.name} ({c.cluster.region}: {c.cluster.residency or []})" for c in candidates)
+        where = ", ".join(
+            f"{c.cluster.name} ({c.cluster.region}: {c.cluster.residency or []})" for c in candidates
+        )
         return InvalidRequest(
             f"no cluster satisfies residency {sorted(wanted)}", f"clusters and their regions: {where}"
         )

@@ -129,8 +129,15 @@ class Store:
             """INSERT INTO ledger (reservation, owner, cluster, gpus, start, end, price_per_hour)
                VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(reservation) DO UPDATE SET end=excluded.end, price_per_hour=excluded.price_per_hour""",
-            (res.id, res.owner, res.cluster, res.gpus, res.created.timestamp(),
-             res.released_at.timestamp() if res.released_at else None, res.price_per_hour),
+            (
+                res.id,
+                res.owner,
+                res.cluster,
+                res.gpus,
+                res.created.timestamp(),
+                res.released_at.timestamp() if res.released_at else None,
+                res.price_per_hour,
+            ),
         )
 
     def _load(self, row: sqlite3.Row) -> Reservation:
@@ -232,11 +239,18 @@ class Store:
         for row in self._conn().execute(sql + " ORDER BY start", args):
             start = max(row["start"], since)
             end = row["end"] if row["end"] is not None else now
-            out.append(LedgerEntry(
-                reservation=row["reservation"], owner=row["owner"], cluster=row["cluster"], gpus=row["gpus"],
-                start=row["start"], end=row["end"], price_per_hour=row["price_per_hour"],
-                cost=row["price_per_hour"] * max(0.0, end - start) / 3600.0,
-            ))
+            out.append(
+                LedgerEntry(
+                    reservation=row["reservation"],
+                    owner=row["owner"],
+                    cluster=row["cluster"],
+                    gpus=row["gpus"],
+                    start=row["start"],
+                    end=row["end"],
+                    price_per_hour=row["price_per_hour"],
+                    cost=row["price_per_hour"] * max(0.0, end - start) / 3600.0,
+                )
+            )
         return out
 
 

@@ -25,27 +25,49 @@ clusters:
 """
 
 
-def cluster(name: str, price: float, region: str = "r", residency: tuple[str, ...] = (), gpu: str = "H100",
-            nodes: int = 2, per: int = 8) -> Cluster:
-    return Cluster(name=name, region=region, residency=list(residency), gpu_type=gpu, nodes=nodes,
-                   gpus_per_node=per, price_per_gpu_hour=price)
+def cluster(
+    name: str,
+    price: float,
+    region: str = "r",
+    residency: tuple[str, ...] = (),
+    gpu: str = "H100",
+    nodes: int = 2,
+    per: int = 8,
+) -> Cluster:
+    return Cluster(
+        name=name,
+        region=region,
+        residency=list(residency),
+        gpu_type=gpu,
+        nodes=nodes,
+        gpus_per_node=per,
+        price_per_gpu_hour=price,
+    )
 
 
-ESTATE_MODEL = [cluster("a", 3.0, "us", ("us",)), cluster("b", 2.0, "eu", ("eu",)),
-                cluster("c", 1.0, "eu", ("eu",), gpu="A100"), cluster("d", 5.0, "eu", ("eu", "de"), nodes=4)]
+ESTATE_MODEL = [
+    cluster("a", 3.0, "us", ("us",)),
+    cluster("b", 2.0, "eu", ("eu",)),
+    cluster("c", 1.0, "eu", ("eu",), gpu="A100"),
+    cluster("d", 5.0, "eu", ("eu", "de"), nodes=4),
+]
 
 
-@pytest.mark.parametrize(("request_fields", "chosen", "rejected"), [
-    ({"gpus": 8}, "c", {}),
-    ({"gpus": 8, "gpu_type": "H100"}, "b", {"c": "GPU type"}),
-    ({"gpus": 8, "residency": ["us"]}, "a", {"b": "residency", "c": "residency", "d": "residency"}),
-    ({"gpus": 8, "residency": ["de"]}, "d", {"a": "residency"}),
-    ({"gpus": 8, "max_price": 1.5}, "c", {"a": "above --max-price", "b": "above --max-price"}),
-    ({"gpus": 24, "gpu_type": "H100"}, "d", {"a": "need 3 nodes", "b": "need 3 nodes"}),
-    ({"gpus": 8, "region": "us"}, "a", {"b": "region eu"}),
-])
-def test_placement_picks_the_cheapest_compliant_cluster(request_fields: dict[str, Any], chosen: str,
-                                                         rejected: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("request_fields", "chosen", "rejected"),
+    [
+        ({"gpus": 8}, "c", {}),
+        ({"gpus": 8, "gpu_type": "H100"}, "b", {"c": "GPU type"}),
+        ({"gpus": 8, "residency": ["us"]}, "a", {"b": "residency", "c": "residency", "d": "residency"}),
+        ({"gpus": 8, "residency": ["de"]}, "d", {"a": "residency"}),
+        ({"gpus": 8, "max_price": 1.5}, "c", {"a": "above --max-price", "b": "above --max-price"}),
+        ({"gpus": 24, "gpu_type": "H100"}, "d", {"a": "need 3 nodes", "b": "need 3 nodes"}),
+        ({"gpus": 8, "region": "us"}, "a", {"b": "region eu"}),
+    ],
+)
+def test_placement_picks_the_cheapest_compliant_cluster(
+    request_fields: dict[str, Any], chosen: str, rejected: dict[str, str]
+) -> None:
     cands = placement.evaluate(GangRequest(**request_fields), ESTATE_MODEL)
     assert cands[0].rejected is None and cands[0].cluster.name == chosen
     by_name = {c.cluster.name: c for c in cands}
@@ -54,8 +76,10 @@ def test_placement_picks_the_cheapest_compliant_cluster(request_fields: dict[str
 
 
 def test_no_residency_match_lists_clusters_and_regions() -> None:
-    err = placement.no_fit_error(GangRequest(gpus=8, residency=["jp"]),
-                                 placement.evaluate(GangRequest(gpus=8, residency=["jp"]), ESTATE_MODEL))
+    err = placement.no_fit_error(
+        GangRequest(gpus=8, residency=["jp"]),
+        placement.evaluate(GangRequest(gpus=8, residency=["jp"]), ESTATE_MODEL),
+    )
     assert "no cluster satisfies residency ['jp']" in str(err) and "b (eu: ['eu'])" in str(err)
 
 
@@ -100,7 +124,9 @@ def test_workspace_policy_file_requires_residency(neo: Neo, tmp_path: Path) -> N
     ws = tmp_path / "project"
     ws.mkdir()
     (ws / "neo.yaml").write_text("residency: [eu]\n")
-    res = json.loads(neo.run("reserve", "--gpus", "8", "--gpu-type", "H100", "--json", cwd=ws, check=True).stdout)
+    res = json.loads(
+        neo.run("reserve", "--gpus", "8", "--gpu-type", "H100", "--json", cwd=ws, check=True).stdout
+    )
     assert res["cluster"] == "nebius-fi", "lambda-us is cheaper but outside the EU"
     neo.run("release", "--all", check=True)
 

@@ -155,8 +155,10 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         output.out.print(output.reservations_table(rows))
         for r in rows:
             if r.active and r.budget_used is not None and r.budget_used >= 0.8:
-                output.err.print(f"[yellow]warning:[/yellow] {r.id} has used {r.budget_used:.0%} of its "
-                                 f"{output.money(r.budget or 0)} budget; it is released at 100%")
+                output.err.print(
+                    f"[yellow]warning:[/yellow] {r.id} has used {r.budget_used:.0%} of its "
+                    f"{output.money(r.budget or 0)} budget; it is released at 100%"
+                )
     else:
         output.err.print("no active reservations (make one with: neo reserve --gpus N)")
     return 0
@@ -212,8 +214,13 @@ def cmd_cost(client: Client, args: argparse.Namespace) -> int:
     for col in ("RESERVATION", "CLUSTER", "GPUS", "$/H", "HELD", "COST"):
         r.add_column(col, no_wrap=True)
     for row in report["reservations"]:
-        r.add_row(row["reservation"], row["cluster"], str(row["gpus"]), output.money(row["price_per_hour"]),
-                  output.format_duration(row["hours"] * 3600) + ("" if row["ended"] else " (held)"),
-                  output.money(row["cost"]))
+        r.add_row(
+            row["reservation"],
+            row["cluster"],
+            str(row["gpus"]),
+            output.money(row["price_per_hour"]),
+            output.format_duration(row["hours"] * 3600) + ("" if row["ended"] else " (held)"),
+            output.money(row["cost"]),
+        )
     output.out.print(r)
     return 0
