@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from jupyter_neo.config import Config, load_config
 from jupyter_neo.core import Core, Progress, _quiet
@@ -73,6 +73,21 @@ class _LoopThread:
         return box["value"]  # type: ignore[no-any-return]
 
 
+def gang_request(config: Config, *, idle_ttl: str | float | None = "default", **fields: Any) -> GangRequest:
+    """Validate a gang request the same way for every surface (CLI flags, magics, REST bodies)."""
+    from pydantic import ValidationError
+
+    ttl = config.default_idle_ttl if idle_ttl == "default" else parse_duration(idle_ttl)
+    fields = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return GangRequest(idle_ttl=ttl, **fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "request"
+        flag = "--" + field.replace("_", "-")
+        raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+
+
 class Client:
     """jupyter-neo from Python: clusters, reservations and (later) sync and runs."""
 
@@ -131,17 +146,7 @@ class Client:
 
     def request(self, *, idle_ttl: str | float | None = "default", **fields: Any) -> GangRequest:
         """Validate a gang request the same way for every surface."""
-        from pydantic import ValidationError
-
-        ttl = self.core.config.default_idle_ttl if idle_ttl == "default" else parse_duration(idle_ttl)
-        fields = {k: v for k, v in fields.items() if v is not None}
-        try:
-            return GangRequest(idle_ttl=ttl, **fields)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "request"
-            flag = "--" + field.replace("_", "-")
-            raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+        return gang_request(self.core.config, idle_ttl=idle_ttl, **fields)
 
     def status(self, ref: str | None = None) -> list[Reservation]:
         if ref:
@@ -153,6 +158,16 @@ class Client:
 
     def release_all(self) -> list[Reservation]:
         return self.run_async(self.core.release_all())
+
+    def extend(
+        self,
+        ref: str,
+        *,
+        idle_ttl: str | float | Literal["keep"] | None = "keep",
+        budget: float | Literal["keep"] | None = "keep",
+    ) -> Reservation:
+        """Change a live reservation's idle TTL and/or budget (``"keep"`` leaves a field unchanged)."""
+        return self.run_async(self.core.extend(ref, idle_ttl=idle_ttl, budget=budget))
 
     def run(
         self,
@@ -198,6 +213,10 @@ class Client:
 
     def get_run(self, run_id: str) -> Run:
         return self.core.store.run(run_id)
+
+    def stop_run(self, run_id: str) -> Run:
+        """Stop a run that another process (a kernel, a terminal) is supervising."""
+        return self.run_async(self.core.stop_run(run_id))
 
     def logs(self, run_id: str, rank: int = 0, tail: int = 0) -> list[str]:
         """The lines rank ``rank`` printed (the last ``tail`` of them if given)."""
