@@ -118,6 +118,8 @@ class RunWidget:
         self._dirty = True
         self._running = True
         self._stop_requested = False
+        self.display_handle: Any = None
+        """Set by :func:`make_view`; the final state replaces the static (text/plain) render at the end."""
         self.header = w.HTML()
         self.grid = w.HTML()
         self.rank = w.Dropdown(
@@ -165,7 +167,10 @@ class RunWidget:
                 self._status = error
             self.stop_button.disabled = True
             self.stop_button.description = "Stopped" if self._stop_requested else "Done"
+            self._dirty = True
             self._render()
+        if self.display_handle is not None:
+            self.display_handle.update(self)
 
     def request_stop(self) -> None:
         """The Stop button: interrupt the thread waiting for the run, as a kernel interrupt would."""
@@ -259,6 +264,6 @@ def make_view(widgets: bool | None, shown: set[int] | None, quiet: bool) -> RunV
 
         first = min(shown) if shown else 0
         widget = RunWidget(shown_rank=first)
-        display(widget)  # type: ignore[no-untyped-call]
+        widget.display_handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
         return widget
     return TextRunView(shown, quiet)

@@ -116,7 +116,9 @@ def test_line_run_streams_rank0_and_returns_a_run(shell: InteractiveShell) -> No
         shell.run_cell_magic("neo", "status", cell)
 
 
-def test_widget_shows_the_gang_and_stop_stops_it(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_widget_shows_the_gang_and_stop_stops_it(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
     views: list[Any] = []
     real = magics_module.make_view
 

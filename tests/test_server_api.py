@@ -15,7 +15,7 @@ import yaml
 from tornado.httpclient import HTTPClientError
 
 from jupyter_neo.server import EVENT_SCHEMA_ID
-from jupyter_neo.server.handlers import MANAGER_KEY, ROUTES
+from jupyter_neo.server.handlers import ROUTES
 from tests.conftest import Neo
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
@@ -93,7 +93,9 @@ async def test_every_route_with_cli_shapes_and_events(api: Any, jp_serverapp: An
     assert code == 201 and res["state"] == "ready" and res["idle_ttl"] == 1800
     assert res["owner"] == "alice", "the owner comes from configuration, never the token's user"
     assert {"kind": "reservation", "id": res["id"], "state": "ready"} in events
-    assert res == json.loads(neo.run("status", res["id"], "--json", check=True).stdout) | {"cost": res["cost"]}
+    assert res == json.loads(neo.run("status", res["id"], "--json", check=True).stdout) | {
+        "cost": res["cost"]
+    }
 
     code, over = await api("POST", "reservations", {"gpus": 2})
     assert code == 409 and over["code"] == "no_capacity" and "small" in over["message"]
@@ -113,16 +115,20 @@ async def test_every_route_with_cli_shapes_and_events(api: Any, jp_serverapp: An
         assert leases == [7200, 7200], "every pod's agent enforces the new lease"
 
         # A run made outside the server (a kernel, a terminal) shows up in /runs and as an event.
-        run = await asyncio.to_thread(client.run, "sh -c 'echo hello from $NEO_NODE_RANK'", kind="cmd", gpus=4)
+        run = await asyncio.to_thread(
+            client.run, "sh -c 'echo hello from $NEO_NODE_RANK'", kind="cmd", gpus=4
+        )
     finally:
         client.close()
     assert run.exit_code == 0
     await wait_for(lambda: {"kind": "run", "id": run.id, "state": "succeeded"} in events)
 
     code, doc = await api("GET", "runs")
-    assert code == 200 and doc["runs"][0]["id"] == run.id and doc["runs"][0] == run.public() | {
-        "duration": doc["runs"][0]["duration"]
-    }
+    assert (
+        code == 200
+        and doc["runs"][0]["id"] == run.id
+        and doc["runs"][0] == run.public() | {"duration": doc["runs"][0]["duration"]}
+    )
     code, one = await api("GET", f"runs/{run.id}")
     assert code == 200 and one["state"] == "succeeded"
     code, logs = await api("GET", f"runs/{run.id}/logs", rank="1", tail="5")
