@@ -4,6 +4,8 @@ The public API is :class:`Client` (synchronous, safe in notebooks) and the model
 CLI, the ``%neo`` magics and the REST handlers are thin layers over it.
 """
 
+from typing import Any
+
 from jupyter_neo.client import Client
 from jupyter_neo.errors import NeoError
 from jupyter_neo.keep import keep
@@ -11,3 +13,27 @@ from jupyter_neo.model import Cluster, GangRequest, Pod, Reservation, Reservatio
 
 __all__ = ["Client", "Cluster", "GangRequest", "NeoError", "Pod", "Reservation", "ReservationState", "keep"]
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext jupyter_neo`` registers the ``%neo`` / ``%%neo`` magics."""
+    from jupyter_neo.magics import load_ipython_extension as load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    from jupyter_neo.magics import unload_ipython_extension as unload
+
+    unload(shell)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Jupyter Server 2 discovers the REST API and events through this (see jupyter_neo.server)."""
+    return [{"module": "jupyter_neo"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    from jupyter_neo.server import load
+
+    load(server_app)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from jupyter_neo.config import Config, load_config
 from jupyter_neo.core import Core, Progress, _quiet
@@ -78,6 +78,34 @@ class _LoopThread:
         return box["value"]  # type: ignore[no-any-return]
 
 
+def gang_request(
+    config: Config, *, idle_ttl: str | float | None = "default", workspace: str | Path = ".", **fields: Any
+) -> GangRequest:
+    """Validate a gang request the same way for every surface (CLI flags, magics, REST bodies).
+
+    The workspace's ``neo.yaml`` policy fills residency, max price and budget when the request
+    does not say (see :mod:`jupyter_neo.money`).
+    """
+    from pydantic import ValidationError
+
+    ttl = config.default_idle_ttl if idle_ttl == "default" else parse_duration(idle_ttl)
+    fields = {k: v for k, v in fields.items() if v is not None}
+    policy = load_policy(Path(workspace))
+    if policy.residency and not fields.get("residency"):
+        fields["residency"] = policy.residency
+    if policy.max_price is not None and "max_price" not in fields:
+        fields["max_price"] = policy.max_price
+    if policy.budget is not None and "budget" not in fields:
+        fields["budget"] = policy.budget
+    try:
+        return GangRequest(idle_ttl=ttl, **fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "request"
+        flag = "--" + field.replace("_", "-")
+        raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+
+
 class Client:
     """jupyter-neo from Python: clusters, reservations and (later) sync and runs."""
 
@@ -134,32 +162,9 @@ class Client:
         )
         return self.run_async(self.core.reserve(request, progress))
 
-    def request(
-        self, *, idle_ttl: str | float | None = "default", workspace: str | Path = ".", **fields: Any
-    ) -> GangRequest:
-        """Validate a gang request the same way for every surface.
-
-        The workspace's ``neo.yaml`` policy fills residency, max price and budget when the request
-        does not say (see :mod:`jupyter_neo.money`).
-        """
-        from pydantic import ValidationError
-
-        ttl = self.core.config.default_idle_ttl if idle_ttl == "default" else parse_duration(idle_ttl)
-        fields = {k: v for k, v in fields.items() if v is not None}
-        policy = load_policy(Path(workspace))
-        if policy.residency and not fields.get("residency"):
-            fields["residency"] = policy.residency
-        if policy.max_price is not None and "max_price" not in fields:
-            fields["max_price"] = policy.max_price
-        if policy.budget is not None and "budget" not in fields:
-            fields["budget"] = policy.budget
-        try:
-            return GangRequest(idle_ttl=ttl, **fields)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "request"
-            flag = "--" + field.replace("_", "-")
-            raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+    def request(self, *, idle_ttl: str | float | None = "default", **fields: Any) -> GangRequest:
+        """Validate a gang request the same way for every surface."""
+        return gang_request(self.core.config, idle_ttl=idle_ttl, **fields)
 
     def status(self, ref: str | None = None) -> list[Reservation]:
         if ref:
@@ -171,6 +176,16 @@ class Client:
 
     def release_all(self) -> list[Reservation]:
         return self.run_async(self.core.release_all())
+
+    def extend(
+        self,
+        ref: str,
+        *,
+        idle_ttl: str | float | Literal["keep"] | None = "keep",
+        budget: float | Literal["keep"] | None = "keep",
+    ) -> Reservation:
+        """Change a live reservation's idle TTL and/or budget (``"keep"`` leaves a field unchanged)."""
+        return self.run_async(self.core.extend(ref, idle_ttl=idle_ttl, budget=budget))
 
     def run(
         self,
@@ -250,6 +265,10 @@ class Client:
 
     def get_run(self, run_id: str) -> Run:
         return self.core.store.run(run_id)
+
+    def stop_run(self, run_id: str) -> Run:
+        """Stop a run that another process (a kernel, a terminal) is supervising."""
+        return self.run_async(self.core.stop_run(run_id))
 
     def logs(self, run_id: str, rank: int = 0, tail: int = 0) -> list[str]:
         """The lines rank ``rank`` printed (the last ``tail`` of them if given)."""

@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from jupyter_neo import money, placement
 from jupyter_neo.backends import Backend, backend_for
 from jupyter_neo.config import Config, load_config
+from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import BackendError, Conflict, InvalidRequest, NeoError, NoCapacity
 from jupyter_neo.identity import controller_alive, owner
 from jupyter_neo.model import (
@@ -260,6 +261,42 @@ class Core:
             return res
         await self._teardown(res, reason)
         return self.store.reservation(res.id)
+
+    async def extend(
+        self,
+        ref: str,
+        *,
+        idle_ttl: str | float | Literal["keep"] | None = "keep",
+        budget: float | Literal["keep"] | None = "keep",
+    ) -> Reservation:
+        """Change a live reservation's lease (idle TTL, spend cap); ``"keep"`` leaves a field as it is.
+
+        The new idle TTL goes to every pod's agent first, because the agents enforce the lease by
+        themselves; only when all of them took it is the stored reservation updated.
+        """
+        await self.reconcile()
+        res = self.store.reservation(ref)
+        if res.state is not ReservationState.READY and res.state is not ReservationState.DEGRADED:
+            raise Conflict(
+                f"reservation {res.id} is {res.state.value}; only a live reservation's lease can change",
+                "reserve a new gang (neo reserve)",
+            )
+        if budget != "keep" and budget is not None and budget <= 0:
+            raise InvalidRequest(f"--budget must be more than 0 (got {budget!r})")
+        if idle_ttl != "keep":
+            ttl = parse_duration(idle_ttl)
+            conns = await self.connect(res)
+            await asyncio.gather(*(conn.call("lease", idle_ttl=ttl) for conn in conns))
+            res.idle_ttl = ttl
+        if budget != "keep":
+            # The budget is a deadline in the pods: move it there first, like the idle TTL.
+            deadline = money.deadline_for(res.created, budget, res.price_per_hour)
+            conns = await self.connect(res)
+            stamp = deadline.timestamp() if deadline else None
+            await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
+            res.budget, res.deadline, res.budget_warned = budget, deadline, False
+        self.store.save_reservation(res)
+        return res
 
     async def release_all(self) -> list[Reservation]:
         out = []

@@ -14,6 +14,13 @@ import psutil
 
 
 def owner() -> str:
+    """Who owns what this controller reserves: ``$NEO_OWNER``, else the JupyterHub user, else the OS user.
+
+    Never the Jupyter token's user name, which is a random string per browser session.
+    """
+    for var in ("NEO_OWNER", "JUPYTERHUB_USER"):
+        if os.environ.get(var):
+            return os.environ[var]
     try:
         return getpass.getuser()
     except (KeyError, OSError):

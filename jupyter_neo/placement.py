@@ -26,6 +26,17 @@ class Candidate:
     def price_per_hour(self) -> float:
         return self.cluster.price_per_gpu_hour * self.nodes * self.gpus_per_node
 
+    def public(self) -> dict[str, object]:
+        """The JSON of one candidate, as ``neo reserve --explain --json`` and ``GET /placement`` show it."""
+        return {
+            "cluster": self.cluster.name,
+            "nodes": self.nodes,
+            "gpus_per_node": self.gpus_per_node,
+            "price_per_hour": self.price_per_hour,
+            "free_gpus": self.free_gpus,
+            "rejected": self.rejected,
+        }
+
 
 def shape_for(request: GangRequest, cluster: Cluster) -> tuple[int, int]:
     """Nodes x GPUs-per-node for ``request`` on ``cluster``; raises InvalidRequest with the fix."""

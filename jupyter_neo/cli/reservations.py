@@ -1,4 +1,4 @@
-"""``neo clusters``, ``neo reserve``, ``neo status``, ``neo release``, ``neo ping``."""
+"""``neo clusters``, ``neo reserve``, ``neo status``, ``neo extend``, ``neo release``, ``neo ping``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from jupyter_neo.cli import output
-from jupyter_neo.cli.parser import add_reserve_flags
+from jupyter_neo.cli.parser import add_reserve_flags, positive_float
 from jupyter_neo.client import Client
+from jupyter_neo.durations import format_duration
 from jupyter_neo.errors import InvalidRequest
 
 
@@ -37,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--all", action="store_true", help="include released reservations")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("extend", help="change a live reservation's idle TTL or budget")
+    p.add_argument("id")
+    p.add_argument("--idle-ttl", help="new idle TTL (30m, 2h, none)")
+    p.add_argument("--budget", type=positive_float, help="new USD cap for the reservation")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("release", help="give a reservation back")
     p.add_argument("id", nargs="?")
@@ -95,19 +103,7 @@ def cmd_reserve(client: Client, args: argparse.Namespace) -> int:
         request = client.request(**_request_fields(args))
         cands = client.run_async(client.core.explain(request))
         if args.json:
-            output.emit_json(
-                [
-                    {
-                        "cluster": c.cluster.name,
-                        "nodes": c.nodes,
-                        "gpus_per_node": c.gpus_per_node,
-                        "price_per_hour": c.price_per_hour,
-                        "free_gpus": c.free_gpus,
-                        "rejected": c.rejected,
-                    }
-                    for c in cands
-                ]
-            )
+            output.emit_json([c.public() for c in cands])
         else:
             from rich.table import Table
 
@@ -161,6 +157,22 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
                 )
     else:
         output.err.print("no active reservations (make one with: neo reserve --gpus N)")
+    return 0
+
+
+def cmd_extend(client: Client, args: argparse.Namespace) -> int:
+    if args.idle_ttl is None and args.budget is None:
+        raise InvalidRequest("say what to change", "neo extend ID --idle-ttl 2h and/or --budget 50")
+    res = client.extend(
+        args.id,
+        idle_ttl="keep" if args.idle_ttl is None else args.idle_ttl,
+        budget="keep" if args.budget is None else args.budget,
+    )
+    if args.json:
+        output.emit_json(res.public())
+    else:
+        budget = "none" if res.budget is None else output.money(res.budget)
+        output.err.print(f"{res.id}: idle TTL {format_duration(res.idle_ttl)}, budget {budget}")
     return 0
 
 

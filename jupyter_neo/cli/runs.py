@@ -1,4 +1,4 @@
-"""``neo run``, ``neo runs``, ``neo logs``, ``neo check``."""
+"""``neo run``, ``neo runs``, ``neo logs``, ``neo stop``, ``neo check``."""
 
 from __future__ import annotations
 
@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p.set_defaults(func=cmd_logs)
 
+    p = sub.add_parser("stop", help="stop a run (every rank on every node)")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stop)
+
     p = sub.add_parser("check", help="all-reduce bandwidth preflight across the gang")
     p.add_argument("id", nargs="?")
     p.add_argument("--sizes", default="4096,65536,1048576,16777216", help="message sizes in bytes")
@@ -91,10 +96,18 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cmd_run(client: Client, args: argparse.Namespace) -> int:
+def script_and_args(args: argparse.Namespace) -> list[str]:
+    """``SCRIPT ARGS...`` of a parsed ``neo run`` (a leading ``--`` dropped)."""
     rest = [a for a in ([args.script] if args.script else []) + list(args.args)]
-    if rest and rest[0] == "--":
-        rest = rest[1:]
+    return rest[1:] if rest and rest[0] == "--" else rest
+
+
+def run_call(args: argparse.Namespace) -> tuple[str, list[str], dict[str, Any]]:
+    """What a parsed ``neo run`` means as :meth:`Client.run` arguments: (target, args, keywords).
+
+    Shared by the CLI and ``%neo run`` so both surfaces run exactly the same thing.
+    """
+    rest = script_and_args(args)
     if sum(x is not None for x in (args.module, args.cmd)) + (0 if args.module or args.cmd else 1) != 1 or (
         not args.module and not args.cmd and not rest
     ):
@@ -108,6 +121,22 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
         kind, target, script_args = "cmd", args.cmd, rest
     else:
         kind, target, script_args = "script", rest[0], rest[1:]
+    keywords = {
+        "kind": kind,
+        "reservation": args.reservation,
+        "gpus": args.gpus,
+        "nproc_per_node": args.nproc_per_node,
+        "env": parse_env(args.env),
+        "timeout": args.timeout,
+        "workspace": args.path,
+        "hot": args.hot,
+        **_request(args),
+    }
+    return target, script_args, keywords
+
+
+def cmd_run(client: Client, args: argparse.Namespace) -> int:
+    target, script_args, keywords = run_call(args)
     shown = rank_filter(args.ranks)
 
     def on_line(rank: int | None, node: int, stream: str, line: str) -> None:
@@ -119,19 +148,7 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
 
     if args.watch and not args.hot:
         raise InvalidRequest("--watch needs --hot", "neo run --hot --watch train.py")
-    options: dict[str, Any] = dict(
-        kind=kind,
-        reservation=args.reservation,
-        gpus=args.gpus,
-        nproc_per_node=args.nproc_per_node,
-        env=parse_env(args.env),
-        timeout=args.timeout,
-        workspace=args.path,
-        on_line=on_line,
-        progress=output.progress,
-        hot=args.hot,
-        **_request(args),
-    )
+    options: dict[str, Any] = dict(on_line=on_line, progress=output.progress, **keywords)
     if args.watch:
         return watch_loop(client, args.path, target, script_args, options)
     run = client.run(target, script_args, **options)
@@ -230,6 +247,15 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
             pos += len(chunk)
             sys.stdout.write(chunk.decode(errors="replace"))
             sys.stdout.flush()
+    return 0
+
+
+def cmd_stop(client: Client, args: argparse.Namespace) -> int:
+    run = client.stop_run(args.run)
+    if args.json:
+        output.emit_json(run.public())
+    else:
+        output.err.print(f"run {run.id}: {run.state.value}")
     return 0
 
 

@@ -1,0 +1,40 @@
+"""``examples/quickstart.ipynb`` executed headless on a real kernel (nbclient) against the local backend."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import Neo
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_quickstart_runs_and_shows_rank0_output(neo: Neo, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name in ("quickstart.ipynb", "train_ddp.py"):
+        shutil.copy(EXAMPLES / name, ws / name)
+    nb = nbformat.read(ws / "quickstart.ipynb", as_version=4)
+    # The kernel inherits this process's environment: the neo fixture's NEO_HOME and config home.
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ws)}}
+    ).execute()
+
+    text = "\n".join(
+        out.get("text", "") if out["output_type"] == "stream" else out.get("data", {}).get("text/plain", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+    )
+    assert "succeeded {0: 0, 1: 0, 2: 0, 3: 0}" in text
+    assert "first step done" in text and "rank 0/4 lr=" in text and "ranks agree: True" in text
+    assert "<neo run run-" in text
+    assert not any(out["output_type"] == "error" for cell in nb.cells for out in cell.get("outputs", []))
+    assert neo.json("status") == [], "the notebook released its reservation"
