@@ -241,3 +241,21 @@ def test_openapi_document_matches_the_route_table() -> None:
     }
     assert documented - served == set(), "documented but not served"
     assert served - documented == set(), "served but not documented"
+
+
+async def test_server_warns_at_80_percent_of_a_budget_and_releases_at_100(
+    api: Any, jp_serverapp: Any, neo: Neo
+) -> None:
+    from tests.test_money import age_reservation
+
+    events = events_of(jp_serverapp)
+    code, res = await api("POST", "reservations", {"gpus": 2, "budget": 100, "idle_ttl": "none"})
+    assert code == 201 and res["deadline"] is not None
+    # $3/h for 2 GPUs: $100 lasts 33h20m. Clock injection: pretend 28h have passed (84%).
+    await asyncio.to_thread(age_reservation, neo, res["id"], 28 * 3600)
+    await wait_for(lambda: {"kind": "reservation", "id": res["id"], "state": "budget_warning"} in events)
+    await asyncio.to_thread(age_reservation, neo, res["id"], 34 * 3600)
+    await wait_for(lambda: {"kind": "reservation", "id": res["id"], "state": "released"} in events)
+    code, doc = await api("GET", f"reservations/{res['id']}")
+    assert doc["state"] == "released" and doc["reason"] == "budget of $100.00 reached"
+    assert neo.processes() == []

@@ -61,6 +61,7 @@ class NeoManager:
         self.core = core
         self._emit = emit
         self._seen: dict[tuple[ChangeKind, str], str] | None = None
+        self._polls = 0
 
     def changed(self, kind: ChangeKind, ident: str, state: str) -> None:
         """Emit one change (and remember it, so the watcher does not announce it twice)."""
@@ -151,7 +152,18 @@ class NeoManager:
         return snap
 
     async def poll_changes(self) -> None:
-        """Emit a change for every reservation or run whose state moved since the last look."""
+        """Emit a change for every reservation or run whose state moved since the last look.
+
+        The server is the long-lived controller of a notebook user, so it also enforces budgets
+        (a ``budget_warning`` event at 80%, release at 100%) and, every tenth look, reconciles with
+        the backends so idle-TTL expiries show up without anyone running a command.
+        """
+        self._polls += 1
+        if self._polls % 10 == 0:
+            await self.core.reconcile(force=True)
+        for res, what in await self.core.enforce_budgets():
+            if what == "warning":
+                self._emit("reservation", res.id, "budget_warning")
         now = await asyncio.to_thread(self._snapshot)
         before, self._seen = self._seen, dict(now)
         if before is None:
