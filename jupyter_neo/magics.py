@@ -74,6 +74,16 @@ class RunResult:
     def error(self) -> str | None:
         return self.record.error
 
+    @property
+    def note(self) -> str | None:
+        """How the run started: ``cold start: ...`` or ``hot: iteration N of ...`` (``--hot``)."""
+        return self.record.note
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per phase: sync, launch, and for hot iterations reload, first_output, iteration."""
+        return dict(self.record.timings)
+
     def logs(self, rank: int = 0, tail: int = 0) -> list[str]:
         """The lines rank ``rank`` printed (the last ``tail`` of them if given)."""
         return self._client.logs(self.id, rank, tail)

@@ -36,5 +36,9 @@ def test_quickstart_runs_and_shows_rank0_output(neo: Neo, tmp_path: Path) -> Non
     assert "succeeded {0: 0, 1: 0, 2: 0, 3: 0}" in text
     assert "first step done" in text and "rank 0/4 lr=" in text and "ranks agree: True" in text
     assert "<neo run run-" in text
+    assert "cold start: first hot run" in text and "hot: iteration 2 of" in text
+    hot_lines = [line for line in text.splitlines() if line.startswith("pid ") and " rank 0: " in line]
+    assert len(hot_lines) == 2 and "scale=1.0" in hot_lines[0] and "scale=2.0" in hot_lines[1]
+    assert hot_lines[0].split()[1] == hot_lines[1].split()[1], "the edit ran in the same rank-0 process"
     assert not any(out["output_type"] == "error" for cell in nb.cells for out in cell.get("outputs", []))
     assert neo.json("status") == [], "the notebook released its reservation"

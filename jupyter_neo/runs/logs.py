@@ -88,23 +88,23 @@ class RunLogs:
             rank, body = int(match.group(1)), raw[match.end() :]
         else:
             rank, body = None, raw
-        path = self.rank_path(rank) if rank is not None else self.node_path(node)
-        f = self._file(path)
-        f.write(body + b"\n")
-        f.flush()
         text = body.decode("utf-8", errors="replace")
+        # The rank entry's markers are protocol, not output: they never reach a log or a screen.
         if rank is not None and text.startswith(HOT_MARKER):
             with contextlib.suppress(ValueError):
                 event = json.loads(text[len(HOT_MARKER) :])
                 if self.on_hot is not None and isinstance(event, dict):
                     self.on_hot(rank, event)
             return
-        if rank is not None:
-            self.first_output.setdefault(rank, time.monotonic())
         if rank is not None and text.startswith(FAILED_MARKER):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 self.failures.setdefault(rank, float(json.loads(text[len(FAILED_MARKER) :])["time"]))
             return
+        if rank is not None:
+            self.first_output.setdefault(rank, time.monotonic())
+        f = self._file(self.rank_path(rank) if rank is not None else self.node_path(node))
+        f.write(body + b"\n")
+        f.flush()
         tails = (
             self.tails.setdefault(rank, deque(maxlen=40))
             if rank is not None
