@@ -48,7 +48,8 @@ class _LoopThread:
                 cls._instance = cls()
             return cls._instance
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], pump: Callable[[], None] | None = None) -> T:
+        """Wait for ``coro`` on the loop thread; ``pump`` is called while waiting (widget events)."""
         done = threading.Event()
         box: dict[str, Any] = {}
 
@@ -67,8 +68,9 @@ class _LoopThread:
 
         self.loop.call_soon_threadsafe(start)
         try:
-            while not done.wait(0.1):
-                pass
+            while not done.wait(0.05 if pump else 0.1):
+                if pump is not None:
+                    pump()
         except KeyboardInterrupt:
             self.loop.call_soon_threadsafe(task_box["task"].cancel)
             done.wait()
@@ -125,9 +127,9 @@ class Client:
     async def _make_core(config: Config) -> Core:
         return Core(config)
 
-    def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run_async(self, coro: Coroutine[Any, Any, T], pump: Callable[[], None] | None = None) -> T:
         """Run a coroutine of the core on the client's loop (used by the surfaces)."""
-        return self._loop.run(coro)
+        return self._loop.run(coro, pump)
 
     def clusters(self) -> list[ClusterStatus]:
         return self.run_async(self.core.clusters())
@@ -203,11 +205,13 @@ class Client:
         on_update: Callable[[Run], None] | None = None,
         progress: Progress = _quiet,
         hot: bool = False,
+        pump: Callable[[], None] | None = None,
         **request: Any,
     ) -> Run:
         """Run a script (or ``kind="module"``/``"cmd"``) on every rank of a gang; returns the finished run.
 
         Without ``reservation`` a ready gang that fits is reused, else one is reserved (and kept warm).
+        ``pump`` is called while waiting: the magics use it to process widget clicks (Stop).
         """
         spec = RunSpec(
             kind=kind,
@@ -220,13 +224,13 @@ class Client:
             hot=hot,
         )
         spec.validate()
-        gang = self.request(gpus=gpus, **request) if gpus is not None else None
+        gang = self.request(gpus=gpus, workspace=workspace, **request) if gpus is not None else None
 
         async def go() -> Run:
             res = await self.core.pick_reservation(reservation, gang, progress)
             return await self.core.run(res, spec, on_line, on_update)
 
-        return self.run_async(go())
+        return self.run_async(go(), pump)
 
     def cost(self, since_seconds: float = 30 * 86400.0) -> dict[str, Any]:
         """Spend by cluster and by reservation over the window, from the ledger (survives restarts)."""

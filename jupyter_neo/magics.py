@@ -15,8 +15,10 @@ Every error is one line (IPython's ``UsageError``), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import shlex
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,14 +164,16 @@ class NeoMagics(Magics):
             view.on_update(run)
 
         try:
-            run = self.client.run(
-                target,
-                script_args,
-                on_line=view.on_line,
-                on_update=on_update,
-                progress=view.progress,
-                **keywords,
-            )
+            with widget_events(view) as pump:
+                run = self.client.run(
+                    target,
+                    script_args,
+                    on_line=view.on_line,
+                    on_update=on_update,
+                    progress=view.progress,
+                    pump=pump,
+                    **keywords,
+                )
         except KeyboardInterrupt:
             # Client.run cancelled the run; the supervisor stopped every rank and recorded it.
             stopped = self.client.get_run(seen[0]) if seen else None
@@ -184,6 +188,35 @@ class NeoMagics(Magics):
 
             print(json.dumps(run.public(), indent=2))
         return RunResult(self.client, run)
+
+
+@contextlib.contextmanager
+def widget_events(view: object) -> Iterator[Callable[[], None] | None]:
+    """While a cell blocks on a run, let the kernel process widget messages (the Stop button).
+
+    A kernel reads comm messages only between cells; jupyter-ui-poll processes them from inside
+    a blocking cell. Outside a kernel, or for the plain-text view, there is nothing to pump.
+    """
+    from jupyter_neo.widgets import RunWidget
+
+    if not isinstance(view, RunWidget):
+        yield None
+        return
+    try:
+        from jupyter_ui_poll import ui_events
+    except ImportError:
+        yield None
+        return
+    try:
+        events = ui_events()
+        poll = events.__enter__()
+    except (AttributeError, RuntimeError, TypeError):  # not inside an ipykernel
+        yield None
+        return
+    try:
+        yield lambda: poll(10)
+    finally:
+        events.__exit__(None, None, None)
 
 
 def write_cell(workspace: Path, code: str) -> str:
