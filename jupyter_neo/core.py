@@ -17,6 +17,7 @@ from typing import Any
 
 from jupyter_neo import placement
 from jupyter_neo.backends import Backend, backend_for
+from jupyter_neo.backends.base import reserve_progress
 from jupyter_neo.config import Config, load_config
 from jupyter_neo.errors import BackendError, NeoError, NoCapacity
 from jupyter_neo.identity import controller_alive, owner
@@ -134,7 +135,11 @@ class Core:
             from jupyter_neo.errors import Conflict
 
             raise Conflict(f"a reservation named {request.name!r} is already active", "pick another --name")
-        await backend.allocate(res)  # raises NoCapacity holding nothing; records the pending gang
+        token = reserve_progress.set(progress)  # backends report queue waits (Slurm's pending reason)
+        try:
+            await backend.allocate(res)  # raises NoCapacity holding nothing; records the pending gang
+        finally:
+            reserve_progress.reset(token)
         progress(f"{cluster.name}: holding {res.nodes} node(s) x {res.gpus_per_node} GPU(s) as {res.id}")
         try:
             await backend.start(res)
