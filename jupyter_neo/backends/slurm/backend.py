@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from jupyter_neo.backends.base import Backend, report_progress
@@ -49,6 +50,7 @@ JOB_PREFIX = "neo-"
 _GRANTED_RE = re.compile(r"Granted job allocation (\d+)")
 _QUEUED_RE = re.compile(r"(?:Pending job allocation|job) (\d+)")
 _GRES_RE = re.compile(r"^([^:(]+)(?::([^:(]+))?:(\d+)")
+_COMMENT_RE = re.compile(r"\bComment=neo: (.*?)(?=\s+[A-Za-z]+=|$)", re.M)
 POLL_S = 0.5
 AGENT_START_S = 30.0
 GONE_TIMEOUT_S = 20.0
@@ -141,6 +143,13 @@ class SlurmBackend(Backend):
             if self.options.login
             else LocalCommands(self.options.env)
         )
+        conf = self.options.env.get("SLURM_CONF")
+        if conf and not self.options.login and not Path(conf).is_file():
+            # Slurm's clients retry a missing config for 60 s before they fail: say it at once.
+            raise ConfigError(
+                f"cluster {cluster.name!r}: options.env.SLURM_CONF: {conf} does not exist on this machine",
+                "point it at the cluster's slurm.conf, or leave it out where Slurm is configured in /etc/slurm",
+            )
         # Job names carry the store's identity: two controllers with different NEO_HOMEs under one
         # Slurm user must not cancel each other's gangs as "orphans" during reconcile.
         self.store_tag = hashlib.sha256(str(store.path.resolve()).encode()).hexdigest()[:6]
@@ -448,9 +457,9 @@ class SlurmBackend(Backend):
             return f"Slurm job {self.job_name(res.id)} is gone"
         info = await self.cmd.run(["scontrol", "-o", "show", "job", job], timeout=10)
         fields: dict[str, Any] = dict(f.split("=", 1) for f in info.stdout.split() if "=" in f)
-        comment = str(fields.get("Comment", ""))
-        if comment.startswith("neo: "):
-            return comment[len("neo: ") :]
+        comment = _COMMENT_RE.search(info.stdout)  # set by the keeper: why the agent stopped itself
+        if comment:
+            return comment.group(1)
         state = fields.get("JobState")
         reason = fields.get("Reason")
         detail = f" ({state}{', ' + reason if reason and reason != 'None' else ''})" if state else ""

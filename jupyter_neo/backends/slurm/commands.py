@@ -93,7 +93,7 @@ class SlurmCommands(abc.ABC):
             ) from None
 
     async def run(
-        self, argv: Sequence[str], *, timeout: float = 30.0, stdin: bytes | None = None
+        self, argv: Sequence[str], *, timeout: float = 15.0, stdin: bytes | None = None
     ) -> Completed:
         """Run to completion and capture text output; raise BackendError when it hangs."""
         proc = await self.spawn(

@@ -55,6 +55,12 @@ class SlurmOptions(BaseModel):
             raise ValueError(f"{value!r} is not a Slurm name (no spaces or quotes)")
         return value
 
+    @field_validator("time_limit", mode="before")
+    @classmethod
+    def _minutes(cls, value: object) -> object:
+        """YAML reads ``time_limit: 90`` as a number: Slurm means minutes, and so do we."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("time_limit")
     @classmethod
     def _time(cls, value: str | None) -> str | None:
