@@ -105,20 +105,20 @@ def test_reserve_ping_release_through_a_login_node(
         res: Any = neo.json("reserve", "--gpus", "4", "--nodes", "2")
         assert res["state"] == "ready"
         assert [p["address"] for p in res["pods"]] == [
-            slurm_cluster.node_addrs[n] for n in slurm_cluster.hostnames(_nodelist(slurm_cluster))
+            slurm_cluster.node_addrs[n] for n in slurm_cluster.hostnames(_nodelist(slurm_cluster, neo))
         ]
         pings: Any = neo.json("ping", res["id"])
         assert len(pings) == 2
         neo.run("release", res["id"], check=True)
-        assert neo_jobs(slurm_cluster) == []
+        assert neo_jobs(slurm_cluster, neo) == []
         wait_for(lambda: not live_procs_mentioning(str(tmp_path / "nodes")), 10, "agents to exit")
     finally:
-        ids = [job for job, _ in neo_jobs(slurm_cluster)]
+        ids = [job for job, _ in neo_jobs(slurm_cluster, neo)]
         if ids:
             slurm_cluster.run("scancel", *ids)
         slurm_cluster.wait_all_idle(timeout=20)
 
 
-def _nodelist(cluster: SlurmCluster) -> str:
-    (job, _name), *_ = neo_jobs(cluster)
+def _nodelist(cluster: SlurmCluster, neo: Neo) -> str:
+    (job, _name), *_ = neo_jobs(cluster, neo)
     return cluster.run("squeue", "-h", "-j", job, "-o", "%N").stdout.strip()

@@ -150,17 +150,14 @@ class SlurmBackend(Backend):
                 f"cluster {cluster.name!r}: options.env.SLURM_CONF: {conf} does not exist on this machine",
                 "point it at the cluster's slurm.conf, or leave it out where Slurm is configured in /etc/slurm",
             )
-        # Job names carry the store's identity: two controllers with different NEO_HOMEs under one
-        # Slurm user must not cancel each other's gangs as "orphans" during reconcile.
-        self.store_tag = hashlib.sha256(str(store.path.resolve()).encode()).hexdigest()[:6]
+        self.job_prefix = job_prefix(store.path)
 
     # ------------------------------------------------------------------ names and places
     def job_name(self, rid: str) -> str:
-        return f"{JOB_PREFIX}{self.store_tag}-{rid}"
+        return f"{self.job_prefix}{rid}"
 
     def _rid_of(self, job_name: str) -> str | None:
-        prefix = f"{JOB_PREFIX}{self.store_tag}-"
-        return job_name[len(prefix) :] if job_name.startswith(prefix) else None
+        return job_name[len(self.job_prefix) :] if job_name.startswith(self.job_prefix) else None
 
     def pod_dir(self, res_id: str, owner: str, node: str) -> str:
         base = self.options.base_dir.replace("{user}", owner or "neo")
@@ -306,6 +303,8 @@ class SlurmBackend(Backend):
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()  # salloc cancels its own pending job on SIGTERM
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
             reader.cancel()
         text = "\n".join(stderr)
         granted = _GRANTED_RE.search(text)
@@ -464,6 +463,15 @@ class SlurmBackend(Backend):
         reason = fields.get("Reason")
         detail = f" ({state}{', ' + reason if reason and reason != 'None' else ''})" if state else ""
         return f"Slurm job {job} ended{detail}"
+
+
+def job_prefix(store_path: Path) -> str:
+    """``neo-<store hash>-``: the start of every job name this state store submits.
+
+    The store's identity is in it so that two controllers (two NEO_HOMEs) of one Slurm user never
+    cancel each other's gangs as "orphans" during reconcile.
+    """
+    return f"{JOB_PREFIX}{hashlib.sha256(str(store_path.resolve()).encode()).hexdigest()[:6]}-"
 
 
 def _gres_count(spec: str, name: str, gres_type: str) -> int:
