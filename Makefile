@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# The CPU build of torch (a pinned release; an unpinned one pulls a multi-GB CUDA build).
+	$(BIN)/pip install -q 'torch==2.13.0' numpy
 	touch $(STAMP)
 
 ## demo: set everything up and run the quick start on the embedded local backend

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,9 @@ from jupyter_neo.config import Config, load_config
 from jupyter_neo.core import Core, Progress, _quiet
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import InvalidRequest
-from jupyter_neo.model import ClusterStatus, GangRequest, Reservation
+from jupyter_neo.model import ClusterStatus, GangRequest, Reservation, Run
+from jupyter_neo.runs.logs import LineCallback, tail_file
+from jupyter_neo.runs.spec import RunKind, RunSpec
 
 T = TypeVar("T")
 
@@ -151,6 +153,56 @@ class Client:
 
     def release_all(self) -> list[Reservation]:
         return self.run_async(self.core.release_all())
+
+    def run(
+        self,
+        target: str,
+        args: list[str] | None = None,
+        *,
+        kind: RunKind = "script",
+        reservation: str | None = None,
+        gpus: int | None = None,
+        nproc_per_node: int | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | str | None = None,
+        workspace: str | Path = ".",
+        on_line: LineCallback | None = None,
+        on_update: Callable[[Run], None] | None = None,
+        progress: Progress = _quiet,
+        **request: Any,
+    ) -> Run:
+        """Run a script (or ``kind="module"``/``"cmd"``) on every rank of a gang; returns the finished run.
+
+        Without ``reservation`` a ready gang that fits is reused, else one is reserved (and kept warm).
+        """
+        spec = RunSpec(
+            kind=kind,
+            target=target,
+            args=list(args or []),
+            nproc_per_node=nproc_per_node,
+            env=dict(env or {}),
+            timeout=parse_duration(timeout),
+            workspace=Path(workspace).resolve(),
+        )
+        spec.validate()
+        gang = self.request(gpus=gpus, **request) if gpus is not None else None
+
+        async def go() -> Run:
+            res = await self.core.pick_reservation(reservation, gang, progress)
+            return await self.core.run(res, spec, on_line, on_update)
+
+        return self.run_async(go())
+
+    def runs(self, limit: int = 50) -> list[Run]:
+        return self.core.store.runs(limit)
+
+    def get_run(self, run_id: str) -> Run:
+        return self.core.store.run(run_id)
+
+    def logs(self, run_id: str, rank: int = 0, tail: int = 0) -> list[str]:
+        """The lines rank ``rank`` printed (the last ``tail`` of them if given)."""
+        run = self.core.store.run(run_id)
+        return tail_file(Path(run.log_dir) / f"rank{rank}.log", tail)
 
     def ping(self, ref: str) -> list[float]:
         return self.run_async(self.core.ping(ref))

@@ -13,13 +13,14 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from jupyter_neo import placement
 from jupyter_neo.backends import Backend, backend_for
 from jupyter_neo.backends.base import reserve_progress
 from jupyter_neo.config import Config, load_config
-from jupyter_neo.errors import BackendError, NeoError, NoCapacity
+from jupyter_neo.errors import BackendError, Conflict, InvalidRequest, NeoError, NoCapacity
 from jupyter_neo.identity import controller_alive, owner
 from jupyter_neo.model import (
     ClusterStatus,
@@ -28,9 +29,13 @@ from jupyter_neo.model import (
     PodState,
     Reservation,
     ReservationState,
+    Run,
     new_id,
     utcnow,
 )
+from jupyter_neo.runs.logs import LineCallback
+from jupyter_neo.runs.spec import RunSpec
+from jupyter_neo.runs.supervisor import RunSupervisor
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
 
@@ -132,8 +137,6 @@ class Core:
             secret=secrets.token_hex(32),
         )
         if request.name and any(r.name == request.name for r in self.store.reservations(active_only=True)):
-            from jupyter_neo.errors import Conflict
-
             raise Conflict(f"a reservation named {request.name!r} is already active", "pick another --name")
         token = reserve_progress.set(progress)  # backends report queue waits (Slurm's pending reason)
         try:
@@ -275,6 +278,98 @@ class Core:
         for pod in res.pods:
             pod.state = PodState.RELEASED
         self.store.save_reservation(res)
+
+    # ------------------------------------------------------------------ sync and runs
+    async def sync(
+        self, res: Reservation, root: Path, progress: Progress = _quiet, dry_run: bool = False
+    ) -> Any:
+        """Mirror ``root`` into every pod's workspace.
+
+        Interim implementation (whole files, every time) until the delta sync engine lands.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            raise InvalidRequest(f"workspace {root} is not a directory", "run from your project directory")
+        skip = {".git", "__pycache__", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
+        files = []
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if any(part in skip for part in rel.parts) or not path.is_file() or path.is_symlink():
+                continue
+            files.append((rel.as_posix(), path.read_bytes(), path.stat().st_mode & 0o777))
+        if dry_run:
+            return files
+        conns = await self.connect(res)
+
+        async def push(conn: AgentConnection) -> None:
+            for rel, data, mode in files:
+                await conn.call("put", data, path=rel, mode=mode)
+
+        await asyncio.gather(*(push(c) for c in conns))
+        return None
+
+    async def pick_reservation(
+        self, ref: str | None, request: GangRequest | None, progress: Progress = _quiet
+    ) -> Reservation:
+        """The reservation a run uses: the named one, a ready one that fits, or a new gang."""
+        await self.reconcile()
+        if ref:
+            res = self.store.reservation(ref)
+            if res.state is not ReservationState.READY:
+                raise Conflict(
+                    f"reservation {res.id} is {res.state.value}" + (f": {res.reason}" if res.reason else ""),
+                    "reserve a new gang (neo reserve) or run without --reservation",
+                )
+            return res
+        ready = [r for r in self.store.reservations(active_only=True) if r.state is ReservationState.READY]
+        if request is None:
+            if len(ready) == 1:
+                return ready[0]
+            if not ready:
+                raise InvalidRequest("no ready reservation to run on", "pass --gpus N to reserve one")
+            raise InvalidRequest(
+                f"{len(ready)} reservations are ready; say which",
+                "pass --reservation ID (see neo status) or --gpus N",
+            )
+        for res in ready:
+            if (
+                res.gpus == request.gpus
+                and (request.nodes is None or request.nodes == res.nodes)
+                and (request.cluster is None or request.cluster == res.cluster)
+                and (request.gpu_type is None or request.gpu_type.lower() == res.gpu_type.lower())
+            ):
+                progress(f"reusing warm reservation {res.id}")
+                return res
+        return await self.reserve(request, progress)
+
+    async def run(
+        self,
+        res: Reservation,
+        spec: RunSpec,
+        on_line: LineCallback | None = None,
+        on_update: Callable[[Run], None] | None = None,
+    ) -> Run:
+        """Run ``spec`` on every pod of ``res`` and return the finished run record."""
+        spec.validate()
+        supervisor = RunSupervisor(self, res, spec, on_line, on_update)
+        return await supervisor.execute()
+
+    async def stop_run(self, run_id: str) -> Run:
+        """Stop a run started by another controller process: signal its launchers through the agents."""
+        run = self.store.run(run_id)
+        if run.done:
+            return run
+        res = self.store.reservation(run.reservation)
+        conns = await self.connect(res)
+        for node, conn in enumerate(conns):
+            with contextlib.suppress(NeoError):
+                await conn.call("signal", proc=f"{run.id}-n{node}", signal="SIGTERM")
+        for node, conn in enumerate(conns):
+            with contextlib.suppress(NeoError):
+                reply = await conn.call("wait", proc=f"{run.id}-n{node}", timeout=5)
+                if not reply.get("exited"):
+                    await conn.call("signal", proc=f"{run.id}-n{node}", signal="SIGKILL")
+        return self.store.run(run_id)
 
     # ------------------------------------------------------------------ reconcile
     async def reconcile(self, force: bool = False) -> None:

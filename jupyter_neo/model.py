@@ -164,6 +164,66 @@ class Reservation(_Model):
         return self.model_dump(mode="json")
 
 
+class RunState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class RankStatus(_Model):
+    """One rank of a run: where it ran and how it ended (``exit_code`` None while running/unknown)."""
+
+    rank: int
+    node: int
+    local_rank: int
+    state: RunState = RunState.STARTING
+    exit_code: int | None = None
+    log: str = ""
+
+
+class Run(_Model):
+    """One execution of a command across a reservation."""
+
+    id: str
+    reservation: str
+    command: list[str]
+    kind: Literal["script", "module", "cmd", "check"] = "script"
+    launcher: Literal["torchrun", "plain"] = "torchrun"
+    state: RunState = RunState.STARTING
+    nodes: int
+    nproc_per_node: int
+    started: datetime = Field(default_factory=utcnow)
+    ended: datetime | None = None
+    exit_code: int | None = None
+    ranks: list[RankStatus] = Field(default_factory=list)
+    log_dir: str = ""
+    master: str = ""
+    failed_node: int | None = None
+    failed_rank: int | None = None
+    error: str | None = Field(
+        default=None, description="why the run failed, with the failing rank's last lines"
+    )
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="seconds per phase (sync, launch, ...)"
+    )
+    owner: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration(self) -> float:
+        end = self.ended or utcnow()
+        return round((end - self.started).total_seconds(), 3)
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 def new_id(prefix: str = "r") -> str:
     """Short, sortable, unique ids: a time part and a random part (``r-lx3k9a-4f2c``)."""
     import secrets

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_neo.errors import NotFound, StateError
-from jupyter_neo.model import Reservation, ReservationState
+from jupyter_neo.model import Reservation, ReservationState, Run
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservations (
@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS runs (
     state TEXT NOT NULL,
     doc TEXT NOT NULL,
     updated REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS checks (
+    reservation TEXT NOT NULL,
+    time REAL NOT NULL,
+    doc TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -166,21 +171,33 @@ class Store:
         )
         return {r["reservation"] for r in rows}
 
-    # ----------------------------------------------------------------- runs (documents owned by runner)
-    def save_run(self, rid: str, reservation: str, state: str, doc: dict[str, Any]) -> None:
+    # ----------------------------------------------------------------- runs
+    def save_run(self, run: Run) -> None:
         self._conn().execute(
             """INSERT INTO runs (id, reservation, state, doc) VALUES (?, ?, ?, ?)
                ON CONFLICT(id) DO UPDATE SET state=excluded.state, doc=excluded.doc, updated=strftime('%s','now')""",
-            (rid, reservation, state, json.dumps(doc)),
+            (run.id, run.reservation, run.state.value, run.model_dump_json(exclude={"duration"})),
         )
 
-    def run(self, rid: str) -> dict[str, Any]:
+    def run(self, rid: str) -> Run:
         row = self._conn().execute("SELECT doc FROM runs WHERE id = ?", (rid,)).fetchone()
         if row is None:
             raise NotFound(f"no run {rid!r}", "list them with: neo runs")
-        doc: dict[str, Any] = json.loads(row["doc"])
-        return doc
+        return Run.model_validate_json(row["doc"])
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 50) -> list[Run]:
         rows = self._conn().execute("SELECT doc FROM runs ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [Run.model_validate_json(r["doc"]) for r in rows]
+
+    # ----------------------------------------------------------------- preflight results
+    def save_check(self, reservation: str, report: dict[str, Any]) -> None:
+        self._conn().execute(
+            "INSERT INTO checks (reservation, time, doc) VALUES (?, ?, ?)",
+            (reservation, time.time(), json.dumps(report)),
+        )
+
+    def checks(self, reservation: str) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT doc FROM checks WHERE reservation = ? ORDER BY time", (reservation,)
+        )
         return [json.loads(r["doc"]) for r in rows]

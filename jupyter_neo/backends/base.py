@@ -78,6 +78,9 @@ class Backend(abc.ABC):
     async def open_agent_stream(self, pod: Pod) -> ByteStream:
         return await self.open_stream(pod, stub_argv(self.python(pod), self.agent_dir(pod)))
 
+    async def pod_lost(self, res: Reservation, pod: Pod) -> None:  # noqa: B027 (optional hook)
+        """A pod's agent vanished mid-run: make sure nothing it started keeps running."""
+
     @abc.abstractmethod
     async def release(self, res: Reservation) -> None:
         """Give back every pod and the capacity claim; idempotent; verify nothing remains."""

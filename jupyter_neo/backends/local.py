@@ -106,6 +106,9 @@ class LocalBackend(Backend):
     async def open_stream(self, pod: Pod, argv: list[str]) -> ByteStream:
         return await SubprocessStream.open(argv, cwd=pod.handle["dir"], label=f"local:{pod.name}")
 
+    async def pod_lost(self, res: Reservation, pod: Pod) -> None:
+        await asyncio.to_thread(kill_tree_under, Path(pod.handle["dir"]))
+
     async def release(self, res: Reservation) -> None:
         await asyncio.to_thread(self._release_sync, res.id)
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from jupyter_neo.cli import reservations
+from jupyter_neo.cli import reservations, runs
 
-MODULES = [reservations]
+MODULES = [reservations, runs]

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; nothing is left half-reserved", file=sys.stderr)
+        print("interrupted: whatever was starting or running was stopped", file=sys.stderr)
         return 130
 
 

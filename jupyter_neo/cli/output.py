@@ -13,7 +13,7 @@ from rich.table import Table
 from jupyter_neo.durations import format_duration
 from jupyter_neo.model import ClusterStatus, Reservation, utcnow
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 
 

@@ -1,4 +1,4 @@
-"""Entry point of the agent zip: ``python3 agent.pyz serve AGENT_DIR``."""
+"""Entry point of the agent zip: ``serve AGENT_DIR`` (the resident agent) or ``rank ...`` (a rank)."""
 
 import sys
 
@@ -6,8 +6,13 @@ from neo_agent.agent import serve
 
 
 def main() -> None:
+    if len(sys.argv) >= 2 and sys.argv[1] == "rank":
+        from neo_agent.rank import main as rank_main
+
+        rank_main(sys.argv[2:])
+        return
     if len(sys.argv) != 3 or sys.argv[1] != "serve":
-        sys.stderr.write("usage: agent.pyz serve AGENT_DIR\n")
+        sys.stderr.write("usage: agent.pyz serve AGENT_DIR | agent.pyz rank SCRIPT [ARGS...]\n")
         sys.exit(2)
     serve(sys.argv[2])
 

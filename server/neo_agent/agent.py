@@ -97,6 +97,7 @@ class Agent:
             "wait": self.op_wait,
             "procs": self.op_procs,
             "stats": self.op_stats,
+            "free_port": self.op_free_port,
             "shutdown": self.op_shutdown,
         }
         self.extra_ops()
@@ -332,6 +333,7 @@ class Agent:
         env["NEO_WORKSPACE"] = self.current
         self.seq += 1
         pid_id = str(h.get("name") or "p%d" % self.seq)
+        env[TAG_VAR] = "%s:%s" % (self.dir, pid_id)
         if pid_id in self.procs and self.procs[pid_id].returncode is None:
             raise RequestError("process %r is still running" % pid_id, "conflict")
         log_dir = os.path.join(self.dir, "procs", pid_id)
@@ -375,8 +377,9 @@ class Agent:
         proc.ended = _now()
         self.last_activity = _now()
         self._write_json(os.path.join("procs", proc.id, "exit.json"), {"returncode": proc.returncode})
-        # Reap anything the process left in its group: no process survives a finished run.
-        self._killpg(proc.pid, signal.SIGKILL)
+        # Reap anything the process left behind, in its group or in sessions of their own
+        # (torchrun starts each worker in a new session): no process survives a finished run.
+        self._kill(proc, signal.SIGKILL)
         proc.done.set()
         for queue in list(proc.subscribers):
             queue.put_nowait(None)
@@ -414,6 +417,13 @@ class Agent:
             proc.subscribers.discard(queue)
         return {"returncode": proc.returncode, "exited": True}
 
+    def _kill(self, proc: Proc, sig: int) -> bool:
+        """Signal the process group and, for SIGKILL, every process carrying the proc's tag."""
+        delivered = self._killpg(proc.pid, sig)
+        if sig == signal.SIGKILL:
+            delivered = kill_tagged("%s:%s" % (self.dir, proc.id), sig) or delivered
+        return delivered
+
     def _killpg(self, pid: int, sig: int) -> bool:
         try:
             os.killpg(pid, sig)
@@ -426,7 +436,7 @@ class Agent:
         name = str(h.get("signal", "SIGTERM"))
         if name not in ("SIGTERM", "SIGINT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGQUIT"):
             raise RequestError("signal %s is not allowed" % name, "bad_signal")
-        delivered = proc.returncode is None and self._killpg(proc.pid, getattr(signal, name))
+        delivered = self._kill(proc, getattr(signal, name)) if proc.returncode is None else False
         return {"delivered": delivered}
 
     async def op_wait(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
@@ -446,6 +456,14 @@ class Agent:
 
         return await stats.collect(self.env.get("CUDA_VISIBLE_DEVICES", ""))
 
+    async def op_free_port(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """A TCP port free on this pod right now (for torchrun's rendezvous on the leader)."""
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("", 0))
+            return {"port": sock.getsockname()[1]}
+
     async def op_shutdown(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         asyncio.get_event_loop().call_later(0.05, self.begin_stop, "shutdown requested", bool(h.get("purge")))
         return {"stopping": True}
@@ -461,7 +479,7 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
         for proc in running:
-            self._killpg(proc.pid, signal.SIGKILL)
+            self._kill(proc, signal.SIGKILL)
         for proc in running:
             try:
                 await asyncio.wait_for(proc.done.wait(), 2.0)
@@ -499,6 +517,34 @@ class Agent:
                 and not any(proc.returncode is None for proc in self.procs.values())
             ):
                 self.begin_stop("idle for more than %ss" % self.idle_ttl)
+
+
+TAG_VAR = "NEO_PROC_TAG"
+
+
+def kill_tagged(tag: str, sig: int) -> bool:
+    """Signal every process whose environment carries ``NEO_PROC_TAG=tag`` (Linux /proc)."""
+    needle = ("%s=%s" % (TAG_VAR, tag)).encode() + b"\0"
+    hit = False
+    try:
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                environ = f.read() + b"\0"
+        except OSError:
+            continue
+        if b"\0" + needle in b"\0" + environ:
+            try:
+                os.kill(pid, sig)
+                hit = True
+            except OSError:
+                pass
+    return hit
 
 
 def serve(agent_dir: str) -> None:

@@ -1,0 +1,238 @@
+"""``neo run``, ``neo runs``, ``neo logs``, ``neo check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_neo.cli import output
+from jupyter_neo.cli.parser import add_reserve_flags, gpu_count
+from jupyter_neo.client import Client
+from jupyter_neo.errors import InvalidRequest
+from jupyter_neo.model import Run
+from jupyter_neo.runs.spec import RunKind, parse_env
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "run",
+        help="run a script on every rank of a gang (torchrun on every node)",
+        usage="%(prog)s [flags] [--] SCRIPT [ARGS...] | -m MODULE [ARGS...] | --cmd 'COMMAND'",
+    )
+    add_reserve_flags(p, required=False)
+    p.add_argument("--reservation", "-r", help="run on this reservation (default: a ready one that fits)")
+    p.add_argument("--nproc-per-node", type=gpu_count, help="ranks per node (default: the pod's GPUs)")
+    p.add_argument("--env", action="append", metavar="K=V", help="environment for every rank (repeatable)")
+    p.add_argument("--ranks", default="0", help="whose output to show: 0 (default), all, or 0,3")
+    p.add_argument("--timeout", help="stop the run after this long (e.g. 10m)")
+    p.add_argument("--no-sync", action="store_true", help="do not sync the workspace first")
+    p.add_argument("--path", default=".", help="workspace directory (default: current directory)")
+    p.add_argument("-m", dest="module", help="run a module (python -m) instead of a script")
+    p.add_argument("--cmd", help="run a plain command once per node instead of torchrun")
+    p.add_argument("--json", action="store_true", help="print only the run record as JSON")
+    p.add_argument("script", nargs="?", help="script, relative to the workspace")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="recent runs")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("logs", help="a rank's output of a run")
+    p.add_argument("run")
+    p.add_argument("--rank", type=int, default=0)
+    p.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("check", help="all-reduce bandwidth preflight across the gang")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--sizes", default="4096,65536,1048576,16777216", help="message sizes in bytes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+
+def rank_filter(text: str) -> set[int] | None:
+    if text == "all":
+        return None
+    try:
+        return {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise InvalidRequest(f"--ranks {text!r}: expected all or a list like 0,3") from None
+
+
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        k: getattr(args, k)
+        for k in (
+            "nodes",
+            "gpu_type",
+            "cluster",
+            "region",
+            "residency",
+            "max_price",
+            "idle_ttl",
+            "budget",
+            "name",
+        )
+    }
+
+
+def cmd_run(client: Client, args: argparse.Namespace) -> int:
+    rest = [a for a in ([args.script] if args.script else []) + list(args.args)]
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    if sum(x is not None for x in (args.module, args.cmd)) + (0 if args.module or args.cmd else 1) != 1 or (
+        not args.module and not args.cmd and not rest
+    ):
+        raise InvalidRequest(
+            "say what to run", "neo run [flags] train.py [args], -m package.module, or --cmd 'cmd'"
+        )
+    kind: RunKind
+    if args.module:
+        kind, target, script_args = "module", args.module, rest
+    elif args.cmd:
+        kind, target, script_args = "cmd", args.cmd, rest
+    else:
+        kind, target, script_args = "script", rest[0], rest[1:]
+    shown = rank_filter(args.ranks)
+
+    def on_line(rank: int | None, node: int, stream: str, line: str) -> None:
+        if args.json or rank is None or (shown is not None and rank not in shown):
+            return
+        target_stream = sys.stderr if stream == "stderr" else sys.stdout
+        target_stream.write(f"[node {node} rank {rank}] {line}\n")
+        target_stream.flush()
+
+    run = client.run(
+        target,
+        script_args,
+        kind=kind,
+        reservation=args.reservation,
+        gpus=args.gpus,
+        nproc_per_node=args.nproc_per_node,
+        env=parse_env(args.env),
+        timeout=args.timeout,
+        workspace=args.path,
+        on_line=on_line,
+        progress=output.progress,
+        **_request(args),
+    )
+    if args.json:
+        output.emit_json(run.public())
+    else:
+        summarize(run)
+    return run.exit_code or 0
+
+
+def summarize(run: Run) -> None:
+    timing = " ".join(f"{k}={v:.2f}s" for k, v in run.timings.items() if not k.endswith("noop"))
+    if run.state.value == "succeeded":
+        output.err.print(
+            f"[green]run {run.id} succeeded[/green] on {run.nodes} node(s) x {run.nproc_per_node} "
+            f"in {run.duration:.1f}s ({timing})"
+        )
+    else:
+        output.err.print(
+            f"[red]run {run.id} {run.state.value}[/red] (exit {run.exit_code}) after {run.duration:.1f}s"
+        )
+        if run.error:
+            sys.stderr.write(run.error.rstrip() + "\n")
+            sys.stderr.flush()
+        output.err.print(f"logs: neo logs {run.id} --rank {run.failed_rank or 0}")
+
+
+def cmd_runs(client: Client, args: argparse.Namespace) -> int:
+    runs = client.runs(args.limit)
+    if args.json:
+        output.emit_json([r.public() for r in runs])
+        return 0
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for col in ("RUN", "RESERVATION", "COMMAND", "SHAPE", "STATE", "EXIT", "DURATION", "STARTED"):
+        t.add_column(col, no_wrap=col == "RUN")
+    for r in runs:
+        t.add_row(
+            r.id,
+            r.reservation,
+            " ".join(r.command)[:40],
+            f"{r.nodes}x{r.nproc_per_node}",
+            r.state.value,
+            "" if r.exit_code is None else str(r.exit_code),
+            f"{r.duration:.1f}s",
+            output.age(r.started) + " ago",
+        )
+    output.out.print(t)
+    return 0
+
+
+def cmd_logs(client: Client, args: argparse.Namespace) -> int:
+    run = client.get_run(args.run)
+    path = Path(run.log_dir) / f"rank{args.rank}.log"
+    if not any(r.rank == args.rank for r in run.ranks):
+        raise InvalidRequest(f"run {run.id} has no rank {args.rank}", f"ranks are 0..{len(run.ranks) - 1}")
+    pos = 0
+    lines = client.logs(run.id, args.rank, args.tail)
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    pos = path.stat().st_size if path.exists() else 0
+    while args.follow and not client.get_run(run.id).done:
+        time.sleep(0.2)
+        if path.exists() and path.stat().st_size > pos:
+            with path.open("rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+            pos += len(chunk)
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+    return 0
+
+
+def cmd_check(client: Client, args: argparse.Namespace) -> int:
+    results: list[dict[str, Any]] = []
+
+    def on_line(rank: int | None, node: int, stream: str, line: str) -> None:
+        if rank is not None and line.startswith("NEO_CHECK "):
+            results.append(json.loads(line[len("NEO_CHECK ") :]))
+
+    run = client.run(
+        "neo-check",
+        kind="check",
+        reservation=args.id,
+        on_line=on_line,
+        env={"NEO_CHECK_SIZES": args.sizes},
+        progress=output.progress,
+    )
+    from jupyter_neo.runs.check import analyse
+
+    report = analyse(results)
+    client.core.store.save_check(run.reservation, report)
+    if args.json:
+        output.emit_json({"run": run.id, "reservation": run.reservation, **report})
+        return run.exit_code or 0
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for col in ("BYTES", "BACKEND", "ALGBW GB/s", "BUSBW GB/s", "SLOWEST NODE", "SLOWEST BUSBW"):
+        t.add_column(col)
+    for row in report["sizes"]:
+        t.add_row(
+            str(row["bytes"]),
+            row["backend"],
+            f"{row['algbw_gbps']:.3f}",
+            f"{row['busbw_gbps']:.3f}",
+            str(row["slowest_node"]),
+            f"{row['slowest_busbw_gbps']:.3f}",
+        )
+    output.out.print(t)
+    for flag in report["flags"]:
+        output.err.print(f"[yellow]warning:[/yellow] {flag}")
+    if run.exit_code:
+        summarize(run)
+    return run.exit_code or 0
