@@ -12,93 +12,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from jupyter_neo.backends.slurm.backend import job_prefix
 from tests.conftest import NEO, Neo, use_config
 from tests.engines.slurm.harness import SlurmCluster
+from tests.slurm_support import live_procs_mentioning, neo_jobs, slurm_config, wait_for
 
-pytest_plugins = ["tests.engines.slurm.conftest_fixture"]
+pytest_plugins = ["tests.engines.slurm.conftest_fixture", "tests.slurm_fixture"]
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def slurm_config(cluster: SlurmCluster, pod_base: Path, **changes: str | None) -> str:
-    """A cluster file with one ``backend: slurm`` entry for the test cluster.
-
-    ``changes`` add or replace options (``None`` drops one), so bad-config tests differ in one key.
-    """
-    options: dict[str, str | None] = {
-        "partition": cluster.partition,
-        "time_limit": "10",
-        "base_dir": str(pod_base),
-        "env": f"{{SLURM_CONF: {cluster.conf}}}",
-    }
-    options.update(changes)
-    lines = "".join(f"      {k}: {v}\n" for k, v in options.items() if v is not None)
-    return (
-        "clusters:\n"
-        "  - name: slurm-test\n"
-        "    backend: slurm\n"
-        f"    nodes: {len(cluster.nodes)}\n"
-        f"    gpus_per_node: {cluster.gpus_per_node}\n"
-        "    options:\n"
-        f"{lines}"
-    )
-
-
-@pytest.fixture
-def sneo(neo: Neo, slurm_cluster: SlurmCluster, tmp_path: Path) -> Iterator[Neo]:
-    """A sandboxed ``neo`` whose only cluster is the Slurm test cluster.
-
-    At teardown every job this sandbox named is cancelled, whatever the test did, so the next
-    test's gang arithmetic starts from idle nodes.
-    """
-    use_config(neo, slurm_config(slurm_cluster, tmp_path / "nodes"))
-    neo.env["SLURM_CONF"] = str(slurm_cluster.conf)
-    yield neo
-    ids = [job for job, _name in neo_jobs(slurm_cluster, neo)]
-    if ids:
-        slurm_cluster.run("scancel", *ids)
-    slurm_cluster.wait_all_idle(timeout=20)
-
-
-def neo_jobs(cluster: SlurmCluster, neo: Neo) -> list[tuple[str, str]]:
-    """(job id, name) of every job in the queue that ``neo``'s state store submitted.
-
-    Only this sandbox's: other test sessions may share the test cluster.
-    """
-    prefix = job_prefix(neo.home / "state.sqlite")
-    out = cluster.run("squeue", "-h", "-o", "%i %j", check=True).stdout
-    rows = [tuple(line.split(maxsplit=1)) for line in out.splitlines() if line.strip()]
-    return [(r[0], r[1]) for r in rows if len(r) == 2 and r[1].startswith(prefix)]
-
-
-def live_procs_mentioning(needle: str) -> list[str]:
-    """Non-zombie processes whose argv mentions ``needle`` (zombies are gone: PID 1 reaps lazily)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if any(needle in part for part in proc.info["cmdline"] or []):
-                found.append(f"{proc.pid} {' '.join(proc.info['cmdline'])[:160]}")
-        except psutil.Error:
-            continue
-    return found
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_two_nodes_two_gpus_each_are_ready_on_the_nodes_addresses_and_answer_pings(

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import Neo, use_config
 from tests.engines.slurm.harness import SlurmCluster
-from tests.test_slurm_backend import live_procs_mentioning, neo_jobs, slurm_config, wait_for
+from tests.slurm_support import live_procs_mentioning, neo_jobs, slurm_config, wait_for
 
 pytest_plugins = ["tests.engines.slurm.conftest_fixture"]
 

@@ -233,7 +233,7 @@ class SlurmBackend(Backend):
             addrs = await self._node_addrs(nodes)
             res.pods = [
                 Pod(
-                    name=f"{res.id}-{rank}",
+                    name=f"{res.id}-{rank}-{node}",  # the node in the name: errors then say where
                     rank=rank,
                     address=addrs[node],
                     gpus=list(range(res.gpus_per_node)),
