@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_neo.config import Config, load_config
 from jupyter_neo.core import Core, Progress, _quiet
@@ -21,6 +21,9 @@ from jupyter_neo.errors import InvalidRequest
 from jupyter_neo.model import ClusterStatus, GangRequest, Reservation, Run
 from jupyter_neo.runs.logs import LineCallback, tail_file
 from jupyter_neo.runs.spec import RunKind, RunSpec
+
+if TYPE_CHECKING:
+    from jupyter_neo.sync import SyncReport, Watcher
 
 T = TypeVar("T")
 
@@ -169,6 +172,7 @@ class Client:
         on_line: LineCallback | None = None,
         on_update: Callable[[Run], None] | None = None,
         progress: Progress = _quiet,
+        hot: bool = False,
         **request: Any,
     ) -> Run:
         """Run a script (or ``kind="module"``/``"cmd"``) on every rank of a gang; returns the finished run.
@@ -183,6 +187,7 @@ class Client:
             env=dict(env or {}),
             timeout=parse_duration(timeout),
             workspace=Path(workspace).resolve(),
+            hot=hot,
         )
         spec.validate()
         gang = self.request(gpus=gpus, **request) if gpus is not None else None
@@ -207,6 +212,53 @@ class Client:
     def ping(self, ref: str) -> list[float]:
         return self.run_async(self.core.ping(ref))
 
+    def _reservation(self, ref_or_res: str | Reservation | None) -> Reservation:
+        """A reservation by id or name; None means the only active one."""
+        if isinstance(ref_or_res, Reservation):
+            return ref_or_res
+        if ref_or_res:
+            return self.run_async(self.core.status_one(ref_or_res))
+        active = self.status()
+        if len(active) != 1:
+            from jupyter_neo.errors import NotFound
+
+            if not active:
+                raise NotFound("no active reservation to sync to", "make one with: neo reserve --gpus N")
+            raise InvalidRequest(
+                f"{len(active)} reservations are active; say which one",
+                "pass its id: " + ", ".join(r.id for r in active),
+            )
+        return active[0]
+
+    def sync(
+        self,
+        ref_or_res: str | Reservation | None = None,
+        root: str | Path = ".",
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> SyncReport:
+        """Mirror ``root`` into every pod of the reservation now; see :mod:`jupyter_neo.sync`."""
+        res = self._reservation(ref_or_res)
+        return self.run_async(self.core.sync(res, Path(root), progress=progress, dry_run=dry_run))
+
+    def watch(
+        self,
+        ref_or_res: str | Reservation | None = None,
+        root: str | Path = ".",
+        *,
+        on_report: Callable[[SyncReport], None] | None = None,
+        debounce: float = 0.05,
+    ) -> WatchHandle:
+        """Sync now, then on every change until ``handle.stop()``; reports go to ``on_report``."""
+        from jupyter_neo.sync import Watcher
+        from jupyter_neo.sync.push import gang_sync_for
+
+        res = self._reservation(ref_or_res)
+        gang = gang_sync_for(self.core, res, Path(root).expanduser().absolute())
+        watcher = Watcher(gang, on_report=on_report, debounce=debounce)
+        self.run_async(watcher.start())
+        return WatchHandle(self, watcher)
+
     def close(self) -> None:
         self.run_async(self.core.close())
 
@@ -215,3 +267,24 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WatchHandle:
+    """A running watcher started by :meth:`Client.watch`; ``stop()`` ends it."""
+
+    def __init__(self, client: Client, watcher: Watcher) -> None:
+        self._client = client
+        self.watcher = watcher
+
+    @property
+    def reports(self) -> list[SyncReport]:
+        return list(self.watcher.reports)
+
+    def stop(self) -> None:
+        self._client.run_async(self.watcher.stop())
+
+    def __enter__(self) -> WatchHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

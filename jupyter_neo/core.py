@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_neo import placement
 from jupyter_neo.backends import Backend, backend_for
@@ -35,12 +36,23 @@ from jupyter_neo.model import (
 )
 from jupyter_neo.runs.logs import LineCallback
 from jupyter_neo.runs.spec import RunSpec
-from jupyter_neo.runs.supervisor import RunSupervisor
+from jupyter_neo.runs.supervisor import HotSession, RunSupervisor, nproc_for
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
 
+if TYPE_CHECKING:
+    from jupyter_neo.sync.report import SyncReport
+
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
+DEPENDENCY_FILES = {
+    "requirements.txt",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "environment.yml",
+    "uv.lock",
+}
 
 
 def _quiet(_: str) -> None:
@@ -212,6 +224,14 @@ class Core:
 
         return list(await asyncio.gather(*(one(p) for p in res.pods)))
 
+    async def sync(
+        self, res: Reservation, root: str | Path, progress: Progress | None = None, dry_run: bool = False
+    ) -> SyncReport:
+        """Mirror the folder ``root`` into every pod of ``res`` (see :mod:`jupyter_neo.sync`)."""
+        from jupyter_neo.sync import sync_gang
+
+        return await sync_gang(self, res, Path(root), progress=progress, dry_run=dry_run)
+
     async def ping(self, ref: str) -> list[float]:
         """Round-trip time to every pod's agent, in seconds, in rank order."""
         res = await self.status_one(ref)
@@ -279,35 +299,7 @@ class Core:
             pod.state = PodState.RELEASED
         self.store.save_reservation(res)
 
-    # ------------------------------------------------------------------ sync and runs
-    async def sync(
-        self, res: Reservation, root: Path, progress: Progress = _quiet, dry_run: bool = False
-    ) -> Any:
-        """Mirror ``root`` into every pod's workspace.
-
-        Interim implementation (whole files, every time) until the delta sync engine lands.
-        """
-        root = Path(root)
-        if not root.is_dir():
-            raise InvalidRequest(f"workspace {root} is not a directory", "run from your project directory")
-        skip = {".git", "__pycache__", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
-        files = []
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part in skip for part in rel.parts) or not path.is_file() or path.is_symlink():
-                continue
-            files.append((rel.as_posix(), path.read_bytes(), path.stat().st_mode & 0o777))
-        if dry_run:
-            return files
-        conns = await self.connect(res)
-
-        async def push(conn: AgentConnection) -> None:
-            for rel, data, mode in files:
-                await conn.call("put", data, path=rel, mode=mode)
-
-        await asyncio.gather(*(push(c) for c in conns))
-        return None
-
+    # ------------------------------------------------------------------ runs
     async def pick_reservation(
         self, ref: str | None, request: GangRequest | None, progress: Progress = _quiet
     ) -> Reservation:
@@ -349,15 +341,62 @@ class Core:
         on_line: LineCallback | None = None,
         on_update: Callable[[Run], None] | None = None,
     ) -> Run:
-        """Run ``spec`` on every pod of ``res`` and return the finished run record."""
+        """Run ``spec`` on every pod of ``res`` and return the finished run record.
+
+        With ``spec.hot`` the live workers of an earlier ``--hot`` run re-run the entry point on
+        the new code (one iteration); a cold start happens by itself when there are none, when the
+        launch arguments or dependency files changed, and the run's ``note`` says why.
+        """
         spec.validate()
-        supervisor = RunSupervisor(self, res, spec, on_line, on_update)
-        return await supervisor.execute()
+        if not spec.hot:
+            return await RunSupervisor(self, res, spec, on_line=on_line, on_update=on_update).execute()
+        timings: dict[str, float] = {}
+        changed: list[str] = []
+        if spec.sync:
+            t0 = time.perf_counter()
+            report = await self.sync(res, spec.workspace)
+            timings["sync"] = round(time.perf_counter() - t0, 4)
+            changed = [c.path for c in report.changes]
+        spec = dataclasses.replace(spec, sync=False)
+        session, note = await self._hot_session(res, spec, changed)
+        supervisor = RunSupervisor(self, res, spec, on_line=on_line, on_update=on_update, session=session)
+        supervisor.run.note = note
+        return await supervisor.execute(timings)
+
+    async def _hot_session(
+        self, res: Reservation, spec: RunSpec, changed: list[str]
+    ) -> tuple[HotSession | None, str]:
+        """The live hot session to iterate on, or None (cold start) and the one-line reason."""
+        owners = [r for r in self.store.runs(500) if r.hot and r.reservation == res.id and r.session == r.id]
+        if not owners:
+            return None, "cold start: first hot run on this reservation"
+        last = owners[0]
+        iteration = max(r.iteration for r in self.store.runs(500) if r.session == last.id)
+        conns = await self.connect(res)
+        alive = True
+        for node, conn in enumerate(conns):
+            procs = (await conn.call("procs"))["procs"]
+            mine = next((p for p in procs if p["proc"] == f"{last.id}-n{node}"), None)
+            alive = alive and mine is not None and mine["returncode"] is None
+        if not alive:
+            return None, f"cold start: the workers of {last.id} have exited"
+        deps = [p for p in changed if p.rsplit("/", 1)[-1] in DEPENDENCY_FILES]
+        why = None
+        if last.fingerprint != spec.fingerprint(res.nodes, nproc_for(spec, res)):
+            why = "the launch arguments changed"
+        elif deps:
+            why = f"dependencies changed ({', '.join(deps)})"
+        if why:
+            await self.stop_run(last.id)
+            return None, f"cold start: {why}"
+        return HotSession(last.id, iteration), f"hot: iteration {iteration + 1} of {last.id}"
 
     async def stop_run(self, run_id: str) -> Run:
         """Stop a run started by another controller process: signal its launchers through the agents."""
         run = self.store.run(run_id)
-        if run.done:
+        if run.hot and run.session and run.session != run.id:
+            return await self.stop_run(run.session)
+        if run.done and not run.hot:
             return run
         res = self.store.reservation(run.reservation)
         conns = await self.connect(res)

@@ -209,6 +209,13 @@ class Run(_Model):
         default_factory=dict, description="seconds per phase (sync, launch, ...)"
     )
     owner: str = ""
+    hot: bool = False
+    session: str | None = Field(
+        default=None, description="hot reload: the run whose workers this iteration used"
+    )
+    iteration: int = 0
+    fingerprint: str = Field(default="", description="launch arguments; a change forces a cold restart")
+    note: str | None = Field(default=None, description="one line on how the run started (cold/hot and why)")
 
     @property
     def done(self) -> bool:

@@ -18,6 +18,10 @@ def backend_for(cluster: Cluster, config: Config, store: Store) -> Backend:
         from jupyter_neo.backends.local import LocalBackend
 
         return LocalBackend(cluster, config, store)
+    if cluster.backend == "kubernetes":
+        from jupyter_neo.backends.kubernetes import KubernetesBackend
+
+        return KubernetesBackend(cluster, config, store)
     if cluster.backend == "slurm":
         from jupyter_neo.backends.slurm import SlurmBackend
 
@@ -26,7 +30,7 @@ def backend_for(cluster: Cluster, config: Config, store: Store) -> Backend:
 
     raise ConfigError(
         f"cluster {cluster.name!r}: backend {cluster.backend!r} is not available in this version",
-        "use backend: local or slurm",
+        "use backend: local, kubernetes or slurm",
     )
 
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from jupyter_neo.cli import reservations, runs
+from jupyter_neo.cli import reservations, runs, sync
 
-MODULES = [reservations, runs]
+MODULES = [reservations, runs, sync]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from jupyter_neo.cli import output
@@ -20,6 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_reserve_flags(p)
     p.add_argument(
         "--explain", action="store_true", help="show every candidate cluster and why; reserve nothing"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the Kubernetes objects it would create; create nothing"
+    )
+    p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="--dry-run format")
+    p.add_argument(
+        "--gang", help="--dry-run: gang mechanism (kueue, volcano, coscheduling, none); skips discovery"
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reserve)
@@ -70,6 +78,14 @@ def cmd_clusters(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_reserve(client: Client, args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from jupyter_neo.backends.kubernetes.dryrun import dry_run_objects, render
+
+        request = client.request(**_request_fields(args))
+        core = client.core
+        objs = client.run_async(dry_run_objects(core.config, core.store, request, args.gang))
+        sys.stdout.write(render(objs, "json" if args.json else args.output))
+        return 0
     if args.explain:
         request = client.request(**_request_fields(args))
         cands = client.run_async(client.core.explain(request))

@@ -33,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--path", default=".", help="workspace directory (default: current directory)")
     p.add_argument("-m", dest="module", help="run a module (python -m) instead of a script")
     p.add_argument("--cmd", help="run a plain command once per node instead of torchrun")
+    p.add_argument(
+        "--hot",
+        action="store_true",
+        help="keep the rank processes warm; re-running re-executes the script in them (hot reload)",
+    )
+    p.add_argument(
+        "--watch", action="store_true", help="with --hot: re-run on every saved change until Ctrl-C"
+    )
     p.add_argument("--json", action="store_true", help="print only the run record as JSON")
     p.add_argument("script", nargs="?", help="script, relative to the workspace")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
@@ -109,9 +117,9 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
         target_stream.write(f"[node {node} rank {rank}] {line}\n")
         target_stream.flush()
 
-    run = client.run(
-        target,
-        script_args,
+    if args.watch and not args.hot:
+        raise InvalidRequest("--watch needs --hot", "neo run --hot --watch train.py")
+    options: dict[str, Any] = dict(
         kind=kind,
         reservation=args.reservation,
         gpus=args.gpus,
@@ -121,8 +129,12 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
         workspace=args.path,
         on_line=on_line,
         progress=output.progress,
+        hot=args.hot,
         **_request(args),
     )
+    if args.watch:
+        return watch_loop(client, args.path, target, script_args, options)
+    run = client.run(target, script_args, **options)
     if args.json:
         output.emit_json(run.public())
     else:
@@ -130,8 +142,35 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
     return run.exit_code or 0
 
 
+def watch_loop(
+    client: Client, path: str, target: str, script_args: list[str], options: dict[str, Any]
+) -> int:
+    """Run once, then again on every change to the workspace, until Ctrl-C (which stops the gang)."""
+    import queue
+
+    changes: queue.Queue[object] = queue.Queue()
+    handle = None
+    try:
+        while True:
+            run = client.run(target, script_args, **options)
+            summarize(run)
+            if handle is None:
+                handle = client.watch(
+                    run.reservation, path, on_report=lambda r: None if r.noop else changes.put(r)
+                )
+            output.err.print("[dim]watching for changes (Ctrl-C stops every rank)[/dim]")
+            changes.get()
+            while not changes.empty():
+                changes.get_nowait()
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
 def summarize(run: Run) -> None:
     timing = " ".join(f"{k}={v:.2f}s" for k, v in run.timings.items() if not k.endswith("noop"))
+    if run.note:
+        output.err.print(f"[dim]{run.note}[/dim]")
     if run.state.value == "succeeded":
         output.err.print(
             f"[green]run {run.id} succeeded[/green] on {run.nodes} node(s) x {run.nproc_per_node} "

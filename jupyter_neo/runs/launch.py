@@ -52,6 +52,7 @@ class NodeLaunch:
     python: str
     log_dir: str
     agent_zip: str
+    hot_control: str | None = None
 
 
 def node_argv(spec: RunSpec, res: Reservation, at: NodeLaunch) -> list[str]:
@@ -64,7 +65,8 @@ def node_argv(spec: RunSpec, res: Reservation, at: NodeLaunch) -> list[str]:
         "--master-addr", at.master, "--master-port", str(at.port),
         "--max-restarts", "0", "--tee", "3", "--log-dir", at.log_dir,
     ]  # fmt: skip
-    rank_entry = [*argv, "--no-python", at.python, at.agent_zip, "rank"]
+    hot = ["--hot"] if at.hot_control else []
+    rank_entry = [*argv, "--no-python", at.python, at.agent_zip, "rank", *hot]
     if spec.kind == "script":
         return [*rank_entry, spec.target, *spec.args]
     if spec.kind == "module":
@@ -81,6 +83,8 @@ def run_env(spec: RunSpec, res: Reservation, at: NodeLaunch, run_id: str) -> dic
         MASTER_PORT=str(at.port),
         NEO_NODE_RANK=str(at.node),
     )
+    if at.hot_control:
+        env["NEO_HOT_CONTROL"] = at.hot_control
     if spec.launcher == "torchrun" and "OMP_NUM_THREADS" not in spec.env:
         env["OMP_NUM_THREADS"] = "1"
     env.update(spec.env)

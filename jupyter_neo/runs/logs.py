@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 FAILED_MARKER = "NEO_RANK_FAILED "
+HOT_MARKER = "NEO_HOT "
 PREFIX = re.compile(rb"^\[neo-rank (\d+)\]:")
 # torchrun's failure summary: "rank      : 3 (local_rank: 1)" then "exitcode  : 1 (pid: 123)"
 SUMMARY_RANK = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)")
@@ -28,10 +30,19 @@ LineCallback = Callable[[int | None, int, str, str], None]
 class RunLogs:
     """Demultiplexes node streams into rank files and keeps a tail of each rank in memory."""
 
-    def __init__(self, log_dir: Path, on_line: LineCallback, plain: bool = False) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        on_line: LineCallback,
+        plain: bool = False,
+        on_hot: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.dir = log_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.on_line = on_line
+        self.on_hot = on_hot
+        self.first_output: dict[int, float] = {}
+        """rank -> monotonic time of its first user line (hot iterations measure from here)"""
         self.plain = plain
         self._files: dict[str, IO[bytes]] = {}
         self._partial: dict[tuple[int, str], bytes] = {}
@@ -82,6 +93,14 @@ class RunLogs:
         f.write(body + b"\n")
         f.flush()
         text = body.decode("utf-8", errors="replace")
+        if rank is not None and text.startswith(HOT_MARKER):
+            with contextlib.suppress(ValueError):
+                event = json.loads(text[len(HOT_MARKER) :])
+                if self.on_hot is not None and isinstance(event, dict):
+                    self.on_hot(rank, event)
+            return
+        if rank is not None:
+            self.first_output.setdefault(rank, time.monotonic())
         if rank is not None and text.startswith(FAILED_MARKER):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 self.failures.setdefault(rank, float(json.loads(text[len(FAILED_MARKER) :])["time"]))

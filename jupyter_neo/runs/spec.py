@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,12 @@ class RunSpec:
     workspace: Path = field(default_factory=Path.cwd)
     sync: bool = True
     grace: float = 5.0
+    hot: bool = False
+
+    def fingerprint(self, nodes: int, nproc: int) -> str:
+        """What a hot session was launched with; any change needs a cold restart."""
+        doc = [self.kind, self.target, self.args, nproc, nodes, sorted(self.env.items())]
+        return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
     def validate(self) -> None:
         if self.kind == "script":

@@ -6,6 +6,8 @@
 - Cancellation (Ctrl-C, a kernel interrupt, DELETE /runs/ID) stops every node and records
   ``stopped``; ``timeout`` stops every node and records ``failed`` with exit code 124.
 - The run's exit code is the gang's: 0 when every node succeeded, else the failing rank's.
+- Hot runs (``--hot``) end an *iteration* when every rank reports it finished the entry point;
+  the workers stay up for the next generation (see :mod:`neo_agent.hot`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jupyter_neo.errors import BackendError, InvalidRequest, NeoError
@@ -44,27 +47,46 @@ class NodeLost(Exception):
         self.node = node
 
 
+def nproc_for(spec: RunSpec, res: Reservation) -> int:
+    nproc = spec.nproc_per_node or (1 if spec.kind == "cmd" else res.gpus_per_node)
+    if nproc > res.gpus_per_node and spec.kind != "cmd":
+        raise InvalidRequest(
+            f"--nproc-per-node {nproc} is more than the {res.gpus_per_node} GPUs each pod of {res.id} holds",
+            f"use --nproc-per-node {res.gpus_per_node} or less, or reserve bigger nodes",
+        )
+    return nproc
+
+
+@dataclass(frozen=True)
+class HotSession:
+    """Live hot-reload workers: the run that launched them and how many iterations they ran."""
+
+    id: str
+    iteration: int
+
+    def proc(self, node: int) -> str:
+        return f"{self.id}-n{node}"
+
+
 class RunSupervisor:
-    """Drives one run from launch to its recorded end."""
+    """Drives one run (or one hot iteration) from launch to its recorded end."""
 
     def __init__(
         self,
         core: Core,
         res: Reservation,
         spec: RunSpec,
+        *,
         on_line: LineCallback | None = None,
         on_update: Callable[[Run], None] | None = None,
+        session: HotSession | None = None,
     ) -> None:
         self.core = core
         self.res = res
         self.spec = spec
         self.on_update = on_update or (lambda run: None)
-        nproc = spec.nproc_per_node or (1 if spec.kind == "cmd" else res.gpus_per_node)
-        if nproc > res.gpus_per_node and spec.kind != "cmd":
-            raise InvalidRequest(
-                f"--nproc-per-node {nproc} is more than the {res.gpus_per_node} GPUs each pod of {res.id} holds",
-                f"use --nproc-per-node {res.gpus_per_node} or less, or reserve bigger nodes",
-            )
+        nproc = nproc_for(spec, res)
+        self.session = session
         self.run = Run(
             id=new_id("run"),
             reservation=res.id,
@@ -74,7 +96,12 @@ class RunSupervisor:
             nodes=res.nodes,
             nproc_per_node=nproc,
             owner=owner(),
+            hot=spec.hot,
+            fingerprint=spec.fingerprint(res.nodes, nproc) if spec.hot else "",
         )
+        if spec.hot:
+            self.run.session = session.id if session else self.run.id
+            self.run.iteration = session.iteration + 1 if session else 1
         per_node = 1 if spec.launcher == "plain" else nproc
         log_dir = core.config.home / "runs" / self.run.id
         self.run.log_dir = str(log_dir)
@@ -88,9 +115,16 @@ class RunSupervisor:
             for n in range(res.nodes)
             for lr in range(per_node)
         ]
-        self.logs = RunLogs(log_dir, on_line or (lambda *a: None), plain=spec.launcher == "plain")
+        self.logs = RunLogs(
+            log_dir, on_line or (lambda *a: None), plain=spec.launcher == "plain", on_hot=self._on_hot
+        )
         self.procs: dict[int, str] = {}
         self.conns: list[AgentConnection] = []
+        self.watch_conns: list[AgentConnection] = []
+        self.offsets: dict[int, dict[str, int]] = {}
+        self.hot_reports: dict[int, dict[str, Any]] = {}
+        self.iteration_done: asyncio.Event | None = None
+        self.notified_at = 0.0
 
     def _save(self) -> None:
         self.core.store.save_run(self.run)
@@ -105,9 +139,11 @@ class RunSupervisor:
                 rank.state = state
                 rank.exit_code = code if code is not None else rank.exit_code
 
-    async def execute(self) -> Run:
-        """Run to completion; always records the end, stops every node on any way out."""
+    async def execute(self, timings: dict[str, float] | None = None) -> Run:
+        """Run to completion; always records the end, stops every node on any way out but success."""
         run = self.run
+        run.timings.update(timings or {})
+        self.iteration_done = asyncio.Event()
         self._save()
         try:
             t0 = time.perf_counter()
@@ -116,7 +152,10 @@ class RunSupervisor:
                 report = await self.core.sync(self.res, self.spec.workspace)
                 run.timings["sync"] = round(time.perf_counter() - t0, 4)
                 run.timings["sync_noop"] = float(bool(getattr(report, "noop", False)))
-            await self._launch()
+            if self.session is not None:
+                await self._notify_iteration(self.session)
+            else:
+                await self._launch()
             run.timings["launch"] = round(time.perf_counter() - t0, 4)
             run.state = RunState.RUNNING
             self._set_ranks(RunState.RUNNING)
@@ -139,6 +178,8 @@ class RunSupervisor:
             raise
         finally:
             self.logs.close()
+            for conn in self.watch_conns:
+                await conn.close()
         return run
 
     async def _launch(self) -> None:
@@ -150,6 +191,10 @@ class RunSupervisor:
         async def start(node: int) -> None:
             pod = self.res.pods[node]
             agent_dir = backend.agent_dir(pod)
+            hot_control = None
+            if self.spec.hot:
+                reply = await self.conns[node].call("hot_gen", session=self.run.id, gen=1)
+                hot_control = str(reply["control"])
             at = NodeLaunch(
                 node=node,
                 nproc=self.run.nproc_per_node,
@@ -158,23 +203,74 @@ class RunSupervisor:
                 python=backend.python(pod),
                 log_dir=f"{agent_dir}/runs/{self.run.id}",
                 agent_zip=f"{agent_dir}/agent-{agent_bundle().digest}.pyz",
+                hot_control=hot_control,
             )
             argv = node_argv(self.spec, self.res, at)
             env = run_env(self.spec, self.res, at, self.run.id)
-            reply = await self.conns[node].call("exec", argv=argv, env=env, name=f"{self.run.id}-n{node}")
+            reply = await self.conns[node].call(
+                "exec", argv=argv, env=env, name=f"{self.run.id}-n{node}", idle_ok=self.spec.hot
+            )
             self.procs[node] = str(reply["proc"])
 
         try:
+            if self.spec.hot:
+                self.watch_conns = await self._open_watch_conns()
+            self.notified_at = time.monotonic()
             await asyncio.gather(*(start(n) for n in range(self.res.nodes)))
         except BaseException:
             await asyncio.shield(self._stop_all())
             raise
 
+    async def _open_watch_conns(self) -> list[AgentConnection]:
+        """Connections used only to follow output; closing them detaches (the workers live on)."""
+        backend = self.core.backend(self.res.cluster)
+
+        async def one(node: int) -> AgentConnection:
+            stream = await backend.open_agent_stream(self.res.pods[node])
+            return await AgentConnection.open(stream, self.res.secret, name=self.res.pods[node].name)
+
+        return list(await asyncio.gather(*(one(n) for n in range(self.res.nodes))))
+
+    async def _notify_iteration(self, session: HotSession) -> None:
+        """Follow the live workers from their current output offsets, then bump the generation."""
+        self.procs = {n: session.proc(n) for n in range(self.res.nodes)}
+
+        async def offsets(node: int) -> None:
+            procs = (await self.conns[node].call("procs"))["procs"]
+            mine = next((p for p in procs if p["proc"] == self.procs[node]), None)
+            if mine is None or mine["returncode"] is not None:
+                raise NodeLost(node, f"the hot workers on {self.res.pods[node].name} are gone")
+            self.offsets[node] = dict(mine["bytes"])
+
+        await asyncio.gather(*(offsets(n) for n in range(self.res.nodes)))
+        self.watch_conns = await self._open_watch_conns()
+        self.run.master = ""
+        self.notified_at = time.monotonic()
+        await asyncio.gather(
+            *(c.call("hot_gen", session=session.id, gen=self.run.iteration) for c in self.conns)
+        )
+
+    def _on_hot(self, rank: int, event: dict[str, Any]) -> None:
+        if event.get("gen") != self.run.iteration or self.iteration_done is None:
+            return
+        kind = event.get("event")
+        if kind == "reloaded":
+            self.run.timings["reload"] = max(
+                self.run.timings.get("reload", 0.0), float(event.get("seconds", 0))
+            )
+        elif kind in ("done", "skipped"):
+            self.hot_reports[rank] = event
+            if len(self.hot_reports) == len(self.run.ranks):
+                self.iteration_done.set()
+
     async def _watch(self, node: int) -> int:
-        conn = self.conns[node]
+        conn = self.watch_conns[node] if self.watch_conns else self.conns[node]
         try:
             reply, _ = await conn.request(
-                "attach", proc=self.procs[node], on_event=lambda h, p: self.logs.feed(node, h["stream"], p)
+                "attach",
+                proc=self.procs[node],
+                offsets=self.offsets.get(node, {}),
+                on_event=lambda h, p: self.logs.feed(node, h["stream"], p),
             )
         except BackendError as exc:
             raise NodeLost(node, f"pod {self.res.pods[node].name} was lost: {exc.message}") from None
@@ -182,13 +278,22 @@ class RunSupervisor:
         return int(code) if code is not None else EXIT_LOST
 
     async def _supervise(self) -> None:
-        tasks = {asyncio.ensure_future(self._watch(n)): n for n in range(self.res.nodes)}
+        tasks: dict[asyncio.Future[Any], int] = {
+            asyncio.ensure_future(self._watch(n)): n for n in range(self.res.nodes)
+        }
+        heartbeat = asyncio.ensure_future(self._heartbeat())
+        assert self.iteration_done is not None
+        iteration = asyncio.ensure_future(self.iteration_done.wait())
         failure: tuple[int, int, str | None] | None = None
         try:
-            pending = set(tasks)
-            while pending and failure is None:
+            pending: set[asyncio.Future[Any]] = set(tasks)
+            if self.spec.hot:
+                pending.add(iteration)
+            while pending and failure is None and not iteration.done():
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
+                    if task is iteration:
+                        continue
                     node = tasks[task]
                     try:
                         code = task.result()
@@ -197,23 +302,58 @@ class RunSupervisor:
                         self._mark_degraded(str(exc))
                         await self.core.backend(self.res.cluster).pod_lost(self.res, self.res.pods[node])
                         break
-                    if code == 0:
+                    if code == 0 and not self.spec.hot:
                         self._set_ranks(RunState.SUCCEEDED, node, 0)
                     else:
-                        failure = (node, code, None)
+                        failure = (node, code if code else EXIT_LOST, None)
                         break
                 self._save()
             if failure is not None:
                 await self._stop_all()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.gather(*(p for p in pending if p is not iteration), return_exceptions=True)
         finally:
-            for task in tasks:
+            for task in [*tasks, iteration, heartbeat]:
                 task.cancel()
         self.logs.flush()
-        if failure is None:
-            self._finish(RunState.SUCCEEDED, 0, None)
-        else:
+        if failure is not None:
             self._fail(*failure)
+        elif self.spec.hot:
+            self._finish_iteration()
+        else:
+            self._finish(RunState.SUCCEEDED, 0, None)
+
+    async def _heartbeat(self) -> None:
+        """Keep the pods' idle timers from running out while the gang is busy with this run."""
+        period = min(30.0, max(1.0, (self.res.idle_ttl or 90.0) / 3))
+        while True:
+            await asyncio.sleep(period)
+            await asyncio.gather(*(c.call("touch") for c in self.conns), return_exceptions=True)
+
+    def _finish_iteration(self) -> None:
+        """Every rank reported: record the iteration's outcome; the workers stay warm."""
+        run = self.run
+        first = [t - self.notified_at for t in self.logs.first_output.values()]
+        if first and len(first) == len(run.ranks):
+            run.timings["first_output"] = round(max(first), 4)
+        run.timings["iteration"] = round(time.monotonic() - self.notified_at, 4)
+        failed = {r: e for r, e in self.hot_reports.items() if e.get("event") == "skipped" or not e.get("ok")}
+        for rank in run.ranks:
+            report = self.hot_reports.get(rank.rank, {})
+            ok = report.get("event") == "done" and report.get("ok")
+            rank.state = RunState.SUCCEEDED if ok else RunState.FAILED
+            rank.exit_code = 0 if ok else 1
+        if not failed:
+            self._finish(RunState.SUCCEEDED, 0, None)
+            return
+        culprit = min(failed)
+        event = failed[culprit]
+        run.failed_rank = culprit
+        if event.get("event") == "skipped":
+            why = f"not applied: {event.get('error')}; the workers keep generation {event.get('kept')}'s code"
+        else:
+            lines = "\n".join(list(self.logs.tails.get(culprit, []))[-20:])
+            why = f"rank {culprit} raised {event.get('error')} (the workers stay warm)\n{lines}"
+        self._finish(RunState.FAILED, 1, why)
 
     def _fail(self, node: int, code: int, why: str | None) -> None:
         """Record the failure, blaming the rank that raised first.

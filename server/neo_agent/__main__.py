@@ -6,6 +6,11 @@ from neo_agent.agent import serve
 
 
 def main() -> None:
+    if len(sys.argv) >= 3 and sys.argv[1:3] == ["rank", "--hot"]:
+        from neo_agent.hot import main as hot_main
+
+        hot_main(sys.argv[3:])
+        return
     if len(sys.argv) >= 2 and sys.argv[1] == "rank":
         from neo_agent.rank import main as rank_main
 

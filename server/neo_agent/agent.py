@@ -55,6 +55,7 @@ class Proc:
         self.sizes = {"stdout": 0, "stderr": 0}
         self.subscribers: Set["asyncio.Queue[Any]"] = set()
         self.done = asyncio.Event()
+        self.keeps_alive = True  # False: an idle warm worker, stopped at idle expiry like the pod
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -98,6 +99,7 @@ class Agent:
             "procs": self.op_procs,
             "stats": self.op_stats,
             "free_port": self.op_free_port,
+            "hot_gen": self.op_hot_gen,
             "shutdown": self.op_shutdown,
         }
         self.extra_ops()
@@ -353,6 +355,7 @@ class Agent:
         except (OSError, ValueError) as exc:
             raise RequestError("cannot start %s: %s" % (argv[0], exc), "exec_failed") from None
         proc = Proc(pid_id, argv, log_dir, popen)
+        proc.keeps_alive = not h.get("idle_ok")
         self.procs[pid_id] = proc
         self._write_json(os.path.join("procs", pid_id, "proc.json"), {"pid": proc.pid, "argv": argv})
         self._spawn(self._pump(proc))
@@ -464,6 +467,19 @@ class Agent:
             sock.bind(("", 0))
             return {"port": sock.getsockname()[1]}
 
+    async def op_hot_gen(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """Tell a hot-reload session's workers to switch to generation ``gen`` (see neo_agent.hot)."""
+        session = str(h.get("session", ""))
+        if not session.replace("-", "").isalnum():
+            raise RequestError("bad session id", "bad_request")
+        control = os.path.join(self.dir, "hot", session)
+        os.makedirs(control, exist_ok=True)
+        tmp = os.path.join(control, "gen.tmp")
+        with open(tmp, "w") as f:
+            f.write(str(int(h["gen"])))
+        os.replace(tmp, os.path.join(control, "gen"))
+        return {"control": control}
+
     async def op_shutdown(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         asyncio.get_event_loop().call_later(0.05, self.begin_stop, "shutdown requested", bool(h.get("purge")))
         return {"stopping": True}
@@ -514,7 +530,7 @@ class Agent:
             elif (
                 self.idle_ttl is not None
                 and now - self.last_activity > float(self.idle_ttl)
-                and not any(proc.returncode is None for proc in self.procs.values())
+                and not any(proc.returncode is None and proc.keeps_alive for proc in self.procs.values())
             ):
                 self.begin_stop("idle for more than %ss" % self.idle_ttl)
 

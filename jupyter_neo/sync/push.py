@@ -1,0 +1,332 @@
+"""Reconcile and transition: turn a scan into one ``ws_sync`` per pod, sent to all pods at once.
+
+Stages (named as in Mutagen): *scan* (:mod:`jupyter_neo.sync.manifest`), *reconcile* (the delta
+between the manifest the pods hold and the new one), *stage* (read the content of digests the
+pods do not hold; renames and copies carry none), *transition* (each pod applies the delta to a
+spare tree and flips ``current``, see :mod:`neo_agent.workspace_ops`).
+
+The common case costs one round trip per pod: the request names the root the controller believes
+the pod holds (``base``) and the root it must end at; the pod answers ``noop`` (already there),
+``applied`` (with its new generation) or ``mismatch``. A mismatching pod (new, restarted, or cut
+off during an earlier sync) is repaired: it sends its manifest and the digests it holds, and
+gets exactly the difference. Fan-out is a star: every pod gets the same frame concurrently; see
+docs/sync.md for why relaying through pods does not pay at the sizes measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+import weakref
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_neo.errors import InvalidRequest, NeoError
+from jupyter_neo.sync.manifest import Entry, Manifest, Scanner, ScanResult, diff
+from jupyter_neo.sync.report import Change, PodSync, SyncError, SyncReport
+
+if TYPE_CHECKING:
+    from jupyter_neo.core import Core
+    from jupyter_neo.model import Pod, Reservation
+    from jupyter_neo.transport.connection import AgentConnection
+
+Progress = Callable[[str], None]
+FRAME_LIMIT = 64 * 2**20  # content per frame; larger syncs send ws_objects frames first
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _env_mb(name: str, default: float) -> int:
+    try:
+        return int(float(os.environ.get(name, default)) * 2**20)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number of MiB (got {os.environ[name]!r})") from None
+
+
+@dataclass
+class SyncOptions:
+    """Tunables; defaults come from the environment so every surface shares them."""
+
+    max_file_size: int = field(default_factory=lambda: _env_mb("NEO_SYNC_MAX_FILE_MB", 64))
+    compress: bool | None = None  # None: only when some pod is not on loopback
+    frame_limit: int = FRAME_LIMIT
+
+
+@dataclass
+class _Blob:
+    digest: str
+    mode: int
+    data: bytes
+    compressed: bool
+
+
+@dataclass
+class _Plan:
+    """What one sync moves: from ``base`` to ``new`` by ``changes``, carrying ``blobs``."""
+
+    base: Manifest
+    new: Manifest
+    changes: dict[str, Entry | None]
+    blobs: dict[str, _Blob]
+    generation: int = 0
+
+
+def _why(old: Entry | None, new: Entry | None) -> str:
+    if new is None:
+        return "deleted"
+    if old is None:
+        return "added"
+    if old.kind != new.kind:
+        return "type changed"
+    if old.ref != new.ref:
+        return "retargeted" if new.kind == "l" else "content changed"
+    return "mode changed"
+
+
+class GangSync:
+    """The sync state of one (reservation, workspace root) pair in one controller process."""
+
+    def __init__(self, core: Core, res: Reservation, root: Path, options: SyncOptions | None = None) -> None:
+        self.core = core
+        self.res = res
+        self.root = root
+        self.options = options or SyncOptions()
+        key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        self.scanner = Scanner(root, self.options.max_file_size, core.config.home / "sync" / f"{key}.json")
+        self.lock = asyncio.Lock()
+        compress = self.options.compress
+        self.compress = compress if compress is not None else any(p.address not in LOOPBACK for p in res.pods)
+
+    def check_root(self) -> None:
+        if not self.root.is_dir():
+            raise InvalidRequest(
+                f"workspace path {self.root} does not exist or is not a directory",
+                "run from your project folder or pass --path DIR",
+            )
+
+    def _pod_key(self, pod: Pod) -> str:
+        return f"{self.res.id}/{pod.name}"
+
+    async def sync(
+        self,
+        hints: set[str] | None = None,
+        *,
+        progress: Progress | None = None,
+        dry_run: bool = False,
+        persist: bool = True,
+    ) -> SyncReport:
+        """Scan (all, or the hinted paths), then bring every pod to the new manifest."""
+        self.check_root()
+        async with self.lock:
+            t0 = time.perf_counter()
+            say = progress or (lambda _: None)
+            if hints is None or len(hints) > 64:
+                scan = await asyncio.to_thread(self.scanner.scan, None)
+            else:
+                scan = self.scanner.scan(hints)
+            say(
+                f"scanned {len(scan.manifest.entries)} entries ({scan.hashed} hashed) in {scan.seconds * 1000:.0f} ms"
+            )
+            base = self.scanner.manifest
+            blobs = await self._stage(base, scan)
+            report = SyncReport(
+                reservation=self.res.id,
+                root_path=str(self.root),
+                root=scan.manifest.root_hex,
+                noop=not scan.changes,
+                dry_run=dry_run,
+                files=sum(1 for e in scan.manifest.entries.values() if e.kind != "d"),
+                hashed=scan.hashed,
+                scan_ms=scan.seconds * 1000,
+                skipped=scan.skipped,
+            )
+            for path, entry in sorted(scan.changes.items()):
+                if entry is not None and entry.kind == "d" and path in base.entries:
+                    continue
+                why = _why(base.entries.get(path), entry)
+                report.changes.append(Change(path=path, why=why))
+                if why == "added":
+                    report.added += 1
+                elif why == "deleted":
+                    report.deleted += 1
+                else:
+                    report.changed += 1
+            if not dry_run:
+                self.scanner.commit(scan)
+            conns = await self.core.connect(self.res)
+            mine = [a for k, a in self.scanner.acked.items() if k.startswith(self.res.id + "/")]
+            generation = max((int(str(a[0])) for a in mine), default=0) + 1
+            plan = _Plan(base, scan.manifest, scan.changes, blobs, generation)
+            results = await asyncio.gather(
+                *(
+                    self._pod(pod, conn, plan, dry_run, t0)
+                    for pod, conn in zip(self.res.pods, conns, strict=True)
+                )
+            )
+            report.pods = list(results)
+            report.bytes_sent = sum(p.bytes_sent for p in report.pods)
+            if dry_run:
+                report.noop = not scan.changes and all(p.root == report.root for p in report.pods)
+            else:
+                report.noop = all(p.status == "noop" for p in report.pods)
+            gens = [p.generation for p in report.pods if p.generation is not None]
+            report.generation = max(gens) if gens else None
+            report.total_ms = (time.perf_counter() - t0) * 1000
+            if not dry_run and persist:
+                await asyncio.to_thread(self.scanner.save)
+            failed = [p for p in report.pods if p.status == "failed"]
+            if failed:
+                raise SyncError(
+                    f"{len(failed)} of {len(report.pods)} pod(s) did not take generation "
+                    f"{report.generation}: " + "; ".join(f"{p.pod}: {p.error}" for p in failed),
+                    "nothing partial is current on them; run neo sync again to repair",
+                    report,
+                )
+            say(report.summary())
+            return report
+
+    # ------------------------------------------------------------------ stage
+    async def _stage(self, base: Manifest, scan: ScanResult) -> dict[str, _Blob]:
+        """Read the content the pods lack; fix up files that changed or vanished since the scan."""
+        wanted = {
+            path: e
+            for path, e in scan.changes.items()
+            if e is not None and e.kind == "f" and e.ref not in base.digests
+        }
+        return await asyncio.to_thread(self._read_blobs, wanted, scan)
+
+    def _read_blobs(self, wanted: dict[str, Entry], scan: ScanResult) -> dict[str, _Blob]:
+        blobs: dict[str, _Blob] = {}
+        for path, entry in wanted.items():
+            if entry.ref in blobs:
+                continue
+            try:
+                with open(os.path.join(self.root, path), "rb") as f:
+                    data = f.read(self.options.max_file_size + 1)
+            except OSError as exc:
+                # Deleted (or made unreadable) between scan and send: it is not in this generation.
+                scan.manifest.put(path, None)
+                scan.changes = diff(self.scanner.manifest, scan.manifest, set(scan.changes) | {path})
+                scan.skipped[path] = f"changed while syncing ({exc.strerror}); the next sync takes it"
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != entry.ref:  # rewritten since the scan: send what we read, consistently
+                fresh = entry._replace(ref=digest, size=len(data), key=None)
+                scan.manifest.put(path, fresh)
+                scan.changes[path] = fresh
+            blobs[digest] = self._blob(digest, entry.mode, data)
+        return blobs
+
+    def _blob(self, digest: str, mode: int, data: bytes) -> _Blob:
+        if self.compress and len(data) > 512:
+            packed = zlib.compress(data, 1)
+            if len(packed) < 0.9 * len(data):
+                return _Blob(digest, mode, packed, True)
+        return _Blob(digest, mode, data, False)
+
+    # ------------------------------------------------------------------ transition
+    async def _pod(self, pod: Pod, conn: AgentConnection, plan: _Plan, dry_run: bool, t0: float) -> PodSync:
+        out = PodSync(pod=pod.name, rank=pod.rank, status="failed")
+        key = self._pod_key(pod)
+        acked = self.scanner.acked.get(key)
+        try:
+            if dry_run:
+                state = await conn.call("ws_state")
+                out.status, out.generation, out.root = "dry-run", state["generation"], state["root"]
+                return out
+            sent = 0
+            if acked is not None and acked[1] != plan.base.root_hex:
+                reply: dict[str, Any] = {"status": "mismatch"}  # we know it is elsewhere: repair now
+            else:
+                reply, sent = await self._send(conn, plan, full=False)
+            if reply["status"] == "mismatch":
+                reply, more = await self._repair(conn, plan.new, plan.generation)
+                sent += more
+                if reply["status"] == "applied":
+                    reply["status"] = "repaired"
+            out.status = reply["status"]
+            out.generation, out.root, out.bytes_sent = reply["generation"], reply["root"], sent
+            self.scanner.acked[key] = [out.generation, out.root]
+        except NeoError as exc:
+            out.error = exc.message
+            self.scanner.acked.pop(key, None)
+        finally:
+            out.latency_ms = (time.perf_counter() - t0) * 1000
+        return out
+
+    async def _repair(
+        self, conn: AgentConnection, new: Manifest, generation: int
+    ) -> tuple[dict[str, Any], int]:
+        """Bring a pod in an unknown state to ``new``, sending only content it does not hold."""
+        _, payload = await conn.request("ws_manifest")
+        doc = json.loads(zlib.decompress(payload))
+        have = set(doc["objects"])
+        full = doc["entries"] is None
+        pod_m = Manifest() if full else Manifest.from_wire(doc["entries"])
+        if not full and pod_m.root_hex == new.root_hex:
+            return {"status": "noop", "generation": doc["generation"], "root": doc["root"]}, 0
+        changes: dict[str, Entry | None] = dict(new.entries) if full else diff(pod_m, new)
+        wanted = {p: e for p, e in changes.items() if e is not None and e.kind == "f" and e.ref not in have}
+        # Content is read as of now; a file that changed since the scan is sent as it is now and
+        # the pod's root check refuses the mix, so the next sync (which rescans) repairs it.
+        scan = ScanResult(new.copy(), dict(changes), {})
+        blobs = await asyncio.to_thread(self._read_blobs, wanted, scan)
+        return await self._send(conn, _Plan(pod_m, new, changes, blobs, generation), full=full)
+
+    async def _send(self, conn: AgentConnection, plan: _Plan, *, full: bool) -> tuple[dict[str, Any], int]:
+        """One ``ws_sync`` (content first in ``ws_objects`` frames when it exceeds one frame)."""
+        ops = [[p] if e is None else e.wire(p) for p, e in plan.changes.items()]
+        ops_bytes = json.dumps(ops, separators=(",", ":")).encode("ascii") if ops else b""
+        sent = 0
+        batch: list[_Blob] = []
+        size = 0
+        for blob in plan.blobs.values():
+            if batch and size + len(blob.data) > self.options.frame_limit:
+                sent += await self._objects(conn, batch)
+                batch, size = [], 0
+            batch.append(blob)
+            size += len(blob.data)
+        for attempt in range(2):
+            header = {
+                "base": plan.base.root_hex,
+                "root": plan.new.root_hex,
+                "generation": plan.generation,
+                "full": full,
+                "ops_len": len(ops_bytes),
+                "blobs": [[b.digest, len(b.data), b.compressed, b.mode] for b in batch],
+            }
+            payload = ops_bytes + b"".join(b.data for b in batch)
+            reply = await conn.call("ws_sync", payload, **header)
+            sent += len(payload)
+            if reply["status"] != "missing" or attempt:
+                return reply, sent
+            # The pod lost content we expected it to hold (collected, or copied on EMLINK).
+            missing = set(reply["digests"])
+            wanted = {p: e for p, e in plan.new.entries.items() if e.kind == "f" and e.ref in missing}
+            scan = ScanResult(plan.new.copy(), {}, {})
+            batch = list((await asyncio.to_thread(self._read_blobs, wanted, scan)).values())
+        raise AssertionError("unreachable")
+
+    async def _objects(self, conn: AgentConnection, batch: list[_Blob]) -> int:
+        payload = b"".join(b.data for b in batch)
+        await conn.call(
+            "ws_objects", payload, blobs=[[b.digest, len(b.data), b.compressed, b.mode] for b in batch]
+        )
+        return len(payload)
+
+
+_registry: weakref.WeakKeyDictionary[Core, dict[tuple[str, str], GangSync]] = weakref.WeakKeyDictionary()
+
+
+def gang_sync_for(core: Core, res: Reservation, root: Path, options: SyncOptions | None = None) -> GangSync:
+    """The long-lived sync state for (core, reservation, root): the manifest stays in memory."""
+    per_core = _registry.setdefault(core, {})
+    key = (res.id, str(root))
+    if key not in per_core or options is not None:
+        per_core[key] = GangSync(core, res, root, options)
+    return per_core[key]

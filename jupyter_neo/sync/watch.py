@@ -1,0 +1,151 @@
+"""Continuous mode: watchdog events, debounced, narrow each sync to the paths they name.
+
+Events arrive on watchdog's thread and are handed to the event loop; a sync starts once no new
+event came for ``debounce`` seconds (or ``max_delay`` after the first), carrying only the
+reported paths as hints, so an edit costs O(change) instead of a tree walk. Events inside
+ignored directories (``.git/`` on every commit) are dropped before they wake anything. Inotify can
+miss events (queue overflow, editors' rename dances), so a full rescan runs every
+``rescan_every`` seconds regardless; it is cheap thanks to the stat cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from jupyter_neo.errors import NeoError
+from jupyter_neo.sync.push import GangSync
+from jupyter_neo.sync.report import SyncReport
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+OnReport = Callable[[SyncReport], None]
+OnError = Callable[[NeoError], None]
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        for raw in paths:
+            if raw:
+                self.watcher.notify(os.fsdecode(raw))
+
+
+class Watcher:
+    """Keeps one workspace in sync with one reservation until :meth:`stop`."""
+
+    def __init__(
+        self,
+        gang: GangSync,
+        *,
+        on_report: OnReport | None = None,
+        on_error: OnError | None = None,
+        debounce: float = 0.05,
+        max_delay: float = 0.5,
+        rescan_every: float = 60.0,
+    ) -> None:
+        self.gang = gang
+        self.on_report = on_report
+        self.on_error = on_error
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self.rescan_every = rescan_every
+        self.reports: list[SyncReport] = []
+        self.errors: list[NeoError] = []
+        self._pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._observer: BaseObserver | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._root = os.path.realpath(gang.root)
+
+    def notify(self, abs_path: str) -> None:
+        """Called on watchdog's thread for every path an event names."""
+        rel = os.path.relpath(os.path.realpath(os.path.dirname(abs_path)), self._root)
+        if rel.startswith(".."):
+            return
+        rel = os.path.basename(abs_path) if rel == "." else f"{rel}/{os.path.basename(abs_path)}"
+        rel = rel.replace(os.sep, "/")
+        top = rel.split("/", 1)[0]
+        if top == ".git" and rel != ".git/info/exclude":
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._add, rel)
+
+    def _add(self, rel: str) -> None:
+        self._pending.add(rel)
+        self._wake.set()
+
+    async def start(self) -> SyncReport:
+        """Sync once in full, then start watching; returns the first report."""
+        self.gang.check_root()
+        self._loop = asyncio.get_running_loop()
+        self._observer = Observer()
+        self._observer.schedule(_Handler(self), str(self.gang.root), recursive=True)
+        self._observer.start()
+        first = await self.gang.sync(None)
+        self._record(first)
+        self._task = asyncio.ensure_future(self._run())
+        return first
+
+    async def _run(self) -> None:
+        last_full = time.monotonic()
+        last_save = time.monotonic()
+        while True:
+            timeout = max(0.0, self.rescan_every - (time.monotonic() - last_full))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            first_event = time.monotonic()
+            while self._wake.is_set() and time.monotonic() - first_event < self.max_delay:
+                self._wake.clear()
+                await asyncio.sleep(self.debounce)
+            self._wake.clear()
+            hints: set[str] | None = set(self._pending)
+            self._pending.clear()
+            if time.monotonic() - last_full >= self.rescan_every:
+                hints, last_full = None, time.monotonic()
+            if hints is not None and not hints:
+                continue
+            persist = time.monotonic() - last_save > 10
+            try:
+                report = await self.gang.sync(hints, persist=persist)
+            except NeoError as exc:
+                self.errors.append(exc)
+                if self.on_error is not None:
+                    self.on_error(exc)
+                continue
+            if persist:
+                last_save = time.monotonic()
+            if not report.noop:
+                self._record(report)
+
+    def _record(self, report: SyncReport) -> None:
+        self.reports.append(report)
+        if self.on_report is not None:
+            self.on_report(report)
+
+    async def stop(self) -> None:
+        """Stop watching; the stat cache is saved so the next ``neo sync`` starts warm."""
+        if self._observer is not None:
+            self._observer.stop()
+            await asyncio.to_thread(self._observer.join, 5)
+            self._observer = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.to_thread(self.gang.scanner.save)

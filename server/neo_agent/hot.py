@@ -1,0 +1,206 @@
+"""Hot-reload rank worker: run the user's script, then re-run it on each new code generation in
+the same process, so imports, the CUDA context, the process group and anything kept with
+``jupyter_neo.keep`` stay alive.
+
+Protocol with the controller (through files the agent writes, and the rank's stdout):
+
+- ``$NEO_HOT_CONTROL/gen`` holds the generation to run; the controller bumps it after a sync.
+- All ranks agree before switching: each rank checks that every changed ``.py`` file compiles and
+  posts ``ok``/``fail`` for the generation to torchrun's TCPStore; the switch happens only when
+  every rank said ok, so no rank ever runs collectives with new code while another runs old code.
+- Each iteration ends with one ``NEO_HOT {json}`` line per rank: ``done`` (with the outcome) or
+  ``skipped`` (the generation did not compile anywhere: the old code stays loaded).
+
+Reload tier: a soft restart. Every module loaded from the workspace is dropped from
+``sys.modules`` and the script runs again as ``__main__``; modules from elsewhere (torch, numpy,
+the user's site-packages) stay imported. ``torch.distributed.init_process_group`` becomes
+idempotent and ``destroy_process_group`` a no-op while the worker lives.
+"""
+
+import builtins
+import hashlib
+import importlib
+import json
+import os
+import runpy
+import sys
+import time
+import traceback
+import types
+from typing import Any, Callable, Dict, List, Optional
+
+MARKER = "NEO_HOT "
+POLL = 0.01
+
+
+def emit(event: str, **fields: Any) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.stdout.write(MARKER + json.dumps(dict(fields, event=event)) + "\n")
+    sys.stdout.flush()
+
+
+def read_gen(control: str) -> int:
+    try:
+        with open(os.path.join(control, "gen")) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def install_keep() -> Dict[str, Any]:
+    """``jupyter_neo.keep(name, factory)``: a registry that outlives reloads of user modules."""
+    kept: Dict[str, Any] = {}
+    setattr(builtins, "__neo_keep__", kept)  # noqa: B010 (an attribute no user code names)
+    try:
+        import jupyter_neo  # noqa: F401 (the real package reads builtins.__neo_keep__)
+    except ImportError:
+        stub = types.ModuleType("jupyter_neo")
+
+        def keep(name: str, factory: Callable[[], Any]) -> Any:
+            if name not in kept:
+                kept[name] = factory()
+            return kept[name]
+
+        stub.keep = keep  # type: ignore[attr-defined]
+        sys.modules["jupyter_neo"] = stub
+    return kept
+
+
+def keep_process_group() -> None:
+    """Make the user's init/destroy of the default process group safe to repeat."""
+    try:
+        dist: Any = importlib.import_module("torch.distributed")
+    except ImportError:
+        return
+    real_init = dist.init_process_group
+
+    def init_process_group(*args: Any, **kwargs: Any) -> None:
+        if not dist.is_initialized():
+            real_init(*args, **kwargs)
+
+    def destroy_process_group(group: Any = None) -> None:
+        return None
+
+    dist.init_process_group = init_process_group
+    dist.destroy_process_group = destroy_process_group
+
+
+def _store() -> Any:
+    """A client of torchrun's own TCPStore (MASTER_ADDR/PORT point at it under torchrun)."""
+    dist: Any = importlib.import_module("torch.distributed")
+    return dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
+        timeout=__import__("datetime").timedelta(seconds=300),
+    )
+
+
+def workspace_modules(root: str) -> List[str]:
+    real = os.path.realpath(root)
+    names = []
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path:
+            continue
+        full = os.path.realpath(path)
+        if full.startswith(real + os.sep) or path.startswith(root + os.sep):
+            names.append(name)
+    return names
+
+
+def compile_errors(root: str) -> List[str]:
+    """Every .py file of the workspace that does not compile (checked before switching)."""
+    errors = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+        for name in filenames:
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                try:
+                    with open(path, "rb") as f:
+                        compile(f.read(), path, "exec")
+                except SyntaxError as exc:
+                    rel = os.path.relpath(path, root)
+                    errors.append("%s:%s: %s" % (rel, exc.lineno, exc.msg))
+                except (OSError, ValueError) as exc:
+                    errors.append("%s: %s" % (os.path.relpath(path, root), exc))
+    return errors
+
+
+def tree_digest(root: str) -> str:
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                st = os.stat(path)
+                h.update(("%s %d %d\n" % (os.path.relpath(path, root), st.st_size, st.st_mtime_ns)).encode())
+    return h.hexdigest()[:16]
+
+
+def run_once(target: str, args: List[str], module: bool) -> Optional[str]:
+    """Run the user's code as ``__main__``; the error text if it raised (the worker survives)."""
+    sys.argv = [target, *args]
+    try:
+        if module:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            return "SystemExit(%s)" % exc.code
+    except BaseException as exc:  # the user's bug is reported; the warm process lives on
+        traceback.print_exc()
+        return "%s: %s" % (type(exc).__name__, exc)
+    return None
+
+
+def agree(store: Any, gen: int, rank: int, world: int, verdict: str) -> List[str]:
+    """Post this rank's verdict for ``gen`` and return every rank's, once all have posted."""
+    keys = ["neo-hot/%d/%d" % (gen, r) for r in range(world)]
+    store.set(keys[rank], verdict)
+    store.wait(keys)
+    return [store.get(k).decode() for k in keys]
+
+
+def main(argv: List[str]) -> None:
+    module = argv[0] == "-m"
+    target = argv[1] if module else argv[0]
+    args = argv[2:] if module else argv[1:]
+    control = os.environ["NEO_HOT_CONTROL"]
+    root = os.environ.get("NEO_WORKSPACE") or os.getcwd()
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    sys.path[:] = [p for p in sys.path if not p.endswith(".pyz")]
+    script = target if module else os.path.join(root, target)
+    sys.path.insert(0, root if module else os.path.dirname(script))
+    install_keep()
+    keep_process_group()
+    store = _store()
+    gen = read_gen(control)
+    while True:
+        os.chdir(root)  # the stable path: resolves to the newest generation
+        importlib.invalidate_caches()
+        t0 = time.time()
+        error = run_once(script, args, module)
+        emit("done", gen=gen, rank=rank, ok=error is None, error=error, seconds=round(time.time() - t0, 4))
+        while True:
+            while read_gen(control) <= gen:
+                time.sleep(POLL)
+            new = read_gen(control)
+            t_reload = time.time()
+            errors = compile_errors(root)
+            verdicts = agree(store, new, rank, world, "fail:" + "; ".join(errors) if errors else "ok")
+            bad = [v[5:] for v in verdicts if v != "ok"]
+            if bad:
+                emit("skipped", gen=new, rank=rank, error=bad[0], kept=gen)
+                gen = new
+                continue
+            for name in workspace_modules(root):
+                del sys.modules[name]
+            emit("reloaded", gen=new, rank=rank, seconds=round(time.time() - t_reload, 4))
+            gen = new
+            break

@@ -1,0 +1,430 @@
+"""Pod side of workspace sync: a content store, whole-tree generations and one atomic flip.
+
+Layout under the pod's workspace (the controller never names these paths, only workspace-relative
+entries)::
+
+    objects/<sha256>.<mode>   immutable content, one inode per (digest, mode bits)
+    gens/<G>/                 generation G: directories plus hard links into objects/
+    current -> gens/<G>       flipped with one rename(2); readers see whole generations only
+    meta/<G>.json             the manifest of generation G (written in the background)
+    tmp/                      spare trees being prepared, never visible as ``current``
+
+Why a spare tree: materialising a generation costs one link(2) per file, which is O(tree), but
+a sync should cost O(change). So after each flip the agent clones the new generation into a
+spare directory in a background thread while the user is typing; the next delta is applied to
+that spare (O(change)), the spare is renamed to ``gens/<G+1>`` and ``current`` flips. If the
+connection drops mid-sync nothing partial ever becomes current: the spare is discarded.
+
+The manifest's root digest is an additive multiset hash (the sum of SHA-256 of every entry,
+modulo 2**256), so both sides update it in O(change) and compare whole trees in one round trip.
+The controller imports :func:`entry_hash`, :func:`check_path` and :func:`link_escapes` from this
+module so the two sides cannot drift. Stdlib only, Python 3.8 syntax: the agent runs in any image.
+"""
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import zlib
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+ROOT_MOD = 1 << 256
+EMPTY_ROOT = "0" * 64
+KEEP_PREVIOUS = 2  # generations kept for rollback besides the current one
+GC_IDLE_S = 2.0  # collect unreferenced objects after this long without a sync
+
+Entry = List[Any]  # [kind, mode, ref]: kind "f" (ref = sha256), "l" (ref = target), "d" (ref = "")
+
+
+class SyncRefused(Exception):
+    """A sync request that must be refused as a whole (bad path, escaping link, root mismatch)."""
+
+
+def entry_hash(path: str, kind: str, mode: int, ref: str) -> int:
+    """The contribution of one manifest entry to the root digest."""
+    line = "%s\0%s\0%o\0%s" % (kind, path, mode, ref)
+    return int.from_bytes(hashlib.sha256(line.encode("utf-8", "surrogateescape")).digest(), "big")
+
+
+def root_hex(root: int) -> str:
+    return "%064x" % (root % ROOT_MOD)
+
+
+def check_path(path: Any) -> str:
+    """A relative, normalised, non-empty path with no ``..``; raise SyncRefused otherwise."""
+    if not isinstance(path, str) or not path or "\x00" in path or path.startswith("/"):
+        raise SyncRefused("bad path %r" % (path,))
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise SyncRefused("path %r is not a normalised workspace path" % (path,))
+    return path
+
+
+def link_escapes(path: str, target: str) -> bool:
+    """True when symlink ``path -> target`` would point outside the workspace (lexically)."""
+    if not target or target.startswith("/") or "\x00" in target:
+        return True
+    depth = len(path.split("/")) - 1  # directories above the link, inside the workspace
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+class Workspace:
+    """The sync state of one pod: current generation, its manifest and the content store."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.lock = asyncio.Lock()
+        self.loaded = False
+        self.gen = 0
+        self.entries: Optional[Dict[str, Entry]] = None  # None: manifest unknown (needs repair)
+        self.root = 0
+        self.objects: Dict[str, Set[int]] = {}
+        self.spare: Optional[Tuple[int, str, "asyncio.Future[Any]"]] = None
+        self.gc_handle: Optional[asyncio.Handle] = None
+        self.seq = 0
+
+    # ------------------------------------------------------------------ paths and loading
+    def p(self, *parts: str) -> str:
+        return os.path.join(self.agent.workspace, *parts)
+
+    def obj(self, digest: str, mode: int) -> str:
+        return self.p("objects", "%s.%o" % (digest, mode))
+
+    def load(self) -> None:
+        if self.loaded:
+            return
+        if not self.agent.workspace:
+            raise SyncRefused("the agent has no workspace (not claimed)")
+        for sub in ("objects", "gens", "meta", "tmp"):
+            os.makedirs(self.p(sub), exist_ok=True)
+        shutil.rmtree(self.p("tmp"), ignore_errors=True)  # spares of an earlier agent
+        os.makedirs(self.p("tmp"), exist_ok=True)
+        for name in os.listdir(self.p("objects")):
+            digest, _, mode = name.partition(".")
+            if len(digest) == 64 and mode:
+                self.objects.setdefault(digest, set()).add(int(mode, 8))
+        try:
+            self.gen = int(os.path.basename(os.readlink(self.p("current"))))
+        except (OSError, ValueError):
+            self.gen = 0
+        self.entries, self.root = None, 0
+        try:
+            with open(self.p("meta", "%d.json" % self.gen)) as f:
+                doc = json.load(f)
+            self.entries, self.root = doc["entries"], int(doc["root"], 16)
+        except (OSError, ValueError, KeyError):
+            if self.gen == 0 and not os.listdir(self.p("gens", "0")):
+                self.entries = {}
+        self.loaded = True
+
+    def state(self) -> Dict[str, Any]:
+        return {
+            "generation": self.gen,
+            "root": root_hex(self.root) if self.entries is not None else None,
+        }
+
+    # ------------------------------------------------------------------ operations
+    async def op_state(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        async with self.lock:
+            self.load()
+            spare = self.spare
+            if h.get("settle") and spare is not None:  # benchmarks: let background work finish
+                with contextlib.suppress(Exception):
+                    await spare[2]
+            return self.state()
+
+    async def op_manifest(self, h: Dict[str, Any], p: bytes, emit: Any) -> Any:
+        """The current manifest and the digests held, for a controller that lost track (repair)."""
+        async with self.lock:
+            self.load()
+            doc = dict(self.state(), entries=self.entries, objects=sorted(self.objects))
+            return {"encoding": "zlib+json"}, zlib.compress(json.dumps(doc).encode("ascii"), 1)
+
+    async def op_objects(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """Store content ahead of a ``ws_sync`` when it does not fit in one frame."""
+        async with self.lock:
+            self.load()
+            blobs = h.get("blobs") or []
+            await asyncio.get_event_loop().run_in_executor(None, self._store_blobs, blobs, p, 0)
+            return {"stored": len(blobs)}
+
+    async def op_sync(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        # Shielded: a dropped connection cancels the handler, but an apply already under way runs
+        # to its end (or discards its spare) while holding the lock, so syncs never interleave.
+        return await asyncio.shield(self._sync(h, p))
+
+    async def _sync(self, h: Dict[str, Any], p: bytes) -> Dict[str, Any]:
+        async with self.lock:
+            try:
+                return await self._sync_locked(h, p)
+            except SyncRefused as exc:
+                from neo_agent.agent import RequestError
+
+                raise RequestError(str(exc), "sync_refused") from None
+
+    async def _sync_locked(self, h: Dict[str, Any], p: bytes) -> Dict[str, Any]:
+        self.load()
+        loop = asyncio.get_event_loop()
+        if self.entries is not None and root_hex(self.root) == h.get("root"):
+            return dict(self.state(), status="noop")
+        full = bool(h.get("full"))
+        if not full and (self.entries is None or root_hex(self.root) != h.get("base")):
+            return dict(self.state(), status="mismatch")
+        ops_len = int(h.get("ops_len", 0))
+        ops = json.loads(p[:ops_len].decode("ascii")) if ops_len else []
+        blobs = h.get("blobs") or []
+        if sum(int(b[1]) for b in blobs) > (1 << 20):
+            await loop.run_in_executor(None, self._store_blobs, blobs, p, ops_len)
+        else:
+            self._store_blobs(blobs, p, ops_len)
+        entries: Dict[str, Entry] = {} if full else dict(self.entries or {})
+        root = 0 if full else self.root
+        root, deletes, sets = self._apply_ops(entries, root, ops)
+        if root_hex(root) != h.get("root"):
+            raise SyncRefused("root digest after applying the delta does not match (%s)" % root_hex(root))
+        missing = sorted({e[2] for _, e in sets if e[0] == "f" and e[2] not in self.objects})
+        if missing:
+            return dict(self.state(), status="missing", digests=missing)
+        if full:
+            tree = self.p("tmp", "build-%d" % self._next())
+            os.mkdir(tree, 0o755)
+            deletes = []
+        else:
+            tree = await self._take_spare()
+        try:
+            await loop.run_in_executor(None, self._materialise, tree, deletes, sets)
+        except BaseException:
+            shutil.rmtree(tree, ignore_errors=True)
+            raise
+        gen = max(int(h.get("generation") or 0), self.gen + 1)
+        final = self.p("gens", str(gen))
+        if os.path.lexists(final):
+            shutil.rmtree(final, ignore_errors=True)
+        os.rename(tree, final)
+        link = self.p("tmp", "current-%d" % self._next())
+        os.symlink(os.path.join("gens", str(gen)), link)
+        os.replace(link, self.p("current"))  # the one atomic step readers can observe
+        self.gen, self.entries, self.root = gen, entries, root
+        self._after_flip(gen, entries, root)
+        return dict(self.state(), status="applied")
+
+    # ------------------------------------------------------------------ steps
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _store_blobs(self, blobs: List[Any], p: bytes, offset: int) -> None:
+        """Write each content blob once into the store, after checking its digest."""
+        for digest, length, compressed, wire_mode in blobs:
+            data = p[offset : offset + int(length)]
+            offset += int(length)
+            if compressed:
+                data = zlib.decompress(data)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise SyncRefused("content for %s arrived corrupted" % digest)
+            mode = int(wire_mode) & 0o7777
+            if mode in self.objects.get(digest, ()):
+                continue
+            tmp = self.p("tmp", "obj-%d" % self._next())
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, mode)
+            os.rename(tmp, self.obj(digest, mode))
+            self.objects.setdefault(digest, set()).add(mode)
+
+    def _apply_ops(
+        self, entries: Dict[str, Entry], root: int, ops: List[Any]
+    ) -> Tuple[int, List[Tuple[str, Entry]], List[Tuple[str, Entry]]]:
+        """Apply a delta to a manifest copy; return the new root, removals and additions."""
+        deletes: List[Tuple[str, Entry]] = []
+        sets: List[Tuple[str, Entry]] = []
+        for op in ops:
+            path = check_path(op[0])
+            old = entries.get(path)
+            if old is not None and len(op) > 1 and old[0] == "d" and op[1] == "d":
+                continue  # directories carry no mode: nothing to do, and never rmtree them
+            entries.pop(path, None)
+            if old is not None:
+                root -= entry_hash(path, old[0], old[1], old[2])
+                deletes.append((path, old))
+            if len(op) == 1:
+                continue
+            kind, mode, ref = str(op[1]), int(op[2]) & 0o7777, str(op[3])
+            if kind not in ("f", "l", "d") or (kind == "f" and len(ref) != 64):
+                raise SyncRefused("bad entry for %r" % path)
+            if kind == "l" and link_escapes(path, ref):
+                raise SyncRefused("symlink %r -> %r points outside the workspace" % (path, ref))
+            entries[path] = [kind, mode, ref]
+            root += entry_hash(path, kind, mode, ref)
+            sets.append((path, entries[path]))
+        # Structure: every entry hangs below a directory entry, so nothing is ever written
+        # through a symlink (which could lead outside the workspace).
+        for path, _ in sets:
+            parent = _parent(path)
+            if parent and entries.get(parent, [""])[0] != "d":
+                raise SyncRefused("%r has no parent directory in the manifest" % path)
+        gone = [path + "/" for path, old in deletes if old[0] == "d" and path not in entries]
+        if gone and any(key.startswith(tuple(gone)) for key in entries):
+            raise SyncRefused("a removed directory still has entries")
+        return root % ROOT_MOD, deletes, sets
+
+    def _materialise(
+        self, tree: str, deletes: List[Tuple[str, Entry]], sets: List[Tuple[str, Entry]]
+    ) -> None:
+        """Turn a tree holding the old generation into the new one (runs in a thread)."""
+        for path, old in sorted(deletes, key=lambda item: item[0], reverse=True):
+            full = os.path.join(tree, path)
+            if old[0] == "d":
+                shutil.rmtree(full, ignore_errors=True)
+            elif os.path.lexists(full):
+                os.unlink(full)
+        for path, entry in sorted(sets, key=lambda item: item[0]):
+            self._place(tree, path, entry)
+
+    def _place(self, tree: str, path: str, entry: Entry) -> None:
+        full = os.path.join(tree, path)
+        kind, mode, ref = entry
+        if kind == "d":
+            if not os.path.isdir(full):
+                os.mkdir(full, 0o755)
+        elif kind == "l":
+            os.symlink(ref, full)
+        else:
+            src = self._object_with_mode(ref, mode)
+            try:
+                os.link(src, full)
+            except OSError as exc:
+                if exc.errno not in (errno.EMLINK, errno.EXDEV):
+                    raise
+                shutil.copyfile(src, full)  # too many links to one inode: a private copy
+                os.chmod(full, mode)
+
+    def _object_with_mode(self, digest: str, mode: int) -> str:
+        """The object for (digest, mode), copied locally from another mode if needed: no transfer."""
+        path = self.obj(digest, mode)
+        modes = self.objects.get(digest, set())
+        if mode not in modes:
+            tmp = self.p("tmp", "obj-%d" % self._next())
+            shutil.copyfile(self.obj(digest, next(iter(modes))), tmp)
+            os.chmod(tmp, mode)
+            os.rename(tmp, path)
+            modes.add(mode)
+        return path
+
+    def _clone(self, entries: Dict[str, Entry], tree: str) -> None:
+        os.mkdir(tree, 0o755)
+        for path in sorted(entries):
+            self._place(tree, path, entries[path])
+
+    async def _take_spare(self) -> str:
+        """A private clone of the current generation, built in the background when possible."""
+        spare, self.spare = self.spare, None
+        if spare is not None and spare[0] == self.gen:
+            try:
+                await spare[2]
+                return spare[1]
+            except Exception:
+                shutil.rmtree(spare[1], ignore_errors=True)
+        elif spare is not None:
+            self.agent._spawn(self._discard(spare))
+        tree = self.p("tmp", "spare-%d" % self._next())
+        await asyncio.get_event_loop().run_in_executor(None, self._clone, dict(self.entries or {}), tree)
+        return tree
+
+    async def _discard(self, spare: Tuple[int, str, "asyncio.Future[Any]"]) -> None:
+        with contextlib.suppress(Exception):
+            await spare[2]
+        await asyncio.get_event_loop().run_in_executor(None, shutil.rmtree, spare[1], True)
+
+    def _after_flip(self, gen: int, entries: Dict[str, Entry], root: int) -> None:
+        """Background work after a flip: spare clone, manifest snapshot, old generations."""
+        loop = asyncio.get_event_loop()
+        snapshot = dict(entries)
+        tree = self.p("tmp", "spare-%d" % self._next())
+        protected = self._generations_in_use()
+
+        def work() -> None:
+            tmp = self.p("meta", "%d.json.tmp" % gen)
+            with open(tmp, "w") as f:
+                json.dump({"entries": snapshot, "root": root_hex(root)}, f)
+            os.replace(tmp, self.p("meta", "%d.json" % gen))
+            self._clone(snapshot, tree)
+            self._drop_old_generations(gen, protected)
+
+        self.spare = (gen, tree, loop.run_in_executor(None, work))
+        if self.gc_handle is not None:
+            self.gc_handle.cancel()
+        self.gc_handle = loop.call_later(GC_IDLE_S, lambda: self.agent._spawn(self._gc_objects()))
+
+    def _generations_in_use(self) -> Set[str]:
+        """Generations that are the working directory of a running process (kept until it exits)."""
+        used = set()
+        for proc in list(getattr(self.agent, "procs", {}).values()):
+            if proc.returncode is None:
+                try:
+                    cwd = os.readlink("/proc/%d/cwd" % proc.pid)
+                except OSError:
+                    continue
+                rel = os.path.relpath(cwd, self.p("gens"))
+                if not rel.startswith(".."):
+                    used.add(rel.split(os.sep)[0])
+        return used
+
+    def _drop_old_generations(self, gen: int, protected: Set[str]) -> None:
+        for name in os.listdir(self.p("gens")):
+            if name.isdigit() and int(name) < gen - KEEP_PREVIOUS and name not in protected:
+                shutil.rmtree(self.p("gens", name), ignore_errors=True)
+                try:
+                    os.unlink(self.p("meta", "%s.json" % name))
+                except OSError:
+                    pass
+
+    async def _gc_objects(self) -> None:
+        """Delete objects no generation links to any more (link count 1), when syncs are idle."""
+        if self.lock.locked():
+            return
+        async with self.lock:
+            if self.spare is not None:
+                try:
+                    await self.spare[2]
+                except Exception:
+                    return
+
+            def work() -> None:
+                for digest, modes in list(self.objects.items()):
+                    for mode in list(modes):
+                        path = self.obj(digest, mode)
+                        try:
+                            if os.stat(path).st_nlink == 1:
+                                os.unlink(path)
+                                modes.discard(mode)
+                        except OSError:
+                            modes.discard(mode)
+                    if not modes:
+                        del self.objects[digest]
+
+            await asyncio.get_event_loop().run_in_executor(None, work)
+
+
+def register(agent: Any) -> None:
+    """Called by :meth:`neo_agent.agent.Agent.extra_ops`: add the ``ws_*`` operations."""
+    ws = Workspace(agent)
+    agent.workspace_sync = ws
+    agent.handlers["ws_state"] = ws.op_state
+    agent.handlers["ws_manifest"] = ws.op_manifest
+    agent.handlers["ws_objects"] = ws.op_objects
+    agent.handlers["ws_sync"] = ws.op_sync
