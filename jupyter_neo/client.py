@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,6 +20,7 @@ from jupyter_neo.core import Core, Progress, _quiet
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import InvalidRequest
 from jupyter_neo.model import ClusterStatus, GangRequest, Reservation, Run
+from jupyter_neo.money import load_policy
 from jupyter_neo.runs.logs import LineCallback, tail_file
 from jupyter_neo.runs.spec import RunKind, RunSpec
 
@@ -132,12 +134,25 @@ class Client:
         )
         return self.run_async(self.core.reserve(request, progress))
 
-    def request(self, *, idle_ttl: str | float | None = "default", **fields: Any) -> GangRequest:
-        """Validate a gang request the same way for every surface."""
+    def request(
+        self, *, idle_ttl: str | float | None = "default", workspace: str | Path = ".", **fields: Any
+    ) -> GangRequest:
+        """Validate a gang request the same way for every surface.
+
+        The workspace's ``neo.yaml`` policy fills residency, max price and budget when the request
+        does not say (see :mod:`jupyter_neo.money`).
+        """
         from pydantic import ValidationError
 
         ttl = self.core.config.default_idle_ttl if idle_ttl == "default" else parse_duration(idle_ttl)
         fields = {k: v for k, v in fields.items() if v is not None}
+        policy = load_policy(Path(workspace))
+        if policy.residency and not fields.get("residency"):
+            fields["residency"] = policy.residency
+        if policy.max_price is not None and "max_price" not in fields:
+            fields["max_price"] = policy.max_price
+        if policy.budget is not None and "budget" not in fields:
+            fields["budget"] = policy.budget
         try:
             return GangRequest(idle_ttl=ttl, **fields)
         except ValidationError as exc:
@@ -197,6 +212,38 @@ class Client:
             return await self.core.run(res, spec, on_line, on_update)
 
         return self.run_async(go())
+
+    def cost(self, since_seconds: float = 30 * 86400.0) -> dict[str, Any]:
+        """Spend by cluster and by reservation over the window, from the ledger (survives restarts)."""
+        self.run_async(self.core.reconcile())
+        entries = self.core.store.ledger(time.time() - since_seconds)
+        clusters: dict[str, dict[str, float]] = {}
+        rows = []
+        for e in entries:
+            end = e.end or time.time()
+            hours = max(0.0, end - max(e.start, time.time() - since_seconds)) / 3600.0
+            c = clusters.setdefault(e.cluster, {"reservations": 0, "gpu_hours": 0.0, "cost": 0.0})
+            c["reservations"] += 1
+            c["gpu_hours"] += hours * e.gpus
+            c["cost"] += e.cost
+            rows.append(
+                {
+                    "reservation": e.reservation,
+                    "cluster": e.cluster,
+                    "owner": e.owner,
+                    "gpus": e.gpus,
+                    "price_per_hour": e.price_per_hour,
+                    "hours": hours,
+                    "cost": e.cost,
+                    "ended": e.end is not None,
+                }
+            )
+        return {
+            "since_seconds": since_seconds,
+            "total": sum(e.cost for e in entries),
+            "clusters": clusters,
+            "reservations": rows,
+        }
 
     def runs(self, limit: int = 50) -> list[Run]:
         return self.core.store.runs(limit)

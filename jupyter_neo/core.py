@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_neo import placement
+from jupyter_neo import money, placement
 from jupyter_neo.backends import Backend, backend_for
 from jupyter_neo.backends.base import reserve_progress
 from jupyter_neo.config import Config, load_config
@@ -114,7 +114,7 @@ class Core:
         candidates = await self.explain(request)
         feasible = [c for c in candidates if c.rejected is None]
         if not feasible:
-            raise placement.no_fit_error(request, candidates)
+            raise placement.no_fit_error(request, candidates, self.config.defaults.residency)
         shortfalls: list[NoCapacity] = []
         for cand in feasible:
             try:
@@ -143,11 +143,14 @@ class Core:
             gpus_per_node=cand.gpus_per_node,
             gpu_type=cluster.gpu_type,
             idle_ttl=request.idle_ttl,
-            budget=request.budget,
             price_per_hour=cand.price_per_hour,
             owner=owner(),
             secret=secrets.token_hex(32),
         )
+        spent = sum(e.cost for e in self.store.ledger(money.window_start(), owner=res.owner))
+        res.budget = money.effective_budget(request.budget, self.config.defaults.user_budget, spent)
+        money.check_affordable(res.budget, res.price_per_hour, res.idle_ttl)
+        res.deadline = money.deadline_for(res.created, res.budget, res.price_per_hour)
         if request.name and any(r.name == request.name for r in self.store.reservations(active_only=True)):
             raise Conflict(f"a reservation named {request.name!r} is already active", "pick another --name")
         token = reserve_progress.set(progress)  # backends report queue waits (Slurm's pending reason)
@@ -193,7 +196,7 @@ class Core:
             },
             "workspace": backend.workspace_dir(pod),
             "idle_ttl": res.idle_ttl,
-            "deadline": None,
+            "deadline": res.deadline.timestamp() if res.deadline else None,
         }
         conn = await AgentConnection.open(
             stream, res.secret, claim=claim, name=pod.name, timeout=CONNECT_TIMEOUT
@@ -428,8 +431,33 @@ class Core:
             lost = await self.backend(cluster.name).reconcile(
                 {k: v for k, v in known.items() if v.cluster == cluster.name}
             )
-            for rid, reason in lost.items():
-                await self._teardown(known[rid], f"pods gone: {reason}")
+            for rid, why in lost.items():
+                res = known[rid]
+                if why.startswith("lease deadline") and res.budget:
+                    await self._teardown(res, f"budget of {money.money(res.budget)} reached")
+                else:
+                    await self._teardown(res, f"pods gone: {why}")
+        await self.enforce_budgets()
+
+    async def enforce_budgets(self) -> list[tuple[Reservation, str]]:
+        """Warn once at 80% of a budget; release at 100% (the pods also stop by themselves).
+
+        Returns ``(reservation, "warning" | "released")`` pairs so a long-lived surface (the Jupyter
+        server) can turn them into events.
+        """
+        changes: list[tuple[Reservation, str]] = []
+        for res in self.store.reservations(active_only=True):
+            if not res.budget or res.state is ReservationState.PENDING:
+                continue
+            used = res.cost / res.budget
+            if used >= 1.0:
+                await self._teardown(res, f"budget of {money.money(res.budget)} reached")
+                changes.append((res, "released"))
+            elif used >= money.WARN_FRACTION and not res.budget_warned:
+                res.budget_warned = True
+                self.store.save_reservation(res)
+                changes.append((res, "warning"))
+        return changes
 
     def active_for(self, clusters: Sequence[str] | None = None) -> list[Reservation]:
         return [

@@ -139,6 +139,10 @@ class Reservation(_Model):
     price_per_hour: float = Field(ge=0, description="USD per hour for the whole gang")
     owner: str = ""
     reason: str | None = Field(default=None, description="why the reservation is degraded or released")
+    deadline: datetime | None = Field(
+        default=None, description="when the budget runs out; enforced in the pods"
+    )
+    budget_warned: bool = False
     secret: str = Field(default="", exclude=True, repr=False)
 
     @property
@@ -158,6 +162,12 @@ class Reservation(_Model):
     def cost(self) -> float:
         """USD so far: the gang's price per hour times the time it has been held."""
         return round(self.price_per_hour * self.held_seconds() / 3600.0, 6)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def budget_used(self) -> float | None:
+        """Fraction of the budget spent (None without a budget)."""
+        return round(self.cost / self.budget, 4) if self.budget else None
 
     def public(self) -> dict[str, Any]:
         """The JSON document every surface shows."""

@@ -99,7 +99,9 @@ def evaluate(
     return ok + [c for c in out if c.rejected is not None]
 
 
-def no_fit_error(request: GangRequest, candidates: list[Candidate]) -> InvalidRequest:
+def no_fit_error(
+    request: GangRequest, candidates: list[Candidate], residency: list[str] | None = None
+) -> InvalidRequest:
     """The clearest single error when no cluster is acceptable."""
     if request.cluster and not any(c.cluster.name == request.cluster for c in candidates):
         names = ", ".join(c.cluster.name for c in candidates)
@@ -109,6 +111,21 @@ def no_fit_error(request: GangRequest, candidates: list[Candidate]) -> InvalidRe
     ):
         types = ", ".join(sorted({c.cluster.gpu_type for c in candidates}))
         return InvalidRequest(f"unknown GPU type {request.gpu_type!r}", f"available GPU types: {types}")
+    wanted = set(request.residency or residency or [])
+    if wanted and not any(wanted & set(c.cluster.residency) for c in candidates):
+        where = ", ".join(
+            f"{c.cluster.name} ({c.cluster.region}: {c.cluster.residency or []})" for c in candidates
+        )
+        return InvalidRequest(
+            f"no cluster satisfies residency {sorted(wanted)}", f"clusters and their regions: {where}"
+        )
+    priced = [c for c in candidates if c.rejected and "above --max-price" in c.rejected]
+    if request.max_price is not None and priced:
+        cheapest = min(priced, key=lambda c: c.cluster.price_per_gpu_hour)
+        return InvalidRequest(
+            f"--max-price {request.max_price:.2f} is below every offer that fits",
+            f"the cheapest is {cheapest.cluster.name} at ${cheapest.cluster.price_per_gpu_hour:.2f}/GPU-h",
+        )
     if len(candidates) == 1 or request.cluster:
         only = next(c for c in candidates if not request.cluster or c.cluster.name == request.cluster)
         if only.error is not None:

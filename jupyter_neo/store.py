@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,15 @@ CREATE TABLE IF NOT EXISTS checks (
     reservation TEXT NOT NULL,
     time REAL NOT NULL,
     doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    reservation TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    gpus INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL,
+    price_per_hour REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -100,7 +110,7 @@ class Store:
 
     # ----------------------------------------------------------------- reservations
     def save_reservation(self, res: Reservation, db: sqlite3.Connection | None = None, **owner: Any) -> None:
-        doc = res.model_dump_json(exclude={"cost"}, context={"internal": True})
+        doc = res.model_dump_json(exclude={"cost", "budget_used"}, context={"internal": True})
         data = json.loads(doc)
         data["secret"] = res.secret
         for pod, dumped in zip(res.pods, data["pods"], strict=True):
@@ -114,6 +124,20 @@ class Store:
                  controller_started=COALESCE(excluded.controller_started, controller_started),
                  updated=strftime('%s','now')""",
             (res.id, res.cluster, res.state.value, owner.get("pid"), owner.get("started"), json.dumps(data)),
+        )
+        conn.execute(
+            """INSERT INTO ledger (reservation, owner, cluster, gpus, start, end, price_per_hour)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(reservation) DO UPDATE SET end=excluded.end, price_per_hour=excluded.price_per_hour""",
+            (
+                res.id,
+                res.owner,
+                res.cluster,
+                res.gpus,
+                res.created.timestamp(),
+                res.released_at.timestamp() if res.released_at else None,
+                res.price_per_hour,
+            ),
         )
 
     def _load(self, row: sqlite3.Row) -> Reservation:
@@ -201,3 +225,44 @@ class Store:
             "SELECT doc FROM checks WHERE reservation = ? ORDER BY time", (reservation,)
         )
         return [json.loads(r["doc"]) for r in rows]
+
+    # ----------------------------------------------------------------- cost ledger
+    def ledger(self, since: float = 0.0, owner: str | None = None) -> list[LedgerEntry]:
+        """Spend per reservation that was held at any time after ``since`` (epoch seconds)."""
+        sql = "SELECT * FROM ledger WHERE (end IS NULL OR end >= ?)"
+        args: list[Any] = [since]
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        now = time.time()
+        out = []
+        for row in self._conn().execute(sql + " ORDER BY start", args):
+            start = max(row["start"], since)
+            end = row["end"] if row["end"] is not None else now
+            out.append(
+                LedgerEntry(
+                    reservation=row["reservation"],
+                    owner=row["owner"],
+                    cluster=row["cluster"],
+                    gpus=row["gpus"],
+                    start=row["start"],
+                    end=row["end"],
+                    price_per_hour=row["price_per_hour"],
+                    cost=row["price_per_hour"] * max(0.0, end - start) / 3600.0,
+                )
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What one reservation cost within a reporting window (``end`` None while it is held)."""
+
+    reservation: str
+    owner: str
+    cluster: str
+    gpus: int
+    start: float
+    end: float | None
+    price_per_hour: float
+    cost: float

@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from jupyter_neo.durations import format_duration
+
+__all__ = ["format_duration"]
 from jupyter_neo.model import ClusterStatus, Reservation, utcnow
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 def emit_json(doc: Any) -> None:

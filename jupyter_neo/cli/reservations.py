@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_release)
 
+    p = sub.add_parser("cost", help="spend by cluster and reservation (from the ledger)")
+    p.add_argument("--since", default="30d", help="window, e.g. 7d, 12h (default 30d)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cost)
+
     p = sub.add_parser("ping", help="round-trip time to every pod's agent")
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
@@ -148,6 +153,12 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         output.emit_json(rows[0].public() if args.id else [r.public() for r in rows])
     elif rows:
         output.out.print(output.reservations_table(rows))
+        for r in rows:
+            if r.active and r.budget_used is not None and r.budget_used >= 0.8:
+                output.err.print(
+                    f"[yellow]warning:[/yellow] {r.id} has used {r.budget_used:.0%} of its "
+                    f"{output.money(r.budget or 0)} budget; it is released at 100%"
+                )
     else:
         output.err.print("no active reservations (make one with: neo reserve --gpus N)")
     return 0
@@ -177,4 +188,39 @@ def cmd_ping(client: Client, args: argparse.Namespace) -> int:
     else:
         for p, t in zip(res.pods, rtts, strict=True):
             output.out.print(f"{p.name}  {t * 1000:.2f} ms")
+    return 0
+
+
+def cmd_cost(client: Client, args: argparse.Namespace) -> int:
+    from jupyter_neo.durations import parse_duration
+
+    window = parse_duration(args.since)
+    if window is None:
+        raise InvalidRequest("--since needs a duration such as 7d")
+    report = client.cost(since_seconds=window)
+    if args.json:
+        output.emit_json(report)
+        return 0
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold", title=f"spend over the last {args.since}")
+    for col in ("CLUSTER", "RESERVATIONS", "GPU-HOURS", "COST"):
+        t.add_column(col)
+    for name, row in report["clusters"].items():
+        t.add_row(name, str(row["reservations"]), f"{row['gpu_hours']:.2f}", output.money(row["cost"]))
+    t.add_row("[bold]total[/bold]", "", "", f"[bold]{output.money(report['total'])}[/bold]")
+    output.out.print(t)
+    r = Table(box=None, header_style="bold")
+    for col in ("RESERVATION", "CLUSTER", "GPUS", "$/H", "HELD", "COST"):
+        r.add_column(col, no_wrap=True)
+    for row in report["reservations"]:
+        r.add_row(
+            row["reservation"],
+            row["cluster"],
+            str(row["gpus"]),
+            output.money(row["price_per_hour"]),
+            output.format_duration(row["hours"] * 3600) + ("" if row["ended"] else " (held)"),
+            output.money(row["cost"]),
+        )
+    output.out.print(r)
     return 0
