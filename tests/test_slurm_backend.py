@@ -211,3 +211,14 @@ def test_ssh_commands_quote_every_argument() -> None:
     assert shlex.split(local[-1]) == ["env", "SLURM_CONF=/etc/slurm conf/slurm.conf", *argv]
     detached = cmd.wrap_detached(argv)[-1]
     assert detached.startswith("setsid -f env ") and detached.endswith("</dev/null >/dev/null 2>&1")
+
+
+@pytest.mark.parametrize(
+    ("limit", "minutes"),
+    [("90", 90), ("4:00:00", 240), ("1-12", 2160), ("1-0:30:00", 1470), ("2:30", 2.5), ("UNLIMITED", None)],
+)
+def test_slurm_time_limits_are_read_as_minutes(limit: str, minutes: float | None) -> None:
+    """A budget's deadline shortens --time only when it is sooner than the configured limit."""
+    from jupyter_neo.backends.slurm.options import slurm_minutes
+
+    assert slurm_minutes(limit) == minutes

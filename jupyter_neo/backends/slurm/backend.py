@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import re
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import Any
 
 from jupyter_neo.backends.base import Backend, report_progress
 from jupyter_neo.backends.slurm.commands import Completed, LocalCommands, SlurmCommands, SshCommands
-from jupyter_neo.backends.slurm.options import SlurmOptions, parse_options
+from jupyter_neo.backends.slurm.options import SlurmOptions, parse_options, slurm_minutes
 from jupyter_neo.config import Config
 from jupyter_neo.errors import BackendError, ConfigError, NoCapacity
 from jupyter_neo.identity import controller_identity
@@ -212,12 +213,25 @@ class SlurmBackend(Backend):
             ("--partition", o.partition),
             ("--account", o.account),
             ("--qos", o.qos),
-            ("--time", o.time_limit),
+            ("--time", self._time_limit(res)),
             ("--constraint", o.constraint),
         ):
             if value:
                 argv.append(f"{flag}={value}")
         return [*argv, *o.salloc_args]
+
+    def _time_limit(self, res: Reservation) -> str | None:
+        """The allocation's ``--time``: the configured limit, shortened to the reservation's deadline.
+
+        A budget becomes a deadline that the agent enforces; Slurm's time limit enforces it too,
+        so the GPUs are returned on time even if every agent is gone.
+        """
+        limit = self.options.time_limit
+        if res.deadline is None:
+            return limit
+        minutes = max(1, math.ceil((res.deadline - utcnow()).total_seconds() / 60))
+        configured = slurm_minutes(limit) if limit else None
+        return limit if configured is not None and configured <= minutes else str(minutes)
 
     async def allocate(self, res: Reservation) -> None:
         """Submit the gang as one allocation and wait for Slurm to start it on every node.

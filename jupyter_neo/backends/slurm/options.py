@@ -88,6 +88,22 @@ class SlurmOptions(BaseModel):
         return parse_duration(self.pending_timeout) or 0.0
 
 
+def slurm_minutes(limit: str) -> float | None:
+    """Minutes in a Slurm time limit (``90``, ``4:00:00``, ``1-12``...); None for UNLIMITED."""
+    if limit.lower() in ("unlimited", "infinite"):
+        return None
+    days, _, rest = limit.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = [*parts, 0, 0][:3]
+        return int(days) * 1440 + h * 60 + m + sec / 60
+    if len(parts) == 1:
+        return float(parts[0])
+    if len(parts) == 2:  # M:S
+        return parts[0] + parts[1] / 60
+    return parts[0] * 60 + parts[1] + parts[2] / 60
+
+
 def parse_options(cluster_name: str, options: dict[str, Any]) -> SlurmOptions:
     """Validate a cluster's ``options`` mapping into :class:`SlurmOptions` or raise ConfigError."""
     try:
