@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from jupyter_neo import money, placement
 from jupyter_neo.backends import Backend, backend_for
+from jupyter_neo.backends.base import reserve_progress
 from jupyter_neo.config import Config, load_config
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import BackendError, Conflict, InvalidRequest, NeoError, NoCapacity
@@ -153,7 +154,11 @@ class Core:
         res.deadline = money.deadline_for(res.created, res.budget, res.price_per_hour)
         if request.name and any(r.name == request.name for r in self.store.reservations(active_only=True)):
             raise Conflict(f"a reservation named {request.name!r} is already active", "pick another --name")
-        await backend.allocate(res)  # raises NoCapacity holding nothing; records the pending gang
+        token = reserve_progress.set(progress)  # backends report queue waits (Slurm's pending reason)
+        try:
+            await backend.allocate(res)  # raises NoCapacity holding nothing; records the pending gang
+        finally:
+            reserve_progress.reset(token)
         progress(f"{cluster.name}: holding {res.nodes} node(s) x {res.gpus_per_node} GPU(s) as {res.id}")
         try:
             await backend.start(res)

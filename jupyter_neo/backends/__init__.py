@@ -22,11 +22,15 @@ def backend_for(cluster: Cluster, config: Config, store: Store) -> Backend:
         from jupyter_neo.backends.kubernetes import KubernetesBackend
 
         return KubernetesBackend(cluster, config, store)
+    if cluster.backend == "slurm":
+        from jupyter_neo.backends.slurm import SlurmBackend
+
+        return SlurmBackend(cluster, config, store)
     from jupyter_neo.errors import ConfigError
 
     raise ConfigError(
         f"cluster {cluster.name!r}: backend {cluster.backend!r} is not available in this version",
-        "use backend: local or kubernetes",
+        "use backend: local, kubernetes or slurm",
     )
 
 

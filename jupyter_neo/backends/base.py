@@ -8,6 +8,8 @@ leases, costs) is the core's, identical on every backend.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from jupyter_neo.transport.bundle import stub_argv
@@ -17,6 +19,18 @@ if TYPE_CHECKING:
     from jupyter_neo.config import Config
     from jupyter_neo.model import Cluster, Pod, Reservation
     from jupyter_neo.store import Store
+
+# The progress callback of the reserve in progress. A context variable, not an ``allocate``
+# argument, so backends that have nothing to report keep the plain signature, and concurrent
+# reserves in one server (each its own task, each its own context) never see each other's.
+reserve_progress: ContextVar[Callable[[str], None] | None] = ContextVar("reserve_progress", default=None)
+
+
+def report_progress(message: str) -> None:
+    """Tell the user what a slow ``allocate`` is waiting for (a queue's pending reason)."""
+    callback = reserve_progress.get()
+    if callback is not None:
+        callback(message)
 
 
 class Backend(abc.ABC):
