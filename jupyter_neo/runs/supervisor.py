@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 EXIT_INTERRUPTED = 130
 EXIT_TIMEOUT = 124
 EXIT_LOST = 255
+PROBE_PERIOD = 2.0
+PROBE_TIMEOUT = 10.0
 
 
 def shell_code(code: int) -> int:
@@ -264,18 +266,45 @@ class RunSupervisor:
                 self.iteration_done.set()
 
     async def _watch(self, node: int) -> int:
+        """Follow one node's launcher to its exit code, while probing that its pod still answers."""
         conn = self.watch_conns[node] if self.watch_conns else self.conns[node]
-        try:
-            reply, _ = await conn.request(
+        attach = asyncio.ensure_future(
+            conn.request(
                 "attach",
                 proc=self.procs[node],
                 offsets=self.offsets.get(node, {}),
                 on_event=lambda h, p: self.logs.feed(node, h["stream"], p),
             )
+        )
+        probe = asyncio.ensure_future(self._probe(node))
+        try:
+            await asyncio.wait({attach, probe}, return_when=asyncio.FIRST_COMPLETED)
+            if probe.done():
+                probe.result()  # raises NodeLost
+            reply, _ = attach.result()
         except BackendError as exc:
             raise NodeLost(node, f"pod {self.res.pods[node].name} was lost: {exc.message}") from None
+        finally:
+            for task in (attach, probe):
+                task.cancel()
         code = reply.get("returncode")
         return int(code) if code is not None else EXIT_LOST
+
+    async def _probe(self, node: int) -> None:
+        """Ping the pod's agent: a node that dies silently (power, network) fails the run in seconds.
+
+        An exec stream to a dead node can stay open for minutes (``srun`` waits for Slurm to mark
+        the node down), so the stream's end cannot be the only witness.
+        """
+        name = self.res.pods[node].name
+        while True:
+            await asyncio.sleep(PROBE_PERIOD)
+            try:
+                await asyncio.wait_for(self.conns[node].call("ping"), PROBE_TIMEOUT)
+            except TimeoutError:
+                raise NodeLost(
+                    node, f"pod {name} stopped answering (no reply in {PROBE_TIMEOUT:.0f}s)"
+                ) from None
 
     async def _supervise(self) -> None:
         tasks: dict[asyncio.Future[Any], int] = {
