@@ -122,3 +122,27 @@ def test_volcano_gang_is_detected_and_its_podgroup_released(neo: Neo, emu_volcan
     assert left["customs"] == [f"podgroups/neo-{res['id']}"]
     neo.run("release", res["id"], check=True)
     assert emu_volcano.remaining() == {"pods": [], "services": [], "customs": []}
+
+
+@pytest.mark.slow
+def test_neo_run_works_end_to_end_through_exec_streams(neo: Neo, emu: Emulator, tmp_path: Any) -> None:
+    """Sync and a torchrun DDP step across two emulated pods, every byte through exec websockets."""
+    import shutil
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    k8s_config(neo, emu, extra="      rendezvous: pod-ip")
+    ws = Path(tmp_path) / "ws"
+    ws.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "examples" / "train_ddp.py", ws / "train_ddp.py")
+    proc = neo.run(
+        "run", "--gpus", "4", "--nodes", "2", "--ranks", "all", "train_ddp.py", "--steps", "3", cwd=ws
+    )
+    assert proc.returncode == 0, proc.stderr
+    agree = [line for line in proc.stdout.splitlines() if "ranks agree: True" in line]
+    assert len(agree) == 4
+    res: Any = neo.json("status")
+    assert res[0]["backend"] == "kubernetes" and res[0]["pods"][0]["address"] == "127.0.0.1"
+    neo.run("release", "--all", check=True)
+    assert emu.remaining() == {"pods": [], "services": [], "customs": []}
+    assert neo.processes() == []

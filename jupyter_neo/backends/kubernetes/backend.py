@@ -181,6 +181,9 @@ class KubernetesBackend(Backend):
             if len(running) == len(expected):
                 for pod in res.pods:
                     pod.handle["node"] = pods[pod.name]["spec"].get("nodeName")
+                    ip = pods[pod.name].get("status", {}).get("podIP")
+                    if self.opts.rendezvous == "pod-ip" and ip:
+                        pod.address = ip
                 return
             elapsed = time.monotonic() - t0
             placed = [p for p in pods.values() if p.get("spec", {}).get("nodeName")]

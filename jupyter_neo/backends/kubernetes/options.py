@@ -103,6 +103,11 @@ class KubeOptions(BaseModel):
         description="emptyDir mount holding agent + workspace; '{pod}' expands to the pod name",
     )
     python: str = "python3"
+    rendezvous: Literal["dns", "pod-ip"] = Field(
+        default="dns",
+        description="how ranks find the leader: the headless Service's DNS name, or the pod IP "
+        "(for clusters without cluster DNS for headless Services)",
+    )
     schedule_timeout_s: float = Field(default=300.0, gt=0)
     start_timeout_s: float = Field(default=900.0, gt=0)
 
