@@ -205,6 +205,7 @@ class Client:
         on_update: Callable[[Run], None] | None = None,
         progress: Progress = _quiet,
         hot: bool = False,
+        sync: bool = True,
         pump: Callable[[], None] | None = None,
         **request: Any,
     ) -> Run:
@@ -222,6 +223,7 @@ class Client:
             timeout=parse_duration(timeout),
             workspace=Path(workspace).resolve(),
             hot=hot,
+            sync=sync,
         )
         spec.validate()
         gang = self.request(gpus=gpus, workspace=workspace, **request) if gpus is not None else None
@@ -306,10 +308,16 @@ class Client:
         root: str | Path = ".",
         dry_run: bool = False,
         progress: Progress | None = None,
+        on_transfer: Callable[[int, int], None] | None = None,
     ) -> SyncReport:
-        """Mirror ``root`` into every pod of the reservation now; see :mod:`jupyter_neo.sync`."""
+        """Mirror ``root`` into every pod of the reservation now; see :mod:`jupyter_neo.sync`.
+
+        ``on_transfer(moved, planned)`` follows the content upload in bytes (progress bars).
+        """
         res = self._reservation(ref_or_res)
-        return self.run_async(self.core.sync(res, Path(root), progress=progress, dry_run=dry_run))
+        return self.run_async(
+            self.core.sync(res, Path(root), progress=progress, dry_run=dry_run, on_transfer=on_transfer)
+        )
 
     def watch(
         self,

@@ -229,12 +229,19 @@ class Core:
         return list(await asyncio.gather(*(one(p) for p in res.pods)))
 
     async def sync(
-        self, res: Reservation, root: str | Path, progress: Progress | None = None, dry_run: bool = False
+        self,
+        res: Reservation,
+        root: str | Path,
+        progress: Progress | None = None,
+        dry_run: bool = False,
+        on_transfer: Callable[[int, int], None] | None = None,
     ) -> SyncReport:
         """Mirror the folder ``root`` into every pod of ``res`` (see :mod:`jupyter_neo.sync`)."""
         from jupyter_neo.sync import sync_gang
 
-        return await sync_gang(self, res, Path(root), progress=progress, dry_run=dry_run)
+        return await sync_gang(
+            self, res, Path(root), progress=progress, dry_run=dry_run, on_transfer=on_transfer
+        )
 
     async def ping(self, ref: str) -> list[float]:
         """Round-trip time to every pod's agent, in seconds, in rank order."""

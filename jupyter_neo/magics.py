@@ -140,10 +140,20 @@ class NeoMagics(Magics):
                 raise UsageError(f"%%neo only runs cells (%%neo run [flags]); got %%neo {args.command}")
             if args.command == "run":
                 return self._run(args, cell)
+            if args.command == "sync" and not (args.dry_run or args.watch or args.json):
+                return self._sync(args)
             args.func(self.client, args)
             return None
         except NeoError as exc:
             raise UsageError(one_line(exc)) from None
+
+    def _sync(self, args: argparse.Namespace) -> None:
+        """``%neo sync`` with a progress bar: the first sync of a large workspace takes a while."""
+        from jupyter_neo.widgets import SyncProgress
+
+        bar = SyncProgress(self.widgets)
+        report = self.client.sync(args.id, args.path, on_transfer=bar.update)
+        bar.done(report.summary())
 
     def _run(self, args: argparse.Namespace, cell: str | None) -> RunResult | None:
         from jupyter_neo.cli.runs import rank_filter, run_call, script_and_args
@@ -155,6 +165,13 @@ class NeoMagics(Magics):
             args.args = script_and_args(args)
             args.script = script
         target, script_args, keywords = run_call(args)
+        if args.reservation and not args.no_sync:
+            # Sync first with a progress bar (shown only if content moves); the run's own sync is
+            # then a no-op.
+            from jupyter_neo.widgets import SyncProgress
+
+            bar = SyncProgress(self.widgets and not args.json)
+            self.client.sync(args.reservation, args.path, on_transfer=bar.update)
         view = make_view(self.widgets, rank_filter(args.ranks), quiet=args.json)
         seen: list[str] = []
 

@@ -267,3 +267,50 @@ def make_view(widgets: bool | None, shown: set[int] | None, quiet: bool) -> RunV
         widget.display_handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
         return widget
     return TextRunView(shown, quiet)
+
+
+class SyncProgress:
+    """A progress bar for a workspace upload (the first sync of a large workspace).
+
+    An ipywidgets bar in a widget frontend, else a line per 10% on stdout; ``update`` is called
+    from the Client's loop thread with (bytes moved, bytes planned).
+    """
+
+    def __init__(self, widgets: bool | None = None) -> None:
+        self.moved = 0
+        self.planned = 0
+        self._last_decile = -1
+        self._pct = 0
+        self._lock = threading.Lock()
+        self.bar: Any = None
+        if widgets_available() if widgets is None else widgets:
+            import ipywidgets as w
+            from IPython.display import display
+
+            self.bar = w.IntProgress(min=0, max=100, value=0, description="sync", bar_style="info")
+            self.label = w.Label("")
+            # Hidden until content actually moves: a no-op sync shows nothing.
+            self.box = w.HBox([self.bar, self.label], layout=w.Layout(display="none"))
+            display(self.box)  # type: ignore[no-untyped-call]
+
+    def update(self, moved: int, planned: int) -> None:
+        with self._lock:
+            self.moved, self.planned = moved, planned
+            pct = int(100 * moved / planned) if planned else 100
+            pct = self._pct = max(pct, self._pct)  # the plan grows as pods start: never go back
+            if self.bar is not None:
+                self.box.layout.display = ""
+                self.bar.value = pct
+                self.label.value = f"{moved / 2**20:.1f} / {planned / 2**20:.1f} MiB"
+            elif pct // 10 != self._last_decile:
+                self._last_decile = pct // 10
+                print(f"sync: {pct}% ({moved / 2**20:.1f} of {planned / 2**20:.1f} MiB)", flush=True)
+
+    def done(self, summary: str) -> None:
+        if self.bar is not None:
+            self.box.layout.display = ""
+            self.bar.value = 100
+            self.bar.bar_style = "success"
+            self.label.value = summary
+        else:
+            print(summary, flush=True)

@@ -152,3 +152,24 @@ def test_widget_shows_the_gang_and_stop_stops_it(
     assert "node 1" in widget.grid.value and "rank 1" in widget.grid.value
     assert "started" in widget.log.value, "the selected rank's tail is shown"
     assert result.id in widget.text()
+
+
+def test_first_large_sync_shows_progress_and_a_noop_shows_none(
+    shell: InteractiveShell, tmp_path: Path
+) -> None:
+    for i in range(12):  # 48 MiB of shards: content moves in 4 MiB frames while someone watches
+        (Path.cwd() / f"shard{i}.bin").write_bytes(bytes([i]) * (4 * 2**20))
+    neo_magics(shell).widgets = False
+    with capture_output():
+        shell.run_line_magic("neo", "reserve --gpus 2 --nodes 2 --name bar")
+    with capture_output() as first:
+        shell.run_line_magic("neo", "sync bar")
+    steps = [line for line in first.stdout.splitlines() if line.startswith("sync: ")]
+    assert len(steps) >= 5, first.stdout
+    assert steps[-1].startswith("sync: 100%")
+    percents = [int(s.split()[1].rstrip("%")) for s in steps]
+    assert percents == sorted(percents), "progress only moves forward"
+    with capture_output() as again:
+        shell.run_line_magic("neo", "sync bar")
+    assert not [line for line in again.stdout.splitlines() if line.startswith("sync: ")]
+    assert "in sync" in again.stdout

@@ -130,6 +130,7 @@ def run_call(args: argparse.Namespace) -> tuple[str, list[str], dict[str, Any]]:
         "timeout": args.timeout,
         "workspace": args.path,
         "hot": args.hot,
+        "sync": not args.no_sync,
         **_request(args),
     }
     return target, script_args, keywords

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jupyter_neo.sync.push import GangSync, Progress, SyncOptions, gang_sync_for
+from jupyter_neo.sync.push import GangSync, Progress, SyncOptions, Transfer, gang_sync_for
 from jupyter_neo.sync.report import Change, PodSync, SyncError, SyncReport
 from jupyter_neo.sync.watch import Watcher
 
@@ -40,7 +40,13 @@ __all__ = [
 
 
 async def sync_gang(
-    core: Core, res: Reservation, root: Path, *, progress: Progress | None = None, dry_run: bool = False
+    core: Core,
+    res: Reservation,
+    root: Path,
+    *,
+    progress: Progress | None = None,
+    dry_run: bool = False,
+    on_transfer: Transfer | None = None,
 ) -> SyncReport:
     """Bring every pod of ``res`` to the current content of ``root``; one report for the gang.
 
@@ -48,4 +54,4 @@ async def sync_gang(
     rides on the error. The manifest stays in memory per core, so repeated calls are cheap.
     """
     gang = gang_sync_for(core, res, Path(root).expanduser().absolute())
-    return await gang.sync(None, progress=progress, dry_run=dry_run)
+    return await gang.sync(None, progress=progress, dry_run=dry_run, on_transfer=on_transfer)

@@ -31,6 +31,9 @@ from jupyter_neo.errors import InvalidRequest, NeoError
 from jupyter_neo.sync.manifest import Entry, Manifest, Scanner, ScanResult, diff
 from jupyter_neo.sync.report import Change, PodSync, SyncError, SyncReport
 
+Transfer = Callable[[int, int], None]
+"""(bytes of content moved so far, bytes planned) during one sync"""
+
 if TYPE_CHECKING:
     from jupyter_neo.core import Core
     from jupyter_neo.model import Pod, Reservation
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 FRAME_LIMIT = 64 * 2**20  # content per frame; larger syncs send ws_objects frames first
+PROGRESS_FRAME = 4 * 2**20
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -99,6 +103,9 @@ class GangSync:
         key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
         self.scanner = Scanner(root, self.options.max_file_size, core.config.home / "sync" / f"{key}.json")
         self.lock = asyncio.Lock()
+        self._on_transfer: Transfer | None = None
+        self._planned = 0
+        self._moved = 0
         compress = self.options.compress
         self.compress = compress if compress is not None else any(p.address not in LOOPBACK for p in res.pods)
 
@@ -119,10 +126,16 @@ class GangSync:
         progress: Progress | None = None,
         dry_run: bool = False,
         persist: bool = True,
+        on_transfer: Transfer | None = None,
     ) -> SyncReport:
-        """Scan (all, or the hinted paths), then bring every pod to the new manifest."""
+        """Scan (all, or the hinted paths), then bring every pod to the new manifest.
+
+        ``on_transfer(bytes_moved, bytes_planned)`` follows the content upload (a progress bar for a
+        first, large sync); it is called from the event loop after every frame of content.
+        """
         self.check_root()
         async with self.lock:
+            self._on_transfer, self._planned, self._moved = on_transfer, 0, 0
             t0 = time.perf_counter()
             say = progress or (lambda _: None)
             if hints is None or len(hints) > 64:
@@ -283,10 +296,15 @@ class GangSync:
         ops = [[p] if e is None else e.wire(p) for p, e in plan.changes.items()]
         ops_bytes = json.dumps(ops, separators=(",", ":")).encode("ascii") if ops else b""
         sent = 0
+        self._planned += sum(len(b.data) for b in plan.blobs.values())
+        # Smaller frames when someone watches the upload, so a progress bar moves smoothly.
+        limit = (
+            min(self.options.frame_limit, PROGRESS_FRAME) if self._on_transfer else self.options.frame_limit
+        )
         batch: list[_Blob] = []
         size = 0
         for blob in plan.blobs.values():
-            if batch and size + len(blob.data) > self.options.frame_limit:
+            if batch and size + len(blob.data) > limit:
                 sent += await self._objects(conn, batch)
                 batch, size = [], 0
             batch.append(blob)
@@ -303,6 +321,7 @@ class GangSync:
             payload = ops_bytes + b"".join(b.data for b in batch)
             reply = await conn.call("ws_sync", payload, **header)
             sent += len(payload)
+            self._transferred(sum(len(b.data) for b in batch))
             if reply["status"] != "missing" or attempt:
                 return reply, sent
             # The pod lost content we expected it to hold (collected, or copied on EMLINK).
@@ -317,7 +336,13 @@ class GangSync:
         await conn.call(
             "ws_objects", payload, blobs=[[b.digest, len(b.data), b.compressed, b.mode] for b in batch]
         )
+        self._transferred(len(payload))
         return len(payload)
+
+    def _transferred(self, nbytes: int) -> None:
+        self._moved += nbytes
+        if self._on_transfer is not None and nbytes:
+            self._on_transfer(self._moved, max(self._planned, self._moved))
 
 
 _registry: weakref.WeakKeyDictionary[Core, dict[tuple[str, str], GangSync]] = weakref.WeakKeyDictionary()
