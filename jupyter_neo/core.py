@@ -83,7 +83,7 @@ class Core:
         await self.reconcile()
         out = []
         for cluster in self.config.clusters:
-            free = await self.backend(cluster.name).free_gpus()
+            cap = await self.backend(cluster.name).capacity()
             out.append(
                 ClusterStatus(
                     name=cluster.name,
@@ -95,8 +95,10 @@ class Core:
                     nodes=cluster.nodes,
                     gpus_per_node=cluster.gpus_per_node,
                     total_gpus=cluster.total_gpus,
-                    free_gpus=free,
+                    free_gpus=cap.free,
                     price_per_gpu_hour=cluster.price_per_gpu_hour,
+                    allocatable_gpus=cap.allocatable,
+                    requested_gpus=cap.requested,
                 )
             )
         return out

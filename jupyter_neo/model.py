@@ -69,6 +69,12 @@ class ClusterStatus(_Model):
     total_gpus: int
     free_gpus: int
     price_per_gpu_hour: float
+    allocatable_gpus: int | None = Field(
+        default=None, description="GPUs the cluster's nodes offer (kubernetes)"
+    )
+    requested_gpus: int | None = Field(
+        default=None, description="GPUs requested by running pods (kubernetes)"
+    )
 
 
 class GangRequest(_Model):

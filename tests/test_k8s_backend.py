@@ -146,3 +146,15 @@ def test_neo_run_works_end_to_end_through_exec_streams(neo: Neo, emu: Emulator, 
     neo.run("release", "--all", check=True)
     assert emu.remaining() == {"pods": [], "services": [], "customs": []}
     assert neo.processes() == []
+
+
+def test_clusters_show_requested_and_allocatable_gpus_from_nodes_and_pods(neo: Neo, emu: Emulator) -> None:
+    k8s_config(neo, emu)
+    before: Any = neo.json("clusters")
+    assert (before[0]["allocatable_gpus"], before[0]["requested_gpus"], before[0]["free_gpus"]) == (16, 0, 16)
+    neo.json("reserve", "--gpus", "8")
+    after: Any = neo.json("clusters")
+    assert (after[0]["allocatable_gpus"], after[0]["requested_gpus"], after[0]["free_gpus"]) == (16, 8, 8)
+    table = neo.run("clusters", check=True).stdout
+    assert "REQUESTED/ALLOCATABLE" in table and "8/16" in table
+    neo.run("release", "--all", check=True)

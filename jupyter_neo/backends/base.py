@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jupyter_neo.transport.bundle import stub_argv
@@ -33,6 +34,15 @@ def report_progress(message: str) -> None:
         callback(message)
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """GPUs a cluster has right now; allocatable/requested where the backend can see them."""
+
+    free: int
+    allocatable: int | None = None
+    requested: int | None = None
+
+
 class Backend(abc.ABC):
     """One cluster's way of holding pods."""
 
@@ -44,6 +54,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def free_gpus(self) -> int:
         """GPUs that a new gang could get right now."""
+
+    async def capacity(self) -> Capacity:
+        """Free GPUs, plus what the cluster reports as allocatable and requested, if it can."""
+        return Capacity(free=await self.free_gpus())
 
     @abc.abstractmethod
     async def allocate(self, res: Reservation) -> None:

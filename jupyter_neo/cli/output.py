@@ -38,10 +38,12 @@ def age(ts: datetime) -> str:
 
 def clusters_table(rows: list[ClusterStatus]) -> Table:
     t = Table(box=None, header_style="bold")
-    for col in ("CLUSTER", "BACKEND", "REGION", "GPU", "FREE/TOTAL", "$/GPU-H", "NODES"):
+    seen = any(c.allocatable_gpus is not None for c in rows)
+    cols = ["CLUSTER", "BACKEND", "REGION", "GPU", "FREE/TOTAL", "$/GPU-H", "NODES"]
+    for col in [*cols, "REQUESTED/ALLOCATABLE"] if seen else cols:
         t.add_column(col)
     for c in rows:
-        t.add_row(
+        cells = [
             c.name,
             c.backend,
             c.region,
@@ -49,7 +51,10 @@ def clusters_table(rows: list[ClusterStatus]) -> Table:
             f"{c.free_gpus}/{c.total_gpus}",
             money(c.price_per_gpu_hour),
             f"{c.nodes}x{c.gpus_per_node}",
-        )
+        ]
+        if seen:
+            cells.append("-" if c.allocatable_gpus is None else f"{c.requested_gpus}/{c.allocatable_gpus}")
+        t.add_row(*cells)
     return t
 
 

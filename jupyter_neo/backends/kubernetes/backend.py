@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from jupyter_neo.backends.base import Backend
+from jupyter_neo.backends.base import Backend, Capacity
 from jupyter_neo.backends.kubernetes import gang as gangs
 from jupyter_neo.backends.kubernetes import manifests as mf
 from jupyter_neo.backends.kubernetes.api import KubeApi, Obj
@@ -92,8 +92,25 @@ class KubernetesBackend(Backend):
             return max(0, self.cluster.total_gpus - held)
         return sum(per_node)
 
+    async def capacity(self) -> Capacity:
+        """Free, allocatable and requested GPUs of the eligible nodes (RBAC permitting)."""
+        try:
+            per_node = await self._gpus_per_node()
+        except NeoError:
+            return Capacity(free=0)
+        if per_node is None:
+            return Capacity(free=await self.free_gpus())
+        alloc = sum(a for a, _ in per_node)
+        requested = sum(min(a, u) for a, u in per_node)
+        return Capacity(free=sum(max(0, a - u) for a, u in per_node), allocatable=alloc, requested=requested)
+
     async def _free_per_node(self) -> list[int] | None:
         """Free GPUs per eligible node; None when RBAC hides nodes (a namespaced Role)."""
+        per_node = await self._gpus_per_node()
+        return None if per_node is None else [max(0, a - u) for a, u in per_node]
+
+    async def _gpus_per_node(self) -> list[tuple[int, int]] | None:
+        """(allocatable, requested) GPUs per eligible node; None when RBAC hides nodes."""
         gpu = self.opts.profile_spec().gpu_resource
         try:
             nodes = await self.api.nodes()
@@ -113,15 +130,15 @@ class KubernetesBackend(Backend):
             for c in p["spec"].get("containers", []):
                 req = c.get("resources", {}).get("requests") or c.get("resources", {}).get("limits") or {}
                 used[node] = used.get(node, 0) + int(req.get(gpu, 0))
-        free = []
+        out = []
         for n in nodes:
             labels = n["metadata"].get("labels", {})
             if any(labels.get(k) != v for k, v in want.items()) or n.get("spec", {}).get("unschedulable"):
                 continue
             alloc = int(n.get("status", {}).get("allocatable", {}).get(gpu, 0))
             if alloc:
-                free.append(max(0, alloc - used.get(n["metadata"]["name"], 0)))
-        return free
+                out.append((alloc, used.get(n["metadata"]["name"], 0)))
+        return out
 
     async def allocate(self, res: Reservation) -> None:
         gang = await self.gang_mechanism()
