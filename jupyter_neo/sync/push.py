@@ -59,6 +59,13 @@ class SyncOptions:
     max_file_size: int = field(default_factory=lambda: _env_mb("NEO_SYNC_MAX_FILE_MB", 64))
     compress: bool | None = None  # None: only when some pod is not on loopback
     frame_limit: int = FRAME_LIMIT
+    # Relay fan-out (docs/sync.md): from this many pods and this much new content, the controller
+    # uploads to the leader only and the other pods pull from it over the cluster network.
+    # "auto": only when some pod is off the controller's loopback (measured: on one machine the
+    # extra hop costs more than it saves); "on" / "off" force it.
+    relay: str = field(default_factory=lambda: os.environ.get("NEO_SYNC_RELAY", "auto"))
+    relay_min_pods: int = field(default_factory=lambda: int(os.environ.get("NEO_SYNC_RELAY_PODS", "3")))
+    relay_min_bytes: int = field(default_factory=lambda: _env_mb("NEO_SYNC_RELAY_MB", 8))
 
 
 @dataclass
@@ -175,12 +182,24 @@ class GangSync:
             mine = [a for k, a in self.scanner.acked.items() if k.startswith(self.res.id + "/")]
             generation = max((int(str(a[0])) for a in mine), default=0) + 1
             plan = _Plan(base, scan.manifest, scan.changes, blobs, generation)
-            results = await asyncio.gather(
-                *(
-                    self._pod(pod, conn, plan, dry_run, t0)
-                    for pod, conn in zip(self.res.pods, conns, strict=True)
-                )
+            payload = sum(len(b.data) for b in blobs.values())
+            relay_wanted = self.options.relay == "on" or (
+                self.options.relay == "auto" and any(p.address not in LOOPBACK for p in self.res.pods)
             )
+            if (
+                relay_wanted
+                and not dry_run
+                and len(conns) >= self.options.relay_min_pods
+                and payload >= self.options.relay_min_bytes
+            ):
+                results = await self._relay_fan_out(conns, plan, dry_run, t0, say)
+            else:
+                results = await asyncio.gather(
+                    *(
+                        self._pod(pod, conn, plan, dry_run, t0)
+                        for pod, conn in zip(self.res.pods, conns, strict=True)
+                    )
+                )
             report.pods = list(results)
             report.bytes_sent = sum(p.bytes_sent for p in report.pods)
             if dry_run:
@@ -241,6 +260,39 @@ class GangSync:
             if len(packed) < 0.9 * len(data):
                 return _Blob(digest, mode, packed, True)
         return _Blob(digest, mode, data, False)
+
+    async def _relay_fan_out(
+        self, conns: list[AgentConnection], plan: _Plan, dry_run: bool, t0: float, say: Progress
+    ) -> list[PodSync]:
+        """Leader first (content from the controller), then every other pod pulls from the leader.
+
+        A pod whose pull fails still gets the content: its ``ws_sync`` reports what is missing and
+        the controller sends it directly, so relay is an optimisation, never a new way to fail.
+        """
+        leader, rest = self.res.pods[0], list(zip(self.res.pods[1:], conns[1:], strict=True))
+        first = await self._pod(leader, conns[0], plan, dry_run, t0)
+        if first.status == "failed":
+            others = await asyncio.gather(*(self._pod(p, c, plan, dry_run, t0) for p, c in rest))
+            return [first, *others]
+        want = [[b.digest, b.mode] for b in plan.blobs.values()]
+        offer = await conns[0].call("ws_relay_serve")
+
+        async def pull(conn: AgentConnection) -> int:
+            try:
+                reply = await conn.call(
+                    "ws_relay_fetch", host=leader.address, port=offer["port"], token=offer["token"], want=want
+                )
+                return int(reply.get("bytes", 0))
+            except NeoError:
+                return 0
+
+        relayed = await asyncio.gather(*(pull(c) for _, c in rest))
+        say(f"relay: the leader served {sum(relayed) / 2**20:.1f} MiB to {len(rest)} pod(s)")
+        light = _Plan(plan.base, plan.new, plan.changes, {}, plan.generation)
+        others = await asyncio.gather(*(self._pod(p, c, light, dry_run, t0) for p, c in rest))
+        for out, got in zip(others, relayed, strict=True):
+            out.relayed_bytes = got
+        return [first, *others]
 
     # ------------------------------------------------------------------ transition
     async def _pod(self, pod: Pod, conn: AgentConnection, plan: _Plan, dry_run: bool, t0: float) -> PodSync:

@@ -19,6 +19,7 @@ class PodSync(BaseModel):
     root: str | None = None
     latency_ms: float = 0.0
     bytes_sent: int = 0
+    relayed_bytes: int = Field(default=0, description="content this pod pulled from the leader (relay)")
     error: str | None = None
 
 

@@ -108,11 +108,12 @@ class Agent:
         """Register the operations of optional modules (sync) when they are shipped."""
         import importlib
 
-        try:
-            module = importlib.import_module("neo_agent.workspace_ops")
-        except ImportError:
-            return
-        module.register(self)
+        for name in ("neo_agent.workspace_ops", "neo_agent.relay_ops"):
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            module.register(self)
 
     def _spawn(self, coro: Any) -> None:
         """Run a background task and keep a reference to it (the loop holds only weak ones)."""
