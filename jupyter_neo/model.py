@@ -99,6 +99,10 @@ class GangRequest(_Model):
         return value
 
 
+REQUEST_FIELDS = tuple(GangRequest.model_fields)
+"""The gang-request fields, named alike by CLI flags, REST bodies and ``Client.reserve``."""
+
+
 class PodState(enum.StrEnum):
     PENDING = "pending"
     READY = "ready"

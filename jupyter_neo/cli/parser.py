@@ -7,9 +7,10 @@ instead of exiting, so a notebook gets a one-line message, not a SystemExit.
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jupyter_neo.errors import NeoError
+from jupyter_neo.model import REQUEST_FIELDS
 
 
 class UsageError(NeoError):
@@ -39,6 +40,11 @@ def positive_float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     return value
+
+
+def request_fields(args: argparse.Namespace, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The gang request a parsed command line carries (``--gpus``, ``--nodes``, ...)."""
+    return {k: getattr(args, k) for k in REQUEST_FIELDS if k not in without and hasattr(args, k)}
 
 
 def add_reserve_flags(p: argparse.ArgumentParser, required: bool = True) -> None:

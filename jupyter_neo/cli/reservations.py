@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from jupyter_neo.cli import output
-from jupyter_neo.cli.parser import add_reserve_flags, positive_float
+from jupyter_neo.cli.parser import add_reserve_flags, positive_float, request_fields
 from jupyter_neo.client import Client
 from jupyter_neo.durations import format_duration
 from jupyter_neo.errors import InvalidRequest
@@ -64,21 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _request_fields(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        k: getattr(args, k)
-        for k in (
-            "gpus",
-            "nodes",
-            "gpu_type",
-            "cluster",
-            "region",
-            "residency",
-            "max_price",
-            "idle_ttl",
-            "budget",
-            "name",
-        )
-    }
+    return request_fields(args)
 
 
 def cmd_clusters(client: Client, args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_neo.cli import output
-from jupyter_neo.cli.parser import add_reserve_flags, gpu_count
+from jupyter_neo.cli.parser import add_reserve_flags, gpu_count, request_fields
 from jupyter_neo.client import Client
 from jupyter_neo.errors import InvalidRequest
 from jupyter_neo.model import Run
@@ -80,20 +80,7 @@ def rank_filter(text: str) -> set[int] | None:
 
 
 def _request(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        k: getattr(args, k)
-        for k in (
-            "nodes",
-            "gpu_type",
-            "cluster",
-            "region",
-            "residency",
-            "max_price",
-            "idle_ttl",
-            "budget",
-            "name",
-        )
-    }
+    return request_fields(args, without=("gpus",))
 
 
 def script_and_args(args: argparse.Namespace) -> list[str]:

@@ -28,18 +28,7 @@ from jupyter_neo.runs.logs import tail_file
 ChangeKind = Literal["reservation", "run"]
 Emit = Callable[[ChangeKind, str, str], None]
 
-RESERVE_FIELDS = (
-    "gpus",
-    "nodes",
-    "gpu_type",
-    "cluster",
-    "region",
-    "residency",
-    "max_price",
-    "idle_ttl",
-    "budget",
-    "name",
-)
+RESERVE_FIELDS = REQUEST_FIELDS  # a POST body is a gang request, field for field
 PLACEMENT_FIELDS = ("gpus", "nodes", "gpu_type", "cluster", "region", "residency", "max_price")
 EXTEND_FIELDS = ("idle_ttl", "budget")
 
