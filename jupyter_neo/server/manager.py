@@ -23,6 +23,7 @@ from typing import Any, Literal
 from jupyter_neo.client import gang_request
 from jupyter_neo.core import Core
 from jupyter_neo.errors import InvalidRequest
+from jupyter_neo.model import REQUEST_FIELDS
 from jupyter_neo.runs.logs import tail_file
 
 ChangeKind = Literal["reservation", "run"]
