@@ -128,17 +128,12 @@ test('the form shows validation messages inline', async () => {
   await screenshot('validation');
 });
 
-/** The sidebar panel's box, for screenshots of the panel alone. */
+/** The sidebar panel with the tab bar on its left, for the README. */
 async function panelShot(file) {
   const box = await page.locator('#jupyter-neo-sidebar').boundingBox();
   await page.screenshot({
     path: file,
-    clip: {
-      x: 0,
-      y: 0,
-      width: box.x + box.width + 1,
-      height: box.y + box.height
-    }
+    clip: { x: 0, y: box.y, width: box.x + box.width + 1, height: box.height }
   });
 }
 
