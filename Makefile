@@ -3,38 +3,88 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# jlpm (yarn 3) comes from jupyter-builder in the venv; node >= 20.19 is preinstalled.
+JLPM   := PATH="$(CURDIR)/$(BIN):$$PATH" jlpm
+LAB    := labextension
+# Quiet, lockfile-bound installs (as in CI) that share yarn's global cache.
+export YARN_ENABLE_IMMUTABLE_INSTALLS := true
+export YARN_ENABLE_GLOBAL_CACHE := true
+export YARN_ENABLE_PROGRESS_BARS := false
+export YARN_ENABLE_TELEMETRY := false
+NODE_STAMP := $(LAB)/node_modules/.neo-installed
+UI_STAMP   := $(LAB)/ui-tests/node_modules/.neo-installed
+LAB_BUILT  := jupyter_neo/labextension/static/style.js
+LAB_SRC    := $(shell find $(LAB)/src $(LAB)/style -type f -not -path '*/__tests__/*') \
+              $(LAB)/package.json $(LAB)/tsconfig.json
 
-.PHONY: demo test lint fmt bench clean
+.PHONY: demo deps test lint lint-js jest fmt bench clean
 
+# `pip install -e` also builds the sidebar (hatch-jupyter-builder runs jlpm install + jlpm build);
+# `jupyter-builder develop` then links the venv's share/jupyter/labextensions/jupyter-neo to that
+# build, so later `jlpm build`s go live without reinstalling.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	# The CPU build of torch (a pinned release; an unpinned one pulls a multi-GB CUDA build).
 	$(BIN)/pip install -q 'torch==2.13.0' numpy
+	$(BIN)/jupyter-builder develop --overwrite . >/dev/null
 	touch $(STAMP)
+
+## deps: system packages the tests need (Debian's chromium for the browser test); idempotent
+deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (apt-get)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "deps: /usr/bin/chromium is missing; run: sudo apt-get install -y chromium" >&2; \
+	  fi; \
+	fi
+
+$(NODE_STAMP): $(STAMP) $(LAB)/yarn.lock $(LAB)/package.json
+	cd $(LAB) && $(JLPM) install >/dev/null
+	touch $@
+
+$(UI_STAMP): $(STAMP) $(LAB)/ui-tests/yarn.lock $(LAB)/ui-tests/package.json
+	cd $(LAB)/ui-tests && $(JLPM) install >/dev/null
+	touch $@
+
+# Rebuilt only when the sources are newer than the build `pip install -e` made.
+$(LAB_BUILT): $(LAB_SRC) | $(NODE_STAMP)
+	cd $(LAB) && $(JLPM) build >/dev/null
 
 ## demo: set everything up and run the quick start on the embedded local backend
 demo: $(STAMP)
 	NEO_HOME=$${NEO_HOME:-$(CURDIR)/.neo-home} $(BIN)/python examples/demo.py
 
-## lint: ruff (lint + format check) and mypy
-lint: $(STAMP)
+## lint: ruff (lint + format check), mypy, and the sidebar's stylelint + prettier + eslint
+lint: $(STAMP) lint-js
 	$(BIN)/ruff check jupyter_neo server tests bench examples
 	$(BIN)/ruff format --check jupyter_neo server tests bench examples
 	$(BIN)/mypy
 	$(BIN)/mypy --python-version 3.10 --strict server/neo_agent
 
-fmt: $(STAMP)
+lint-js: $(NODE_STAMP)
+	cd $(LAB) && $(JLPM) lint:check
+
+## jest: the sidebar's unit tests
+jest: $(NODE_STAMP)
+	cd $(LAB) && $(JLPM) test --silent
+
+fmt: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check --fix jupyter_neo server tests bench examples
 	$(BIN)/ruff format jupyter_neo server tests bench examples
+	cd $(LAB) && $(JLPM) lint
 
-## test: lint first, then every test
-test: lint
+## test: lint first, then jest, then every pytest test (the browser test included)
+test: deps lint jest $(LAB_BUILT) $(UI_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .neo-home .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .neo-home .pytest_cache .mypy_cache .ruff_cache test-artifacts \
+	  $(LAB)/node_modules $(LAB)/ui-tests/node_modules $(LAB)/lib jupyter_neo/labextension

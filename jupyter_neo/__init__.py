@@ -28,6 +28,15 @@ def unload_ipython_extension(shell: Any) -> None:
     unload(shell)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The JupyterLab sidebar, built into ``jupyter_neo/labextension`` (see docs/labextension.md).
+
+    ``pip install`` copies it to ``share/jupyter/labextensions/jupyter-neo``; this entry point is
+    what ``jupyter labextension develop`` / ``jupyter-builder develop`` link from.
+    """
+    return [{"src": "labextension", "dest": "jupyter-neo"}]
+
+
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """Jupyter Server 2 discovers the REST API and events through this (see jupyter_neo.server)."""
     return [{"module": "jupyter_neo"}]

@@ -66,16 +66,24 @@ export function formatAge(iso: string | null | undefined, now: number): string {
   return formatDuration((now - t) / 1000);
 }
 
+/** `idle TTL 30m00s`, or `no idle TTL` for a reservation kept until released. */
+export function formatIdleTtl(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) {
+    return 'no idle TTL';
+  }
+  return `idle TTL ${formatDuration(seconds)}`;
+}
+
 export interface ICountdown {
   /** What to show: `12m04s`, `expiring`, or a dash for no TTL. */
   text: string;
-  /** Seconds left (0 when past), or null when the reservation never expires. */
+  /** Seconds left (0 when past), or null without a time to count to. */
   seconds: number | null;
   /** Less than two minutes left. */
   urgent: boolean;
 }
 
-/** The idle-TTL countdown towards `expiresAt`. */
+/** A countdown towards `expiresAt` (a reservation's budget `deadline`). */
 export function countdown(
   expiresAt: string | null | undefined,
   now: number

@@ -15,6 +15,7 @@ import {
   countdown,
   formatAge,
   formatCommand,
+  formatIdleTtl,
   formatMemory,
   formatMoney,
   formatRate,
@@ -236,7 +237,9 @@ function ReservationRow(props: {
   now: number;
 }): JSX.Element {
   const r = props.reservation;
-  const ttl = countdown(r.expires_at, props.now);
+  // The pods' agents enforce the idle TTL (only they see activity); the
+  // budget's deadline is a fixed time, so it counts down here.
+  const budgetLeft = r.deadline ? countdown(r.deadline, props.now) : null;
   const [busy, setBusy] = React.useState(false);
   const act = (fn: () => Promise<void>) => async () => {
     setBusy(true);
@@ -270,16 +273,29 @@ function ReservationRow(props: {
         <span title="nodes × GPUs per node">{formatShape(r)}</span>
         <span title="age">{formatAge(r.created, props.now)}</span>
         <span
-          className={ttl.urgent ? 'jp-neo-ttl jp-mod-urgent' : 'jp-neo-ttl'}
-          title="released when idle for this long"
+          className="jp-neo-ttl"
+          title="released after being idle this long"
           data-testid="neo-reservation-ttl"
         >
-          idle {ttl.text}
+          {formatIdleTtl(r.idle_ttl)}
         </span>
         <span title={`${formatRate(r.price_per_hour)}`}>
           {formatMoney(r.cost)}
           {r.budget !== null && ` / ${formatMoney(r.budget)}`}
         </span>
+        {budgetLeft && r.state !== 'released' && (
+          <span
+            className={
+              budgetLeft.urgent || r.budget_warned
+                ? 'jp-neo-ttl jp-mod-urgent'
+                : 'jp-neo-ttl'
+            }
+            title="released when the budget runs out"
+            data-testid="neo-reservation-deadline"
+          >
+            budget {budgetLeft.text}
+          </span>
+        )}
       </div>
       {r.reason && <div className="jp-neo-reason">{r.reason}</div>}
       <UtilBars pods={r.pods} />

@@ -36,31 +36,46 @@ export interface IPodStats {
   loadavg: number[];
 }
 
+export type PodState = 'pending' | 'ready' | 'lost' | 'released';
+
 export interface IPod {
   name: string;
   rank: number;
   address: string;
-  state: string;
+  state: PodState;
   gpus: number[];
   stats?: IPodStats | null;
 }
 
+/**
+ * A reservation as the server writes it (`Reservation.public()` in
+ * `jupyter_neo/model.py`). The idle TTL is enforced by each pod's agent,
+ * which alone knows the last activity: the server gives the TTL itself
+ * (`idle_ttl`, seconds), not an expiry time. `deadline` is when the budget
+ * runs out.
+ */
 export interface IReservation {
   id: string;
-  name: string;
+  name: string | null;
   cluster: string;
+  backend: Backend;
   state: ReservationState;
   nodes: number;
   gpus_per_node: number;
   gpu_type: string;
   pods: IPod[];
   created: string;
+  ready_at: string | null;
+  released_at: string | null;
   idle_ttl: number | null;
-  expires_at: string | null;
-  price_per_hour: number;
-  cost: number;
   budget: number | null;
+  price_per_hour: number;
+  owner: string;
   reason: string | null;
+  deadline: string | null;
+  budget_warned: boolean;
+  cost: number;
+  budget_used: number | null;
 }
 
 export type RunState =
@@ -69,21 +84,35 @@ export type RunState =
 export interface IRank {
   rank: number;
   node: number;
-  state: string;
+  local_rank: number;
+  state: RunState;
   exit_code: number | null;
+  log: string;
 }
 
+/** A run as the server writes it (`Run.public()` in `jupyter_neo/model.py`). */
 export interface IRun {
   id: string;
   reservation: string;
   command: string[];
+  kind: 'script' | 'module' | 'cmd' | 'check';
+  launcher: 'torchrun' | 'plain';
   state: RunState;
+  nodes: number;
+  nproc_per_node: number;
   started: string;
   ended: string | null;
   exit_code: number | null;
-  nodes: number;
-  nproc_per_node: number;
   ranks: IRank[];
+  /** Seconds from start to end (or to now while running). */
+  duration: number;
+  owner: string;
+  /** Why the run failed, with the failing rank's last lines. */
+  error: string | null;
+  failed_node: number | null;
+  failed_rank: number | null;
+  /** One line on how the run started (cold/hot and why). */
+  note: string | null;
 }
 
 /** Body of `POST reservations`. */

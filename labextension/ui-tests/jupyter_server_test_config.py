@@ -20,5 +20,6 @@ c.LabApp.news_url = None
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 
 if os.environ.get("NEO_MOCK") == "1":
-    c.ServerApp.jpserver_extensions = {"neo_mock_server": True}
+    # The mock replaces the real extension (both register the change/v1 event schema).
+    c.ServerApp.jpserver_extensions = {"neo_mock_server": True, "jupyter_neo": False}
     c.LabApp.extra_labextensions_path = [os.environ["NEO_LABEXTENSIONS"]]

@@ -36,6 +36,11 @@ export NEO_ROOT_DIR="$work/root"
 export JUPYTERLAB_SETTINGS_DIR="$work/settings"
 export JUPYTERLAB_WORKSPACES_DIR="$work/workspaces"
 
+if [ "${NEO_MOCK:-0}" != 1 ] && [ -z "${NEO_CLI:-}" ] && command -v neo >/dev/null; then
+  # Start a run from outside the browser with the same NEO_HOME as the server.
+  export NEO_CLI=$(command -v neo) NEO_WORKSPACE="$work/root"
+fi
+
 if [ "${NEO_MOCK:-0}" = 1 ]; then
   built=$(cd ../../jupyter_neo/labextension && pwd)
   mkdir -p "$work/labextensions"

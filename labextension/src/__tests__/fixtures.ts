@@ -20,8 +20,9 @@ export function cluster(over: Partial<ICluster> = {}): ICluster {
 export function reservation(over: Partial<IReservation> = {}): IReservation {
   return {
     id: 'r-1',
-    name: '',
+    name: null,
     cluster: 'local',
+    backend: 'local',
     state: 'pending',
     nodes: 2,
     gpus_per_node: 8,
@@ -43,12 +44,17 @@ export function reservation(over: Partial<IReservation> = {}): IReservation {
       }
     ],
     created: '2026-11-29T10:00:00Z',
+    ready_at: null,
+    released_at: null,
     idle_ttl: 1800,
-    expires_at: '2026-11-29T10:30:00Z',
-    price_per_hour: 39.84,
-    cost: 0,
     budget: null,
+    price_per_hour: 39.84,
+    owner: 'alice',
     reason: null,
+    deadline: null,
+    budget_warned: false,
+    cost: 0,
+    budget_used: null,
     ...over
   };
 }
@@ -58,6 +64,8 @@ export function run(over: Partial<IRun> = {}): IRun {
     id: 'run-1',
     reservation: 'r-1',
     command: ['train.py', '--lr', '3e-4'],
+    kind: 'script',
+    launcher: 'torchrun',
     state: 'running',
     started: '2026-11-29T10:01:00Z',
     ended: null,
@@ -65,6 +73,12 @@ export function run(over: Partial<IRun> = {}): IRun {
     nodes: 2,
     nproc_per_node: 8,
     ranks: [],
+    duration: 0,
+    owner: 'alice',
+    error: null,
+    failed_node: null,
+    failed_rank: null,
+    note: null,
     ...over
   };
 }

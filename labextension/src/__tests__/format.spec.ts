@@ -3,6 +3,7 @@ import {
   formatAge,
   formatCommand,
   formatDuration,
+  formatIdleTtl,
   formatMemory,
   formatMoney,
   formatRate,
@@ -64,7 +65,7 @@ describe('age and countdown', () => {
     expect(formatAge('not a date', T0)).toBe('\u2014');
   });
 
-  it('counts down to expires_at', () => {
+  it('counts down to a deadline', () => {
     const c = countdown('2026-11-29T10:30:00Z', T0);
     expect(c).toEqual({ text: '30m00s', seconds: 1800, urgent: false });
   });
@@ -83,7 +84,13 @@ describe('age and countdown', () => {
     });
   });
 
-  it('shows a dash for a reservation without TTL', () => {
+  it('writes the idle TTL, or that there is none', () => {
+    expect(formatIdleTtl(1800)).toBe('idle TTL 30m00s');
+    expect(formatIdleTtl(7200)).toBe('idle TTL 2h00m');
+    expect(formatIdleTtl(null)).toBe('no idle TTL');
+  });
+
+  it('shows a dash without a time to count to', () => {
     expect(countdown(null, T0)).toEqual({
       text: '\u2014',
       seconds: null,

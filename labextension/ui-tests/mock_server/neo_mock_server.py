@@ -103,6 +103,8 @@ class State:
                 "id": "run-1",
                 "reservation": "r-old",
                 "command": ["train.py", "--epochs", "1"],
+                "kind": "script",
+                "launcher": "torchrun",
                 "state": "succeeded",
                 "started": _iso(started),
                 "ended": _iso(started + timedelta(minutes=5, seconds=3)),
@@ -110,9 +112,15 @@ class State:
                 "nodes": 2,
                 "nproc_per_node": 1,
                 "ranks": [
-                    {"rank": 0, "node": 0, "state": "succeeded", "exit_code": 0},
-                    {"rank": 1, "node": 1, "state": "succeeded", "exit_code": 0},
+                    {"rank": 0, "node": 0, "local_rank": 0, "state": "succeeded", "exit_code": 0, "log": ""},
+                    {"rank": 1, "node": 1, "local_rank": 0, "state": "succeeded", "exit_code": 0, "log": ""},
                 ],
+                "duration": 303.0,
+                "owner": "mock",
+                "error": None,
+                "failed_node": None,
+                "failed_rank": None,
+                "note": None,
             }
         }
 
@@ -133,7 +141,9 @@ class State:
     def view(self, r: dict[str, Any]) -> dict[str, Any]:
         hours = ((r.get("released_at") or _now()) - r["_created"]).total_seconds() / 3600
         out = {k: v for k, v in r.items() if not k.startswith("_") and k != "released_at"}
+        out["released_at"] = _iso(r["released_at"]) if r.get("released_at") else None
         out["cost"] = round(hours * r["price_per_hour"], 4)
+        out["budget_used"] = round(out["cost"] / r["budget"], 4) if r.get("budget") else None
         return out
 
     def reserve(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +176,9 @@ class State:
         per_node = gpus // nodes
         r = {
             "id": rid,
-            "name": body.get("name") or "",
+            "name": body.get("name"),
             "cluster": c["name"],
+            "backend": c["backend"],
             "state": "pending",
             "nodes": nodes,
             "gpus_per_node": per_node,
@@ -177,11 +188,15 @@ class State:
                 for i in range(nodes)
             ],
             "created": _iso(created),
+            "ready_at": None,
+            "released_at": None,
             "idle_ttl": ttl,
-            "expires_at": _iso(created + timedelta(seconds=ttl)) if ttl else None,
-            "price_per_hour": round(gpus * c["price_per_gpu_hour"], 4),
             "budget": body.get("budget"),
+            "price_per_hour": round(gpus * c["price_per_gpu_hour"], 4),
+            "owner": "mock",
             "reason": None,
+            "deadline": None,
+            "budget_warned": False,
             "_created": created,
         }
         self.reservations[rid] = r
@@ -222,7 +237,6 @@ class State:
             except ValueError as e:
                 raise Error(400, "invalid_request", str(e)) from e
             r["idle_ttl"] = ttl
-            r["expires_at"] = _iso(_now() + timedelta(seconds=ttl)) if ttl else None
         if "budget" in body:
             r["budget"] = body["budget"]
         return self.view(r)

@@ -1,13 +1,18 @@
 // Browser test of the jupyter-neo sidebar (node:test + playwright-core).
 //
-// Drives Debian's /usr/bin/chromium against a `jupyter lab` that run.sh has
-// started: open the panel, reserve 2 nodes through the form, see the
-// reservation become ready, release it, see it gone. Screenshots go to
-// $NEO_ARTIFACTS.
+// Drives Debian's /usr/bin/chromium against a `jupyter lab` that is already
+// running (tests/test_sidebar_browser.py starts one with the real server
+// extension and the local backend; run.sh starts one, or the mock): open the
+// panel, reserve 2 nodes through the form, see the reservation become ready,
+// see a run started outside the browser (`neo run`, when NEO_CLI is set)
+// appear, open a rank's log tail, release the reservation, see it gone.
+// Screenshots go to $NEO_ARTIFACTS.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
@@ -21,6 +26,13 @@ const CLUSTER = process.env.NEO_TEST_CLUSTER ?? 'cheapest';
 const READY_MS = 1000 * Number(process.env.NEO_READY_TIMEOUT_S ?? 180);
 // More GPUs than any cluster has, for the refused reservation.
 const TOO_MANY = process.env.NEO_TEST_TOO_MANY ?? '4096';
+// The `neo` CLI that starts a run from outside the browser (same NEO_HOME as
+// the server), and the workspace it syncs; without it the test looks at the
+// runs the server already has (the mock's).
+const NEO_CLI = process.env.NEO_CLI;
+const NEO_WORKSPACE = process.env.NEO_WORKSPACE;
+// Where to write the README's screenshot of the panel, when set.
+const DOCS_SCREENSHOT = process.env.NEO_DOCS_SCREENSHOT;
 
 const tid = id => `[data-testid="${id}"]`;
 
@@ -116,11 +128,44 @@ test('the form shows validation messages inline', async () => {
   await screenshot('validation');
 });
 
-test('reserve 2 nodes, see it ready, release it, see it gone', async () => {
+/** The sidebar panel with the tab bar on its left, for the README. */
+async function panelShot(file) {
+  const box = await page.locator('#jupyter-neo-sidebar').boundingBox();
+  await page.screenshot({
+    path: file,
+    clip: { x: 0, y: box.y, width: box.x + box.width + 1, height: box.height }
+  });
+}
+
+/** Start `neo run` on a reservation from outside the browser; resolves when it ends. */
+function neoRun(reservationId) {
+  writeFileSync(
+    path.join(NEO_WORKSPACE, 'train.py'),
+    [
+      'import os, time',
+      'node = os.environ.get("NEO_NODE_RANK", "?")',
+      'for step in range(1, 6):',
+      '    print(f"node {node} step {step}/5 loss {1.0 / step:.3f}", flush=True)',
+      '    time.sleep(0.4)',
+      'print(f"node {node} done", flush=True)',
+      ''
+    ].join('\n')
+  );
+  return promisify(execFile)(
+    NEO_CLI,
+    ['run', '--reservation', reservationId, '--cmd', 'python3 train.py'],
+    { cwd: NEO_WORKSPACE, timeout: 120_000 }
+  );
+}
+
+test('reserve 2 nodes, see it ready, see a run, release it, see it gone', async () => {
   const rows = page.locator(tid('neo-reservation-row'));
   const before = new Set(
     await rows.evaluateAll(els => els.map(e => e.dataset.reservationId))
   );
+  const runsBefore = await page
+    .locator(tid('neo-run-row'))
+    .evaluateAll(els => els.map(e => e.dataset.runId));
 
   await page.locator(tid('neo-form-gpus')).fill(GPUS);
   await page.locator(tid('neo-form-nodes')).fill(NODES);
@@ -155,7 +200,81 @@ test('reserve 2 nodes, see it ready, release it, see it gone', async () => {
     )
     .waitFor({ timeout: READY_MS });
   assert.equal(await row.locator(tid('neo-pod-dot')).count(), Number(NODES));
+  assert.equal(
+    await row.locator(`${tid('neo-pod-dot')}[data-state="ready"]`).count(),
+    Number(NODES)
+  );
+  assert.match(
+    await row.locator(tid('neo-reservation-ttl')).innerText(),
+    /idle TTL 30m00s/
+  );
+  // The server agrees with what the row shows.
+  const held = await api(`reservations/${reservationId}`);
+  assert.equal(held.body.state, 'ready');
+  assert.equal(held.body.nodes, Number(NODES));
   await screenshot('ready');
+
+  // A run started outside the browser shows up through the server's events.
+  let runId;
+  if (NEO_CLI) {
+    const finished = neoRun(reservationId);
+    const appeared = await page.waitForFunction(
+      ([selector, known]) =>
+        [...document.querySelectorAll(selector)]
+          .map(e => e.dataset.runId)
+          .find(i => !known.includes(i)) ?? false,
+      [tid('neo-run-row'), runsBefore],
+      { timeout: 60_000 }
+    );
+    runId = await appeared.jsonValue();
+    const { stdout } = await finished;
+    assert.match(stdout, /node 0 done/);
+    await page
+      .locator(
+        `${tid('neo-run-row')}[data-run-id="${runId}"][data-state="succeeded"]`
+      )
+      .waitFor({ timeout: 60_000 });
+    const run = await api(`runs/${runId}`);
+    assert.equal(run.body.reservation, reservationId);
+    assert.equal(run.body.state, 'succeeded');
+  } else {
+    runId = runsBefore[0];
+    assert.ok(runId, 'no NEO_CLI to start a run and no runs on the server');
+  }
+  const runRow = page.locator(`${tid('neo-run-row')}[data-run-id="${runId}"]`);
+  if (NEO_CLI) {
+    assert.match(
+      await runRow.locator(tid('neo-run-exit-code')).innerText(),
+      /exit 0/
+    );
+  }
+
+  // Open the log tail of the last rank.
+  await runRow.locator('[role="button"]').click();
+  const lines = runRow.locator(tid('neo-run-log-lines'));
+  await lines.waitFor();
+  const lastRank = Number(NODES) - 1;
+  if (NEO_CLI) {
+    await runRow.locator(tid('neo-run-rank')).selectOption(String(lastRank));
+    await page.waitForFunction(
+      ([sel, text]) => document.querySelector(sel)?.textContent?.includes(text),
+      [tid('neo-run-log-lines'), `node ${lastRank} done`],
+      { timeout: 30_000 }
+    );
+    const logs = await api(`runs/${runId}/logs?rank=${lastRank}&tail=50`);
+    assert.ok(
+      logs.body.lines.some(l => l.includes(`node ${lastRank} step 5/5`))
+    );
+  } else {
+    await page.waitForFunction(
+      sel => !document.querySelector(sel)?.textContent?.startsWith('Loading'),
+      tid('neo-run-log-lines')
+    );
+  }
+  await screenshot('run-logs');
+  if (DOCS_SCREENSHOT) {
+    await panelShot(DOCS_SCREENSHOT);
+  }
 
   await row.locator(tid('neo-reservation-release')).click();
   const dialog = page.locator('.jp-Dialog');
@@ -215,19 +334,4 @@ test('palette: Release all reservations', async () => {
   await dialog.locator('button.jp-mod-accept').click();
   await page.locator(tid('neo-no-reservations')).waitFor({ timeout: 60_000 });
   await screenshot('released-all');
-});
-
-test('a run opens its log tail', async () => {
-  const run = page.locator(tid('neo-run-row')).first();
-  if ((await run.count()) === 0) {
-    test.skip('no runs on this server');
-    return;
-  }
-  await run.locator('[role="button"]').click();
-  await run.locator(tid('neo-run-log-lines')).waitFor();
-  await page.waitForFunction(
-    sel => !document.querySelector(sel)?.textContent?.startsWith('Loading'),
-    tid('neo-run-log-lines')
-  );
-  await screenshot('run-logs');
 });
