@@ -52,15 +52,22 @@ class RankTimes:
     pid: int = 0
 
 
+class Incomplete(RuntimeError):
+    """Some rank's BENCH lines never arrived: the sample is dropped and counted."""
+
+
 @dataclass
 class Recorder:
     """Collects the ``BENCH`` lines of every rank, keyed by generation (thread-safe)."""
 
     gens: dict[int, dict[int, RankTimes]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    raw: list[str] = field(default_factory=list)
 
     def feed(self, line: str, at: float | None = None) -> None:
         at = at or time.time()
+        with self.lock:
+            self.raw = [*self.raw[-200:], line.rstrip("\n")]
         if "BENCH " not in line:
             return
         kv = dict(_FIELD.findall(line))
@@ -82,7 +89,8 @@ class Recorder:
         ranks = self.gens.get(gen, {})
         missing = [r for r in range(RANKS) if r not in ranks or not ranks[r].step_at]
         if missing:
-            raise RuntimeError(f"generation {gen}: ranks {missing} did not report (see the run's logs)")
+            tail = "\n  ".join(self.raw[-40:])
+            raise Incomplete(f"generation {gen}: ranks {missing} did not report; last lines:\n  {tail}")
         return ranks
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from bench.gang import (
     RANKS,
     Baseline,
+    Incomplete,
     Recorder,
     Workspace,
     load,
@@ -60,15 +61,21 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                     info = neo_iterate(client, res, ws, rec, args.steps, hot=tool == "hot")
                 return gen, t_edit, info
 
+            tools = [t for t in TOOLS if t in args.tools]
             warm: dict[str, set[int]] = {}
-            for tool in TOOLS:  # warm-up; for hot this is the cold start of the workers
+            for tool in tools:  # warm-up; for hot this is the cold start of the workers
                 gen, _, _ = once(tool)
                 warm[tool] = {r.pid for r in rec.complete(gen).values()}
             for rep in range(args.reps):
-                k = rep % len(TOOLS)
-                for tool in TOOLS[k:] + TOOLS[:k]:
+                k = rep % len(tools)
+                for tool in tools[k:] + tools[:k]:
                     gen, t_edit, info = once(tool)
-                    ranks = rec.complete(gen)
+                    try:
+                        ranks = rec.complete(gen)
+                    except Incomplete as exc:
+                        print(f"rep {rep} {tool}: sample dropped: {exc}", flush=True)
+                        rows.append({"tool": tool, "rep": rep, "dropped": 1})
+                        continue
                     pids = {r.pid for r in ranks.values()}
                     if tool == "hot" and pids != warm["hot"]:
                         raise RuntimeError(f"hot iteration ran in new processes: {pids} vs {warm['hot']}")
@@ -106,17 +113,17 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for tool in TOOLS:
-        rs = [r for r in rows if r["tool"] == tool]
+        rs = [r for r in rows if r["tool"] == tool and not r.get("dropped")]
+        dropped = sum(1 for r in rows if r["tool"] == tool and r.get("dropped"))
+        reps = f"{len(rs)}" + (f" ({dropped} dropped)" if dropped else "")
         if not rs:
             continue
         med, p90 = summary([r["first_line"] for r in rs])
         step, _ = summary([r["first_step"] for r in rs])
         neo = " | ".join(_med(rs, f"neo_{k}") for k in ("reload", "first_output", "iteration"))
-        out.append(
-            f"| {tool} | {len(rs)} | {med:.0f} | {p90:.0f} | {step:.0f} | {_med(rs, 'sync')} | {neo} |"
-        )
-    hot = [r["first_line"] for r in rows if r["tool"] == "hot"]
-    cold = [r["first_line"] for r in rows if r["tool"] == "cold"]
+        out.append(f"| {tool} | {reps} | {med:.0f} | {p90:.0f} | {step:.0f} | {_med(rs, 'sync')} | {neo} |")
+    hot = [r["first_line"] for r in rows if r["tool"] == "hot" and not r.get("dropped")]
+    cold = [r["first_line"] for r in rows if r["tool"] == "cold" and not r.get("dropped")]
     if hot and cold:
         out.append(
             f"\nhot vs cold: {statistics.median(cold) / statistics.median(hot):.1f}x faster (median); "
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         "--files", type=int, default=1000, help="generated modules in the workspace besides the script"
     )
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
     p.add_argument("--quick", action="store_true", help="3 repetitions")
     args = p.parse_args(argv)
     if args.quick:

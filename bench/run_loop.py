@@ -22,6 +22,7 @@ from typing import Any
 from bench.gang import (
     RANKS,
     Baseline,
+    Incomplete,
     Recorder,
     Workspace,
     load,
@@ -61,7 +62,12 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 order = TOOLS if rep % 2 == 0 else TOOLS[::-1]
                 for tool in order:
                     gen, t_edit, info = once(tool)
-                    ranks = rec.complete(gen)
+                    try:
+                        ranks = rec.complete(gen)
+                    except Incomplete as exc:
+                        print(f"rep {rep} {tool}: sample dropped: {exc}", flush=True)
+                        rows.append({"tool": tool, "rep": rep, "dropped": 1})
+                        continue
                     last = max(ranks.values(), key=lambda r: r.step)
                     sync = info.get("sync", 0.0)
                     row: dict[str, Any] = {
@@ -93,12 +99,14 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for tool in TOOLS:
-        rs = [r for r in rows if r["tool"] == tool]
+        rs = [r for r in rows if r["tool"] == tool and not r.get("dropped")]
+        dropped = sum(1 for r in rows if r["tool"] == tool and r.get("dropped"))
+        reps = f"{len(rs)}" + (f" ({dropped} dropped)" if dropped else "")
         if not rs:
             continue
         med, p90 = summary([r["total"] for r in rs])
         phases = " | ".join(f"{statistics.median(r[p] for r in rs) * 1000:.0f}" for p in PHASES)
-        out.append(f"| {tool} | {len(rs)} | {med:.0f} | {p90:.0f} | {phases} |")
+        out.append(f"| {tool} | {reps} | {med:.0f} | {p90:.0f} | {phases} |")
     return "\n".join(out)
 
 

@@ -241,10 +241,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for d in tdirs["tarc"][1:]:
                     subprocess.run(["cp", "-a", f"{tdirs['rsync'][0]}/.", str(d)], check=True)
                 res_scan = client.reserve(gpus=n, nodes=n, cluster="bench", idle_ttl=None)
-                client.sync(res_scan, src)
+                # neo-scan's gang sees the tree through a symlink: its own scanner cache, so its first
+                # sync stages the content once for all pods. Through the same root it would "repair"
+                # every fresh pod separately, reading and holding the tree once per pod, which ran out
+                # of memory at 20k files x 8 pods (docs/benchmarks.md, "problems seen").
+                scan_root = work / f"scan{files}-{n}"
+                scan_root.symlink_to(src)
+                client.sync(res_scan, scan_root)
                 agents = [p.pid for p in procs_under(home)]
                 gang = client.run_async(_gang(client, res, src))
-                gang_scan = client.run_async(_gang(client, res_scan, src))
+                gang_scan = client.run_async(_gang(client, res_scan, scan_root))
                 editor = Editor(src)
                 for edit in args.edits:
                     samples: dict[str, list[tuple[float, float, int]]] = {}
