@@ -70,6 +70,11 @@ class Recorder:
             self.raw = [*self.raw[-200:], line.rstrip("\n")]
         if "BENCH " not in line:
             return
+        if line.count("BENCH ") > 1:  # two ranks of one torchrun share its stdout: print() writes
+            for part in re.split(r"(?=BENCH )", line):  # text and newline separately, so lines mix
+                if part.strip():
+                    self.feed(part, at)
+            return
         kv = dict(_FIELD.findall(line))
         if "gen" not in kv or "rank" not in kv:
             return
