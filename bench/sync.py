@@ -208,7 +208,8 @@ def pctl(xs: list[float], q: float) -> float:
 
 
 # ---------------------------------------------------------------------------- driver
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fills ``rows`` as it goes (so a failure still leaves the finished rows to write)."""
     from jupyter_neo.backends.local import procs_under
     from jupyter_neo.client import Client
     from jupyter_neo.config import load_config
@@ -220,7 +221,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     os.environ["NEO_HOME"] = str(home)
     client = Client(load_config(cfg, home))
     rsh, exe = shim(args.spawn_ms)
-    rows: list[dict[str, Any]] = []
     try:
         for files in args.trees:
             src = work / f"src{files}"
@@ -233,18 +233,26 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         d.mkdir()
                 rs, tc = Rsync(src, tdirs["rsync"], rsh), Tar(src, tdirs["tarc"], exe, full=False)
                 tf = Tar(src, tdirs["tarf"], exe, full=True)
+                # Each gang sees the tree through its own root (a symlink): its own scanner cache, so its
+                # first sync stages the content once for all pods. Through a root the controller already
+                # has a manifest for, every fresh pod is "repaired" separately, reading and holding the
+                # tree once per pod: MemoryError at 20k files x 4 pods (docs/benchmarks.md, "problems").
+                neo_root = work / f"neo{files}-{n}"
+                neo_root.symlink_to(src)
                 t0 = time.perf_counter()
-                client.sync(res, src)
+                client.sync(res, neo_root)
                 print(f"[{files} files, N={n}] neo initial sync {time.perf_counter() - t0:.2f}s", flush=True)
                 rs.sync([], [])
                 subprocess.run(["cp", "-a", f"{tdirs['rsync'][0]}/.", str(tdirs["tarc"][0])], check=True)
                 for d in tdirs["tarc"][1:]:
                     subprocess.run(["cp", "-a", f"{tdirs['rsync'][0]}/.", str(d)], check=True)
                 res_scan = client.reserve(gpus=n, nodes=n, cluster="bench", idle_ttl=None)
-                client.sync(res_scan, src)
+                scan_root = work / f"scan{files}-{n}"
+                scan_root.symlink_to(src)
+                client.sync(res_scan, scan_root)
                 agents = [p.pid for p in procs_under(home)]
-                gang = client.run_async(_gang(client, res, src))
-                gang_scan = client.run_async(_gang(client, res_scan, src))
+                gang = client.run_async(_gang(client, res, neo_root))
+                gang_scan = client.run_async(_gang(client, res_scan, scan_root))
                 editor = Editor(src)
                 for edit in args.edits:
                     samples: dict[str, list[tuple[float, float, int]]] = {}
@@ -272,6 +280,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             "median_ms": round(statistics.median(lat), 2), "p90_ms": round(pctl(lat, 0.9), 2),
                             "cpu_s": round(statistics.median(s[1] for s in ss), 4),
                             "bytes": int(statistics.median(s[2] for s in ss)),
+                            "load1": round(os.getloadavg()[0], 2),
                         }  # fmt: skip
                         rows.append(row)
                         print(
@@ -346,15 +355,21 @@ def main() -> None:
         args.trees, args.pods, args.reps = [1000], [1, 2], 3
     if not shutil.which("rsync"):
         sys.exit("rsync is not installed (apt-get install rsync); see bench/README.md")
-    rows = run(args)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"sync-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"\nwrote {path}  (machine: {os.cpu_count()} CPUs, {sys.platform}, loopback)")
+    rows: list[dict[str, Any]] = []
+    print("load averages before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
+    try:
+        run(args, rows)
+    finally:
+        if rows:
+            out = HERE / "results"
+            out.mkdir(exist_ok=True)
+            path = out / f"sync-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+            print(f"\nwrote {path}  (machine: {os.cpu_count()} CPUs, {sys.platform}, loopback)")
+        print("load averages after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
 
 
 if __name__ == "__main__":
