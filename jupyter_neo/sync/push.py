@@ -239,7 +239,9 @@ class GangSync:
                 continue
             try:
                 with open(os.path.join(self.root, path), "rb") as f:
-                    data = f.read(self.options.max_file_size + 1)
+                    # read(n) would allocate n bytes up front, for every small file: size it first.
+                    size = os.fstat(f.fileno()).st_size
+                    data = f.read(min(size, self.options.max_file_size) + 1)
             except OSError as exc:
                 # Deleted (or made unreadable) between scan and send: it is not in this generation.
                 scan.manifest.put(path, None)

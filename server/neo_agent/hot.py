@@ -18,7 +18,6 @@ idempotent and ``destroy_process_group`` a no-op while the worker lives.
 """
 
 import builtins
-import hashlib
 import importlib
 import json
 import os
@@ -110,35 +109,46 @@ def workspace_modules(root: str) -> List[str]:
     return names
 
 
-def compile_errors(root: str) -> List[str]:
-    """Every .py file of the workspace that does not compile (checked before switching)."""
-    errors = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
-        for name in filenames:
-            if name.endswith(".py"):
+class CompileCheck:
+    """Which workspace ``.py`` files do not compile, re-compiling only files that changed.
+
+    Files are keyed by (inode, size, mtime): a sync materialises unchanged files of a new
+    generation as hard links to the same content objects, so only edited files compile again.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.known: Dict[str, Any] = {}  # path -> (key, error or None)
+
+    def errors(self) -> List[str]:
+        seen: Dict[str, Any] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+            for name in filenames:
+                if not name.endswith(".py"):
+                    continue
                 path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, self.root)
                 try:
-                    with open(path, "rb") as f:
-                        compile(f.read(), path, "exec")
-                except SyntaxError as exc:
-                    rel = os.path.relpath(path, root)
-                    errors.append("%s:%s: %s" % (rel, exc.lineno, exc.msg))
-                except (OSError, ValueError) as exc:
-                    errors.append("%s: %s" % (os.path.relpath(path, root), exc))
-    return errors
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                key = (st.st_ino, st.st_size, st.st_mtime_ns)
+                old = self.known.get(rel)
+                seen[rel] = old if old is not None and old[0] == key else (key, self._check(path, rel))
+        self.known = seen
+        return [err for _, err in seen.values() if err]
 
-
-def tree_digest(root: str) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.endswith(".py"):
-                path = os.path.join(dirpath, name)
-                st = os.stat(path)
-                h.update(("%s %d %d\n" % (os.path.relpath(path, root), st.st_size, st.st_mtime_ns)).encode())
-    return h.hexdigest()[:16]
+    @staticmethod
+    def _check(path: str, rel: str) -> Optional[str]:
+        try:
+            with open(path, "rb") as f:
+                compile(f.read(), path, "exec")
+        except SyntaxError as exc:
+            return "%s:%s: %s" % (rel, exc.lineno, exc.msg)
+        except (OSError, ValueError) as exc:
+            return "%s: %s" % (rel, exc)
+        return None
 
 
 def run_once(target: str, args: List[str], module: bool) -> Optional[str]:
@@ -181,18 +191,20 @@ def main(argv: List[str]) -> None:
     keep_process_group()
     store = _store()
     gen = read_gen(control)
+    check = CompileCheck(root)
     while True:
         os.chdir(root)  # the stable path: resolves to the newest generation
         importlib.invalidate_caches()
         t0 = time.time()
         error = run_once(script, args, module)
         emit("done", gen=gen, rank=rank, ok=error is None, error=error, seconds=round(time.time() - t0, 4))
+        check.errors()  # while idle: remember what compiles now, so a reload checks only edits
         while True:
             while read_gen(control) <= gen:
                 time.sleep(POLL)
             new = read_gen(control)
             t_reload = time.time()
-            errors = compile_errors(root)
+            errors = check.errors()
             verdicts = agree(store, new, rank, world, "fail:" + "; ".join(errors) if errors else "ok")
             bad = [v[5:] for v in verdicts if v != "ok"]
             if bad:
