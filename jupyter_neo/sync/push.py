@@ -111,6 +111,8 @@ class GangSync:
         self.scanner = Scanner(root, self.options.max_file_size, core.config.home / "sync" / f"{key}.json")
         self.lock = asyncio.Lock()
         self._on_transfer: Transfer | None = None
+        self._repair_lock = asyncio.Lock()
+        self._repair_cache: dict[str, _Blob] = {}
         self._planned = 0
         self._moved = 0
         compress = self.options.compress
@@ -143,6 +145,7 @@ class GangSync:
         self.check_root()
         async with self.lock:
             self._on_transfer, self._planned, self._moved = on_transfer, 0, 0
+            self._repair_cache = {}
             t0 = time.perf_counter()
             say = progress or (lambda _: None)
             if hints is None or len(hints) > 64:
@@ -201,6 +204,7 @@ class GangSync:
                     )
                 )
             report.pods = list(results)
+            self._repair_cache = {}
             report.bytes_sent = sum(p.bytes_sent for p in report.pods)
             if dry_run:
                 report.noop = not scan.changes and all(p.root == report.root for p in report.pods)
@@ -342,7 +346,11 @@ class GangSync:
         # Content is read as of now; a file that changed since the scan is sent as it is now and
         # the pod's root check refuses the mix, so the next sync (which rescans) repairs it.
         scan = ScanResult(new.copy(), dict(changes), {})
-        blobs = await asyncio.to_thread(self._read_blobs, wanted, scan)
+        # Pods repaired in the same sync share what was read: the tree is read once, not per pod.
+        async with self._repair_lock:
+            unread = {p: e for p, e in wanted.items() if e.ref not in self._repair_cache}
+            self._repair_cache.update(await asyncio.to_thread(self._read_blobs, unread, scan))
+        blobs = {e.ref: self._repair_cache[e.ref] for e in wanted.values() if e.ref in self._repair_cache}
         return await self._send(conn, _Plan(pod_m, new, changes, blobs, generation), full=full)
 
     async def _send(self, conn: AgentConnection, plan: _Plan, *, full: bool) -> tuple[dict[str, Any], int]:
