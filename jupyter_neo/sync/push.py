@@ -213,7 +213,8 @@ class GangSync:
             gens = [p.generation for p in report.pods if p.generation is not None]
             report.generation = max(gens) if gens else None
             report.total_ms = (time.perf_counter() - t0) * 1000
-            if not dry_run and persist:
+            # A no-op changed nothing worth persisting: skip rewriting the whole stat cache.
+            if not dry_run and persist and not (report.noop and not scan.hashed):
                 await asyncio.to_thread(self.scanner.save)
             failed = [p for p in report.pods if p.status == "failed"]
             if failed:
