@@ -13,6 +13,7 @@ a ``.neoignore`` brings them back; ``.git`` itself is never synced. Matching use
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +38,36 @@ IGNORE_FILES = (".gitignore", ".neoignore")
 class _Spec:
     spec: pathspec.GitIgnoreSpec
     sources: tuple[str, ...]  # "file:line: pattern" per line, for dry-run explanations
+    # All of the spec's patterns in one regex: most paths match none, and one C-level search
+    # says so ~10x faster than asking every pattern (a 20k-file walk asks 20k times).
+    any_pattern: re.Pattern[str] | None
+
+    def check(self, path: str) -> pathspec.util.CheckResult[str] | None:
+        if self.any_pattern is not None and self.any_pattern.search(path) is None:
+            return None
+        return self.spec.check_file(path)
+
+
+def _combined(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
+    parts = []
+    for pattern in spec.patterns:
+        regex = getattr(pattern, "regex", None)
+        if getattr(pattern, "include", None) is None:
+            continue
+        if regex is None:
+            return None  # an unknown pattern kind: always ask pathspec
+        parts.append("(?:" + re.sub(r"\(\?P<\w+>", "(?:", regex.pattern) + ")")
+    try:
+        return re.compile("|".join(parts)) if parts else re.compile(r"(?!)")
+    except re.error:
+        return None
 
 
 def _spec(lines: list[tuple[str, str]]) -> _Spec | None:
     if not lines:
         return None
-    return _Spec(
-        pathspec.GitIgnoreSpec.from_lines([line for line, _ in lines]),
-        tuple(src for _, src in lines),
-    )
+    spec = pathspec.GitIgnoreSpec.from_lines([line for line, _ in lines])
+    return _Spec(spec, tuple(src for _, src in lines), _combined(spec))
 
 
 def _read(path: Path, label: str) -> list[tuple[str, str]]:
@@ -100,12 +122,12 @@ class IgnoreRules:
             spec = self._for_dir("/".join(parts[:depth]))
             if spec is None:
                 continue
-            result = spec.spec.check_file("/".join(parts[depth:]) + probe_suffix)
-            if result.include is not None:
+            result = spec.check("/".join(parts[depth:]) + probe_suffix)
+            if result is not None and result.include is not None:
                 return spec.sources[result.index] if result.include and result.index is not None else None
         if self._base is not None:
-            result = self._base.spec.check_file(rel + probe_suffix)
-            if result.include and result.index is not None:
+            result = self._base.check(rel + probe_suffix)
+            if result is not None and result.include and result.index is not None:
                 return self._base.sources[result.index]
         return None
 
