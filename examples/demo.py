@@ -1,8 +1,8 @@
 """The quick start on the embedded local backend: the whole edit-run loop, no cluster needed.
 
 ``make demo`` runs this: reserve a 2-node x 2-GPU gang (all or nothing), run the DDP example with
-torchrun on both nodes, edit a hyper-parameter, run again on the same warm gang, print both
-timings, release. Every step is the public Python API that the ``neo`` CLI also uses.
+torchrun on both nodes, edit a hyper-parameter, run again on the same warm gang, then twice more
+with ``hot=True`` (the second time in the same warm rank processes), print the timings, release. Every step is the public Python API that the ``neo`` CLI also uses.
 """
 
 from __future__ import annotations
@@ -64,6 +64,35 @@ def main() -> None:
                     console.print(run.error or "", markup=False)
                     raise SystemExit(run.exit_code)
                 timings.append((f"run {attempt + 1} (lr={lr})", wall, run.timings.get("sync", 0.0)))
+
+            console.rule("hot reload: the ranks stay warm, only the code changes")
+            script = workspace / "train_ddp.py"
+            for attempt, lr in enumerate(("0.02", "0.03")):
+                if attempt:
+                    script.write_text(script.read_text().replace("default=0.02", "default=0.03"))
+                else:
+                    script.write_text(
+                        re.sub(
+                            r'"--lr", type=float, default=[0-9.]+',
+                            '"--lr", type=float, default=0.02',
+                            script.read_text(),
+                        )
+                    )
+                t0 = time.perf_counter()
+                run = neo.run(
+                    "train_ddp.py",
+                    ["--steps", "10"],
+                    reservation=res.id,
+                    workspace=workspace,
+                    on_line=show,
+                    hot=True,
+                )
+                wall = time.perf_counter() - t0
+                console.print(f"run {run.id}: {run.note}; {run.state.value} in {wall:.2f}s")
+                if run.exit_code:
+                    console.print(run.error or "", markup=False)
+                    raise SystemExit(run.exit_code)
+                timings.append((f"hot {attempt + 1} (lr={lr})", wall, run.timings.get("sync", 0.0)))
         finally:
             console.rule("release")
             done = neo.release(res.id)
