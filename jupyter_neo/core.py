@@ -245,6 +245,25 @@ class Core:
             self, res, Path(root), progress=progress, dry_run=dry_run, on_transfer=on_transfer
         )
 
+    async def with_stats(self, res: Reservation, timeout: float = 2.0) -> Reservation:
+        """The reservation with each ready pod's live stats (load, memory, GPU utilisation).
+
+        Best effort for live views: a pod that does not answer within ``timeout`` shows none.
+        """
+        if res.state not in (ReservationState.READY, ReservationState.DEGRADED):
+            return res
+        try:
+            conns = await asyncio.wait_for(self.connect(res), timeout)
+        except (NeoError, TimeoutError):
+            return res
+
+        async def one(pod: Pod, conn: AgentConnection) -> None:
+            with contextlib.suppress(NeoError, TimeoutError):
+                pod.stats = await asyncio.wait_for(conn.call("stats"), timeout)
+
+        await asyncio.gather(*(one(p, c) for p, c in zip(res.pods, conns, strict=True)))
+        return res
+
     async def ping(self, ref: str) -> list[float]:
         """Round-trip time to every pod's agent, in seconds, in rank order."""
         res = await self.status_one(ref)

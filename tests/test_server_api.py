@@ -16,7 +16,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_neo.server import EVENT_SCHEMA_ID
 from jupyter_neo.server.handlers import ROUTES
-from tests.conftest import Neo
+from tests.conftest import Neo, use_config
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ SMALL = "clusters:\n  - {name: small, nodes: 2, gpus_per_node: 2, price_per_gpu_
 @pytest.fixture
 def jp_server_config(neo: Neo, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The extension on a 2 x 2 cluster in the test's NEO_HOME, owned by 'alice', every route authenticated."""
-    neo.config.write_text(SMALL)
+    use_config(neo, SMALL)  # the CLI subprocesses of the teardown see the same clusters
     monkeypatch.setenv("NEO_CONFIG", str(neo.config))
     monkeypatch.setenv("NEO_OWNER", "alice")
     return {
@@ -53,7 +53,7 @@ def api(jp_fetch: Any, jp_serverapp: Any, neo: Neo) -> Any:
         return resp.code, json.loads(resp.body)
 
     yield call
-    neo.run("release", "--all")
+    neo.run("release", "--all", check=True)
 
 
 def events_of(jp_serverapp: Any) -> list[dict[str, Any]]:
@@ -259,3 +259,15 @@ async def test_server_warns_at_80_percent_of_a_budget_and_releases_at_100(
     code, doc = await api("GET", f"reservations/{res['id']}")
     assert doc["state"] == "released" and doc["reason"] == "budget of $100.00 reached"
     assert neo.processes() == []
+
+
+async def test_reservation_list_carries_live_pod_stats(api: Any) -> None:
+    code, _ = await api("POST", "reservations", {"gpus": 2, "nodes": 2})
+    assert code == 201
+    code, doc = await api("GET", "reservations")
+    pods = doc["reservations"][0]["pods"]
+    for pod in pods:
+        stats = pod["stats"]
+        assert stats["cpus"] >= 1 and len(stats["loadavg"]) == 3
+        # Local pods have virtual GPUs: their slots, with no utilisation figure (nvidia-smi absent).
+        assert [g["index"] for g in stats["gpus"]] == pod["gpus"]

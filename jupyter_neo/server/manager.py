@@ -74,6 +74,7 @@ class NeoManager:
     # ------------------------------------------------------------------ reservations
     async def reservations(self, include_released: bool = False) -> list[dict[str, Any]]:
         rows = await (self.core.history() if include_released else self.core.status())
+        rows = list(await asyncio.gather(*(self.core.with_stats(r) for r in rows)))
         return [r.public() for r in rows]
 
     async def reservation(self, ref: str) -> dict[str, Any]:
