@@ -37,7 +37,7 @@ from jupyter_neo.model import (
 )
 from jupyter_neo.runs.logs import LineCallback
 from jupyter_neo.runs.spec import RunSpec
-from jupyter_neo.runs.supervisor import HotSession, RunSupervisor, nproc_for
+from jupyter_neo.runs.supervisor import HotSession, RunSupervisor, nproc_for, stop_launchers
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
 
@@ -187,8 +187,19 @@ class Core:
             await asyncio.shield(self._teardown(res, reason))
             raise
 
+    async def open_connection(
+        self,
+        res: Reservation,
+        pod: Pod,
+        *,
+        claim: dict[str, Any] | None = None,
+        timeout: float = CONNECT_TIMEOUT,
+    ) -> AgentConnection:
+        """A new authenticated connection to ``pod``'s agent (not cached: see :meth:`connect`)."""
+        stream = await self.backend(res.cluster).open_agent_stream(pod)
+        return await AgentConnection.open(stream, res.secret, claim=claim, name=pod.name, timeout=timeout)
+
     async def _claim(self, backend: Backend, res: Reservation, pod: Pod) -> AgentConnection:
-        stream = await backend.open_agent_stream(pod)
         claim = {
             "labels": {"reservation": res.id, "pod": pod.name, "rank": str(pod.rank), "cluster": res.cluster},
             "env": {
@@ -201,9 +212,7 @@ class Core:
             "idle_ttl": res.idle_ttl,
             "deadline": res.deadline.timestamp() if res.deadline else None,
         }
-        conn = await AgentConnection.open(
-            stream, res.secret, claim=claim, name=pod.name, timeout=CONNECT_TIMEOUT
-        )
+        conn = await self.open_connection(res, pod, claim=claim)
         labels = conn.hello
         if labels.get("claimed") and (await conn.call("info"))["labels"].get("reservation") != res.id:
             await conn.close()
@@ -214,7 +223,6 @@ class Core:
 
     async def connect(self, res: Reservation) -> list[AgentConnection]:
         """Open (or reuse) an authenticated connection to every pod, in rank order."""
-        backend = self.backend(res.cluster)
 
         async def one(pod: Pod) -> AgentConnection:
             key = (res.id, pod.name)
@@ -223,8 +231,7 @@ class Core:
                 conn = self._conns.get(key)
                 if conn is not None and not conn.closed:
                     return conn
-                stream = await backend.open_agent_stream(pod)
-                conn = await AgentConnection.open(stream, res.secret, name=pod.name, timeout=CONNECT_TIMEOUT)
+                conn = await self.open_connection(res, pod)
                 self._conns[key] = conn
                 return conn
 
@@ -346,8 +353,7 @@ class Core:
             conn = self._conns.pop(key, None)
             with contextlib.suppress(NeoError, OSError, TimeoutError):
                 if conn is None or conn.closed:
-                    stream = await backend.open_agent_stream(pod)
-                    conn = await AgentConnection.open(stream, res.secret, name=pod.name, timeout=5)
+                    conn = await self.open_connection(res, pod, timeout=5)
                 await asyncio.wait_for(conn.call("shutdown", purge=True), 5)
             if conn is not None:
                 await conn.close()
@@ -435,11 +441,12 @@ class Core:
         self, res: Reservation, spec: RunSpec, changed: list[str]
     ) -> tuple[HotSession | None, str]:
         """The live hot session to iterate on, or None (cold start) and the one-line reason."""
-        owners = [r for r in self.store.runs(500) if r.hot and r.reservation == res.id and r.session == r.id]
+        history = self.store.runs(500)
+        owners = [r for r in history if r.hot and r.reservation == res.id and r.session == r.id]
         if not owners:
             return None, "cold start: first hot run on this reservation"
         last = owners[0]
-        iteration = max(r.iteration for r in self.store.runs(500) if r.session == last.id)
+        iteration = max(r.iteration for r in history if r.session == last.id)
         conns = await self.connect(res)
         alive = True
         for node, conn in enumerate(conns):
@@ -468,14 +475,7 @@ class Core:
             return run
         res = self.store.reservation(run.reservation)
         conns = await self.connect(res)
-        for node, conn in enumerate(conns):
-            with contextlib.suppress(NeoError):
-                await conn.call("signal", proc=f"{run.id}-n{node}", signal="SIGTERM")
-        for node, conn in enumerate(conns):
-            with contextlib.suppress(NeoError):
-                reply = await conn.call("wait", proc=f"{run.id}-n{node}", timeout=5)
-                if not reply.get("exited"):
-                    await conn.call("signal", proc=f"{run.id}-n{node}", signal="SIGKILL")
+        await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)})
         return self.store.run(run_id)
 
     # ------------------------------------------------------------------ reconcile

@@ -59,7 +59,8 @@ def load_policy(workspace: Path) -> Policy:
 
 
 def money(usd: float) -> str:
-    return f"${usd:,.2f}"
+    """USD for people: cents, or four decimals for sums under a cent (a fresh reservation)."""
+    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"
 
 
 def effective_budget(requested: float | None, user_cap: float | None, spent: float) -> float | None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pytest
@@ -41,6 +42,12 @@ class Neo:
                 f"neo {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
             )
         return proc  # type: ignore[no-any-return]
+
+    def popen(self, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+        """The CLI in the background, for tests that act on it mid-flight (signals, kills)."""
+        return subprocess.Popen(
+            [*NEO, *args], cwd=cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def json(self, *args: str) -> object:
         proc = self.run(*args, "--json", check=True)
@@ -90,3 +97,15 @@ def describe(procs: list[psutil.Process]) -> list[str]:
 def use_config(neo: Neo, text: str) -> None:
     neo.write_config(text)
     neo.env["NEO_CONFIG"] = str(neo.config)
+
+
+def read_until(stream: IO[str] | None, needle: str, count: int = 1) -> str:
+    """Read lines until ``needle`` was seen on ``count`` of them; fails if the stream ends first."""
+    assert stream is not None
+    seen, text = 0, ""
+    while seen < count:
+        line = stream.readline()
+        assert line, f"the stream ended before {count} x {needle!r}:\n{text}"
+        text += line
+        seen += needle in line
+    return text

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
-from tests.conftest import NEO, Neo, use_config
+from tests.conftest import Neo, read_until, use_config
 
 SLOW = """
 clusters:
@@ -21,19 +20,8 @@ clusters:
 
 def test_kill_9_mid_reserve_is_rolled_back_by_the_next_command(neo: Neo) -> None:
     use_config(neo, SLOW)
-    proc = subprocess.Popen(
-        [*NEO, "reserve", "--gpus", "32"],
-        env=neo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    seen = ""
-    while "ready (1/4)" not in seen and time.monotonic() < deadline:
-        seen += proc.stderr.readline()
-    assert "ready (1/4)" in seen, seen
+    proc = neo.popen("reserve", "--gpus", "32")
+    read_until(proc.stderr, "ready (1/4)")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert neo.processes(), "the killed controller had started pods"
@@ -47,19 +35,8 @@ def test_kill_9_mid_reserve_is_rolled_back_by_the_next_command(neo: Neo) -> None
 
 def test_ctrl_c_mid_reserve_rolls_back_before_exiting(neo: Neo) -> None:
     use_config(neo, SLOW)
-    proc = subprocess.Popen(
-        [*NEO, "reserve", "--gpus", "32"],
-        env=neo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    seen = ""
-    while "ready (1/4)" not in seen:
-        line = proc.stderr.readline()
-        assert line, seen
-        seen += line
+    proc = neo.popen("reserve", "--gpus", "32")
+    read_until(proc.stderr, "ready (1/4)")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert neo.processes() == []

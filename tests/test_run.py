@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NEO, Neo
+from tests.conftest import Neo, read_until
 
 pytest.importorskip("torch")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -86,20 +85,8 @@ def test_sigint_stops_every_rank_and_exits_130(gang: tuple[Neo, str, Path]) -> N
         "print('spinning', flush=True)\n"
         "time.sleep(600)\n"
     )
-    proc = subprocess.Popen(
-        [*NEO, "run", "-r", rid, "--ranks", "all", "spin.py"],
-        cwd=ws,
-        env=neo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    seen = 0
-    while seen < 4:
-        line = proc.stdout.readline()
-        assert line, "run ended early"
-        seen += "spinning" in line
+    proc = neo.popen("run", "-r", rid, "--ranks", "all", "spin.py", cwd=ws)
+    read_until(proc.stdout, "spinning", count=4)
     assert len(workers(neo)) >= 6, "two launchers and four ranks are running"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
@@ -120,29 +107,11 @@ def test_timeout_kills_a_hung_run(gang: tuple[Neo, str, Path]) -> None:
 def test_lost_pod_fails_the_run_fast_with_the_pod_named(gang: tuple[Neo, str, Path]) -> None:
     neo, rid, ws = gang
     (ws / "hang.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
-    proc = subprocess.Popen(
-        [*NEO, "run", "-r", rid, "--ranks", "all", "hang.py"],
-        cwd=ws,
-        env=neo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    seen = 0
-    while seen < 4:
-        seen += "up" in proc.stdout.readline()
+    proc = neo.popen("run", "-r", rid, "--ranks", "all", "hang.py", cwd=ws)
+    read_until(proc.stdout, "up", count=4)
+    # The rank-1 pod's agent: every pod of the gang but the leader's (node0 on an empty cluster).
     agent = next(
-        p
-        for p in neo.processes()
-        if (" serve " in p and "node1" in p)
-        or (
-            " serve " in p
-            and "/node" in p
-            and p.split()[-1].endswith("agent")
-            and f"{rid}/node" in p
-            and "node0" not in p
-        )
+        p for p in neo.processes() if " serve " in p and f"{rid}/node" in p and f"{rid}/node0/" not in p
     )
     os.kill(int(agent.split()[0]), signal.SIGKILL)
     _, err = proc.communicate(timeout=60)

@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from jupyter_neo.durations import format_duration
+from jupyter_neo.money import money
 
-__all__ = ["format_duration"]
+__all__ = ["format_duration", "money"]
 from jupyter_neo.model import ClusterStatus, Reservation, utcnow
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -26,10 +27,6 @@ def emit_json(doc: Any) -> None:
 
 def progress(message: str) -> None:
     err.print(f"[dim]…[/dim] {message}")
-
-
-def money(usd: float) -> str:
-    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"
 
 
 def age(ts: datetime) -> str:

@@ -225,13 +225,9 @@ class RunSupervisor:
 
     async def _open_watch_conns(self) -> list[AgentConnection]:
         """Connections used only to follow output; closing them detaches (the workers live on)."""
-        backend = self.core.backend(self.res.cluster)
-
-        async def one(node: int) -> AgentConnection:
-            stream = await backend.open_agent_stream(self.res.pods[node])
-            return await AgentConnection.open(stream, self.res.secret, name=self.res.pods[node].name)
-
-        return list(await asyncio.gather(*(one(n) for n in range(self.res.nodes))))
+        return list(
+            await asyncio.gather(*(self.core.open_connection(self.res, pod) for pod in self.res.pods))
+        )
 
     async def _notify_iteration(self, session: HotSession) -> None:
         """Follow the live workers from their current output offsets, then bump the generation."""
@@ -431,18 +427,23 @@ class RunSupervisor:
             self.core.store.save_reservation(res)
 
     async def _stop_all(self) -> None:
-        """SIGTERM every node's launcher, wait the grace period, SIGKILL what is left."""
+        await stop_launchers({n: (self.conns[n], p) for n, p in self.procs.items()}, self.spec.grace)
 
-        async def stop(node: int, proc: str) -> None:
-            conn = self.conns[node]
-            with contextlib.suppress(NeoError, OSError):
-                await conn.call("signal", proc=proc, signal="SIGTERM")
-                reply = await conn.call("wait", proc=proc, timeout=self.spec.grace)
-                if not reply.get("exited"):
-                    await conn.call("signal", proc=proc, signal="SIGKILL")
-                    await conn.call("wait", proc=proc, timeout=5)
 
-        await asyncio.gather(*(stop(n, p) for n, p in self.procs.items()), return_exceptions=True)
+async def stop_launchers(procs: dict[int, tuple[AgentConnection, str]], grace: float = 5.0) -> None:
+    """Stop each node's launcher: SIGTERM, wait ``grace``, SIGKILL what is left (the agent then
+    also kills every process carrying the launcher's tag). Best effort per node, all in parallel.
+    """
+
+    async def stop(conn: AgentConnection, proc: str) -> None:
+        with contextlib.suppress(NeoError, OSError):
+            await conn.call("signal", proc=proc, signal="SIGTERM")
+            reply = await conn.call("wait", proc=proc, timeout=grace)
+            if not reply.get("exited"):
+                await conn.call("signal", proc=proc, signal="SIGKILL")
+                await conn.call("wait", proc=proc, timeout=5)
+
+    await asyncio.gather(*(stop(c, p) for c, p in procs.values()), return_exceptions=True)
 
 
 def describe_run(run: Run) -> dict[str, Any]:
