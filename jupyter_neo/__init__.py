@@ -2,14 +2,32 @@
 
 The public API is :class:`Client` (synchronous, safe in notebooks) and the model types; the ``neo``
 CLI, the ``%neo`` magics and the REST handlers are thin layers over it.
+
+Names are imported on first use: training scripts run ``from jupyter_neo import keep`` on every
+rank, and should not pay for the controller's dependencies (pydantic, the state store, ...).
 """
 
+import importlib
 from typing import Any
 
-from jupyter_neo.client import Client
-from jupyter_neo.errors import NeoError
 from jupyter_neo.keep import keep
-from jupyter_neo.model import Cluster, GangRequest, Pod, Reservation, ReservationState
+
+_LAZY = {
+    "Client": "jupyter_neo.client",
+    "NeoError": "jupyter_neo.errors",
+    "Cluster": "jupyter_neo.model",
+    "GangRequest": "jupyter_neo.model",
+    "Pod": "jupyter_neo.model",
+    "Reservation": "jupyter_neo.model",
+    "ReservationState": "jupyter_neo.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'jupyter_neo' has no attribute {name!r}")
+
 
 __all__ = ["Client", "Cluster", "GangRequest", "NeoError", "Pod", "Reservation", "ReservationState", "keep"]
 __version__ = "0.1.0"
