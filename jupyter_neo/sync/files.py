@@ -84,3 +84,21 @@ def list_dir(fd: int) -> list[tuple[str, os.stat_result]]:
             except OSError:
                 continue  # vanished while listing
     return out
+
+
+def lstat_beneath(root: str, rel: str) -> os.stat_result:
+    """``lstat`` of ``root/rel`` reached without following a symlink in any directory on the way.
+
+    A watcher reports single paths; looking one up by its full path would follow a parent that
+    was swapped for a link, so each directory is opened from the one above with ``O_NOFOLLOW``.
+    """
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parts = rel.split("/")
+        for part in parts[:-1]:
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+    finally:
+        os.close(fd)

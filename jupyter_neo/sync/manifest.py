@@ -261,9 +261,9 @@ class Scanner:
             # Its directory is unknown (new, or ignored): examine the highest unknown ancestor.
             return self._rescan_path(parent, new, ctx)
         try:
-            st = os.lstat(os.path.join(self.root, rel))
+            st = files.lstat_beneath(str(self.root), rel)
         except OSError:
-            return
+            return  # gone, or below a directory that is now a link: nothing to sync there
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.rules.reason_with_parents(rel, is_dir) is not None:
             return

@@ -82,7 +82,7 @@ def assert_one_line_error(stderr: str, *needles: str) -> None:
     ]
     assert not other, f"more than the error and its hint:\n{stderr}"
     for needle in needles:
-        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
+        assert needle.lower() in errors[0].lower(), f"{needle!r} not in {errors[0]!r}"
 
 
 def agent_pid(agent_dir: Path) -> int:

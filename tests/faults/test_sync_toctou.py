@@ -74,10 +74,10 @@ def test_file_swapped_for_a_symlink_after_the_scan_is_not_followed(
     wait_for_open(proc.pid, ws / "big")  # victim.txt (top level) is hashed already
     _replace(ws / "victim.txt", "symlink", outside / "secret.txt")
     _, err = proc.communicate(timeout=120)
+    assert SECRET not in _pod_bytes(res), "content from outside the workspace reached the pod"
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "victim.txt" in err and "symlink" in err, err
-    assert SECRET not in _pod_bytes(res), "content from outside the workspace reached the pod"
     # The next sync sees the link, refuses it (it leaves the workspace) and mirrors the rest.
     again = neo.run("sync", res.id, "--path", str(ws))
     assert again.returncode == 0, again.stderr
@@ -115,18 +115,34 @@ def test_directory_swapped_for_a_symlink_before_its_listing_is_not_entered(
     _, res = one_pod
     outside = _outside(tmp_path)
     ws = tmp_path / "ws"
-    (ws / "conf").mkdir(parents=True)
-    (ws / "conf" / "secret.txt").write_text("harmless\n")
+    ws.mkdir()
     for i in range(6):
         write_pattern(ws / f"shard{i}.bin", 40 * MiB, i)
+    conf = _listed_first(ws)
+    (conf / "secret.txt").write_text("harmless\n")
     proc = neo.popen("sync", res.id, "--path", str(ws))
-    wait_for_open(proc.pid, ws)
-    os.rename(ws / "conf", tmp_path / "conf.moved")
-    os.symlink(outside, ws / "conf")
+    wait_for_open(proc.pid, ws)  # conf/ was seen as a directory; the shards after it are hashed
+    os.rename(conf, tmp_path / "conf.moved")
+    os.symlink(outside, conf)
     _, err = proc.communicate(timeout=120)
+    assert SECRET not in _pod_bytes(res), "a directory swapped for a link led the scan outside"
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    assert SECRET not in _pod_bytes(res), "a directory swapped for a link led the scan outside"
     again = neo.run("sync", res.id, "--path", str(ws))
     assert again.returncode == 0, again.stderr
-    assert_pods_match(res, ws, skip={"conf"})
+    assert_pods_match(res, ws, skip={conf.name})
+
+
+def _listed_first(ws: Path) -> Path:
+    """A new directory that this filesystem lists before the files already in ``ws``.
+
+    Directory order is the filesystem's (hash order on ext4, newest first on tmpfs); a scan stats
+    entries in that order, so the directory must come first for the swap to land after its stat.
+    """
+    for i in range(200):
+        candidate = ws / f"conf{i}"
+        candidate.mkdir()
+        if os.listdir(ws)[0] == candidate.name:
+            return candidate
+        candidate.rmdir()
+    raise AssertionError("no directory name is listed first on this filesystem")
