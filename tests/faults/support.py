@@ -7,10 +7,12 @@ import os
 import random
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import Neo
 
 MiB = 2**20
 
@@ -95,3 +97,23 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
+
+
+def sync_while(
+    neo: Neo, rid: str, ws: Path, act: Callable[[], None], under: Path | None = None
+) -> tuple[int, str]:
+    """Run ``neo sync`` and call ``act`` while it holds a file below ``under`` open (mid-scan).
+
+    Returns (exit status, stderr); a sync that does not end within two minutes is killed and
+    reported as a hang.
+    """
+    proc = neo.popen("sync", rid, "--path", str(ws))
+    wait_for_open(proc.pid, under or ws)
+    act()
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("neo sync hung after the fault") from None
+    return proc.returncode, err

@@ -7,25 +7,13 @@ stat-cache directory (the sync itself succeeds; saving its cache fails).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from jupyter_neo.client import Client
 from jupyter_neo.model import Reservation
 from tests.conftest import Neo
 from tests.faults.support import MiB, assert_one_line_error, tmpfs, write_pattern
 from tests.test_sync_support import assert_pods_match
-
-
-@pytest.fixture
-def one_pod(neo: Neo) -> Iterator[tuple[Client, Reservation]]:
-    client = neo.client()
-    res = client.reserve(gpus=8)
-    yield client, res
-    client.release(res.id)
-    client.close()
 
 
 def _pod_workspace_on_tmpfs(ws: Path) -> None:

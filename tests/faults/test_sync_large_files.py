@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ MEASURE = (
     "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)"
 )
-
-
-@pytest.fixture
-def one_pod(neo: Neo) -> Iterator[tuple[Client, Reservation]]:
-    client = neo.client()
-    res = client.reserve(gpus=8)
-    yield client, res
-    client.release(res.id)
-    client.close()
 
 
 def _sync_measured(neo: Neo, res: Reservation, ws: Path) -> tuple[subprocess.CompletedProcess[str], float]:

@@ -8,27 +8,15 @@ way) and then replaces a file that was already scanned, or a directory not yet l
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from jupyter_neo.client import Client
 from jupyter_neo.model import Reservation
 from tests.conftest import Neo
-from tests.faults.support import MiB, wait_for_open, write_pattern
+from tests.faults.support import MiB, sync_while, write_pattern
 from tests.test_sync_support import assert_pods_match, pod_current, tree
 
 SECRET = b"TOP-SECRET outside the workspace\n"
-
-
-@pytest.fixture
-def one_pod(neo: Neo) -> Iterator[tuple[Client, Reservation]]:
-    client = neo.client()
-    res = client.reserve(gpus=8)
-    yield client, res
-    client.release(res.id)
-    client.close()
 
 
 def _workspace(tmp_path: Path) -> Path:
@@ -70,12 +58,12 @@ def test_file_swapped_for_a_symlink_after_the_scan_is_not_followed(
 ) -> None:
     _, res = one_pod
     ws, outside = _workspace(tmp_path), _outside(tmp_path)
-    proc = neo.popen("sync", res.id, "--path", str(ws))
-    wait_for_open(proc.pid, ws / "big")  # victim.txt (top level) is hashed already
-    _replace(ws / "victim.txt", "symlink", outside / "secret.txt")
-    _, err = proc.communicate(timeout=120)
+    # While big/ is hashed, victim.txt (top level) is scanned already and not yet read.
+    rc, err = sync_while(
+        neo, res.id, ws, lambda: _replace(ws / "victim.txt", "symlink", outside / "secret.txt"), ws / "big"
+    )
     assert SECRET not in _pod_bytes(res), "content from outside the workspace reached the pod"
-    assert proc.returncode == 0, err
+    assert rc == 0, err
     assert "Traceback" not in err
     assert "victim.txt" in err and "symlink" in err, err
     # The next sync sees the link, refuses it (it leaves the workspace) and mirrors the rest.
@@ -90,16 +78,8 @@ def test_file_swapped_for_a_fifo_after_the_scan_does_not_hang(
 ) -> None:
     _, res = one_pod
     ws = _workspace(tmp_path)
-    proc = neo.popen("sync", res.id, "--path", str(ws))
-    wait_for_open(proc.pid, ws / "big")
-    _replace(ws / "victim.txt", "fifo")
-    try:
-        _, err = proc.communicate(timeout=120)
-    except Exception:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("neo sync hung on a FIFO swapped in after the scan") from None
-    assert proc.returncode == 0, err
+    rc, err = sync_while(neo, res.id, ws, lambda: _replace(ws / "victim.txt", "fifo"), ws / "big")
+    assert rc == 0, err
     assert "victim.txt" in err and "not a regular file" in err, err
     assert not (Path(os.path.realpath(pod_current(res, 0))) / "victim.txt").exists()
     again = neo.run("sync", res.id, "--path", str(ws), timeout=120)
@@ -120,13 +100,14 @@ def test_directory_swapped_for_a_symlink_before_its_listing_is_not_entered(
         write_pattern(ws / f"shard{i}.bin", 40 * MiB, i)
     conf = _listed_first(ws)
     (conf / "secret.txt").write_text("harmless\n")
-    proc = neo.popen("sync", res.id, "--path", str(ws))
-    wait_for_open(proc.pid, ws)  # conf/ was seen as a directory; the shards after it are hashed
-    os.rename(conf, tmp_path / "conf.moved")
-    os.symlink(outside, conf)
-    _, err = proc.communicate(timeout=120)
+
+    def swap() -> None:  # conf/ was seen as a directory; the shards after it are being hashed
+        os.rename(conf, tmp_path / "conf.moved")
+        os.symlink(outside, conf)
+
+    rc, err = sync_while(neo, res.id, ws, swap)
     assert SECRET not in _pod_bytes(res), "a directory swapped for a link led the scan outside"
-    assert proc.returncode == 0, err
+    assert rc == 0, err
     assert "Traceback" not in err
     again = neo.run("sync", res.id, "--path", str(ws))
     assert again.returncode == 0, again.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jupyter_neo.client import Client
 from tests.conftest import Neo
-from tests.faults.support import MiB, assert_one_line_error, wait_for_open, write_pattern
+from tests.faults.support import MiB, assert_one_line_error, sync_while, write_pattern
 from tests.test_sync_support import pod_current, tree
 
 
@@ -27,11 +27,8 @@ def test_workspace_deleted_mid_sync_publishes_nothing(neo: Neo, tmp_path: Path) 
         # Large new files at the top: while one is hashed the walk has not reached src/ yet.
         for i in range(6):
             write_pattern(ws / f"data{i}.bin", 40 * MiB, i)
-        proc = neo.popen("sync", res.id, "--path", str(ws))
-        wait_for_open(proc.pid, ws)
-        shutil.rmtree(ws)
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 1, err
+        rc, err = sync_while(neo, res.id, ws, lambda: shutil.rmtree(ws))
+        assert rc == 1, err
         assert_one_line_error(err, "vanished")
         after = [tree(pod_current(res, rank).resolve()) for rank in range(len(res.pods))]
         assert after == before, "a generation was published from a workspace that was being deleted"
