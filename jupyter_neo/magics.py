@@ -121,6 +121,7 @@ class NeoMagics(Magics):
         return self._client
 
     def close(self) -> None:
+        self.px.close()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -24,6 +24,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMatcherResult, context_matcher
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -68,6 +69,33 @@ class PxMagics:
         self.magics = magics
         self.sessions: dict[str | None, Ranks] = {}
         self.auto: list[str] | None = None
+        completer = getattr(magics.shell, "Completer", None)
+        if completer is not None:
+            completer.custom_matchers.append(self.complete)
+
+    def close(self) -> None:
+        completer = getattr(self.magics.shell, "Completer", None)
+        if completer is not None and self.complete in completer.custom_matchers:
+            completer.custom_matchers.remove(self.complete)
+
+    @context_matcher()  # type: ignore[untyped-decorator]
+    def complete(self, context: CompletionContext) -> SimpleMatcherResult:
+        """Tab completion inside a ``%%neo px`` cell (or in auto mode) from rank 0's namespace."""
+        first, _, _ = context.full_text.partition("\n")
+        words = shlex.split(first[2:]) if first.startswith("%%neo px") else None
+        if words is None and self.auto is not None and not first.lstrip().startswith("%"):
+            words = ["neo", *self.auto]
+        if words is None or not context.token:
+            return {"completions": [], "suppress": False}
+        reservation = words[words.index("-r") + 1] if "-r" in words[:-1] else None
+        try:
+            matches = self.ranks(reservation).complete(context.token)
+        except (NeoError, OSError):
+            matches = []
+        return {
+            "completions": [SimpleCompletion(m.rstrip("("), type="rank 0") for m in matches],
+            "suppress": bool(matches),
+        }
 
     @property
     def shell(self) -> InteractiveShell:

@@ -193,6 +193,10 @@ def test_completion_uses_rank_0_namespace(shell: InteractiveShell) -> None:
     ranks = magics_module._MAGICS[id(shell)].px.ranks("px")
     assert "my_model_weights" in ranks.complete("my_model")
     assert "my_model_weights.append(" in ranks.complete("my_model_weights.app")
+    # What the kernel answers to Tab inside a %%neo px cell (IPython's completer, as Jupyter asks it).
+    text = "%%neo px -r px\nmy_model_weights.app"
+    _, matches = shell.complete("my_model_weights.app", text, len(text))
+    assert "my_model_weights.append" in matches
 
 
 def test_bad_input_is_one_line(shell: InteractiveShell) -> None:
