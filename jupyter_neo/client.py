@@ -85,8 +85,8 @@ def gang_request(
 ) -> GangRequest:
     """Validate a gang request the same way for every surface (CLI flags, magics, REST bodies).
 
-    The workspace's ``neo.yaml`` policy fills residency, max price and budget when the request
-    does not say (see :mod:`jupyter_neo.money`).
+    The workspace's ``neo.yaml`` policy fills residency, max price, budget and datasets when the
+    request does not say (see :mod:`jupyter_neo.money`).
     """
     from pydantic import ValidationError
 
@@ -99,6 +99,8 @@ def gang_request(
         fields["max_price"] = policy.max_price
     if policy.budget is not None and "budget" not in fields:
         fields["budget"] = policy.budget
+    if policy.datasets and not fields.get("data"):
+        fields["data"] = policy.datasets
     try:
         return GangRequest(idle_ttl=ttl, **fields)
     except ValidationError as exc:
@@ -147,9 +149,15 @@ class Client:
         idle_ttl: str | float | None = "default",
         budget: float | None = None,
         name: str | None = None,
+        data: list[str] | None = None,
+        workspace: str | Path = ".",
         progress: Progress = _quiet,
     ) -> Reservation:
-        """Reserve ``gpus`` GPUs as one gang (all or nothing) and return it ready."""
+        """Reserve ``gpus`` GPUs as one gang (all or nothing) and return it ready.
+
+        ``data`` names datasets the gang needs (``"imagenet"`` read-only, ``"scratch:rw"``): the gang
+        goes where they are or may legally be copied, and ranks find them at ``NEO_DATA_<NAME>``.
+        """
         request = self.request(
             gpus=gpus,
             nodes=nodes,
@@ -161,6 +169,8 @@ class Client:
             idle_ttl=idle_ttl,
             budget=budget,
             name=name,
+            data=data,
+            workspace=workspace,
         )
         return self.run_async(self.core.reserve(request, progress))
 
@@ -265,6 +275,10 @@ class Client:
             "clusters": clusters,
             "reservations": rows,
         }
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every configured dataset: size, residency and where it lives (``neo datasets``)."""
+        return self.core.datasets()
 
     def runs(self, limit: int = 50) -> list[Run]:
         return self.core.store.runs(limit)

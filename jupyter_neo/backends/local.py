@@ -21,7 +21,8 @@ from pathlib import Path
 import psutil
 
 from jupyter_neo.backends.base import Backend
-from jupyter_neo.errors import NoCapacity, NotFound
+from jupyter_neo.datasets.spec import DatasetUse
+from jupyter_neo.errors import InvalidRequest, NoCapacity, NotFound
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Pod, Reservation, ReservationState
 from jupyter_neo.transport.streams import ByteStream, SubprocessStream
@@ -75,6 +76,32 @@ class LocalBackend(Backend):
     async def start(self, res: Reservation) -> None:
         for pod in res.pods:
             Path(pod.handle["dir"]).mkdir(parents=True, exist_ok=True)
+        for use in res.datasets:
+            if use.path is not None and use.location is not None and use.location.path is not None:
+                link = Path(use.path)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(Path(use.location.path).expanduser().resolve(), target_is_directory=True)
+
+    def data_path(self, res: Reservation, use: DatasetUse) -> str | None:
+        """``<reservation>/data/<name>``: a symlink to the folder, the local stand-in for ``/data/<name>``.
+
+        Local pods are processes of this user, so nothing can be mounted (that needs root) and
+        read-only is not enforced: the ranks get the folder's own permissions. Release removes the
+        link, never the folder (``rmtree`` unlinks symlinks without following them).
+        """
+        if use.location is None or use.location.path is None:
+            return None
+        return str(self.res_dir(res.id) / "data" / use.name)
+
+    def check_datasets(self, res: Reservation) -> None:
+        for use in res.datasets:
+            if use.location is not None and use.location.path is not None:
+                if not Path(use.location.path).expanduser().is_dir():
+                    raise InvalidRequest(
+                        f"dataset {use.name}: folder {use.location.path} on cluster {self.cluster.name!r} "
+                        "does not exist",
+                        "fix its location in the configuration (neo datasets shows them)",
+                    )
 
     def agent_dir(self, pod: Pod) -> str:
         return str(Path(pod.handle["dir"]) / "agent")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jupyter_neo.backends.kubernetes.options import KubeOptions
+from jupyter_neo.backends.kubernetes.options import KubeOptions, NfsSource, VolumeSpec
+from jupyter_neo.datasets.spec import MOUNT_ROOT, DatasetUse
 from jupyter_neo.model import Reservation
 
 Obj = dict[str, Any]
@@ -74,6 +75,29 @@ def common_labels(cluster: str, res: Reservation) -> dict[str, str]:
         L_CLUSTER: label_value(cluster),
         L_OWNER: label_value(res.owner or "unknown"),
     }
+
+
+def dataset_volumes(res: Reservation) -> list[VolumeSpec]:
+    """One volume per dataset the cluster holds, mounted at ``/data/<name>`` (read-only unless asked).
+
+    A ``path`` location is not a Kubernetes volume (the configuration check refuses it here).
+    """
+    out = []
+    for use in res.datasets:
+        loc = use.location
+        if loc is None or loc.kind == "path":
+            continue
+        out.append(
+            VolumeSpec(
+                name=f"neo-data-{use.name}",
+                mount_path=f"{MOUNT_ROOT}/{use.name}",
+                read_only=use.read_only,
+                host_path=loc.host_path,
+                pvc=loc.pvc,
+                nfs=NfsSource(server=loc.nfs.server, path=loc.nfs.path) if loc.nfs else None,
+            )
+        )
+    return out
 
 
 def whole_nodes(res: Reservation, node_gpus: int) -> bool:
@@ -176,6 +200,8 @@ def pod(
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "neo", "mountPath": root},
+            *(v.mount() for v in opts.volumes),
+            *(v.mount() for v in dataset_volumes(res)),
         ],
     }
     if security:
@@ -197,6 +223,8 @@ def pod(
         "volumes": [
             {"name": "dshm", "emptyDir": shm},
             {"name": "neo", "emptyDir": {}},
+            *(v.volume() for v in opts.volumes),
+            *(v.volume() for v in dataset_volumes(res)),
         ],
         "tolerations": tolerations,
     }
