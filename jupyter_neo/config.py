@@ -173,13 +173,18 @@ def check_datasets(parsed: ConfigFile, node: Any, source: str) -> None:
     seen: set[str] = set()
     for i, ds in enumerate(parsed.datasets):
         if ds.name in seen:
-            fail(("datasets", i, "name"), f"dataset name {ds.name!r} is used twice", "dataset names must be unique")
+            fail(
+                ("datasets", i, "name"),
+                f"dataset name {ds.name!r} is used twice",
+                "dataset names must be unique",
+            )
         seen.add(ds.name)
         if ds.residency and not any(ds.may_live_in(c.residency) for c in clusters.values()):
             fail(
                 ("datasets", i, "residency"),
                 f"no configured cluster satisfies residency {ds.residency}",
-                "clusters carry residency tags: " + ", ".join(f"{c.name} {c.residency}" for c in clusters.values()),
+                "clusters carry residency tags: "
+                + ", ".join(f"{c.name} {c.residency}" for c in clusters.values()),
             )
         if not ds.locations and ds.bucket is None:
             fail(("datasets", i), f"dataset {ds.name!r} has no locations and no bucket", "say where it lives")
@@ -193,7 +198,10 @@ def check_datasets(parsed: ConfigFile, node: Any, source: str) -> None:
                 want = "pvc, nfs or host_path" if kube else "path"
                 fail(at, f"cluster {loc.cluster!r} is {cluster.backend}: its locations are a {want}")
             if not ds.may_live_in(cluster.residency):
-                fail(at, f"{loc.cluster!r} ({cluster.residency}) is outside the dataset's residency {ds.residency}")
+                fail(
+                    at,
+                    f"{loc.cluster!r} ({cluster.residency}) is outside the dataset's residency {ds.residency}",
+                )
     try:
         horizon = parse_duration(parsed.transfer.horizon)
     except Exception as exc:

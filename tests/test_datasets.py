@@ -103,8 +103,12 @@ def test_an_expensive_copy_keeps_the_gang_with_the_data(tmp_path: Path) -> None:
 
 
 def test_the_copy_does_not_reorder_when_the_data_is_on_the_cheapest_cluster(tmp_path: Path) -> None:
-    text = estate_text(tmp_path).replace("locations: [{cluster: fi, path:", "locations: [{cluster: us, path:", 2)
-    text = text.replace("residency: [eu]\n    locations: [{cluster: us", "residency: [eu]\n    locations: [{cluster: fi")
+    text = estate_text(tmp_path).replace(
+        "locations: [{cluster: fi, path:", "locations: [{cluster: us, path:", 2
+    )
+    text = text.replace(
+        "residency: [eu]\n    locations: [{cluster: us", "residency: [eu]\n    locations: [{cluster: fi"
+    )
     cands = ranked(text, gpus=4, data=["corpus"])
     assert [c.cluster.name for c in cands] == ["us", "de", "fi"]
     assert cands[0].data.fits[0].location is not None
@@ -191,10 +195,12 @@ def test_a_missing_dataset_folder_is_refused_before_anything_is_held(neo: Neo, t
     (tmp_path / "data" / "corpus").rmdir()
     proc = neo.run("reserve", "--gpus", "4", "--cluster", "fi", "--data", "corpus")
     assert proc.returncode != 0
-    assert f"dataset corpus: folder {tmp_path / 'data' / 'corpus'} on cluster 'fi' does not exist" in proc.stderr
-    assert neo.json("status") == [] and not (neo.home / "local" / "fi").exists() or not any(
-        (neo.home / "local" / "fi").iterdir()
+    assert (
+        f"dataset corpus: folder {tmp_path / 'data' / 'corpus'} on cluster 'fi' does not exist" in proc.stderr
     )
+    assert neo.json("status", "--all") == [], "nothing was even recorded"
+    fi = neo.home / "local" / "fi"
+    assert not fi.exists() or not any(fi.iterdir())
 
 
 def test_explain_shows_gpu_price_next_to_data_movement(neo: Neo, tmp_path: Path) -> None:
@@ -208,7 +214,12 @@ def test_explain_shows_gpu_price_next_to_data_movement(neo: Neo, tmp_path: Path)
     assert lines[3].startswith(" us") and "may not leave residency ['eu']" in lines[3]
     doc: Any = neo.json("reserve", "--gpus", "4", "--data", "clinical", "--explain")
     assert [c["cluster"] for c in doc] == ["fi", "de", "us"]
-    assert doc[1]["data"][0]["copy"] == {"source": "cluster fi", "bytes": 2 * 10**11, "seconds": 1600.0, "cost": 20.0}
+    assert doc[1]["data"][0]["copy"] == {
+        "source": "cluster fi",
+        "bytes": 2 * 10**11,
+        "seconds": 1600.0,
+        "cost": 20.0,
+    }
     assert doc[0]["estimate"] == 96.0 and doc[2]["estimate"] is None
 
 
@@ -216,17 +227,32 @@ def test_neo_datasets_lists_where_each_lives(neo: Neo, tmp_path: Path) -> None:
     use_config(neo, estate_text(tmp_path))
     doc: Any = neo.json("datasets")
     clinical = doc[0]
-    assert clinical["name"] == "clinical" and clinical["size"] == 2 * 10**11 and clinical["size_human"] == "200.0 GB"
-    assert clinical["held_by"] == ["fi"] and clinical["copyable_to"] == ["de"] and clinical["forbidden"] == ["us"]
+    assert (
+        clinical["name"] == "clinical"
+        and clinical["size"] == 2 * 10**11
+        and clinical["size_human"] == "200.0 GB"
+    )
+    assert (
+        clinical["held_by"] == ["fi"]
+        and clinical["copyable_to"] == ["de"]
+        and clinical["forbidden"] == ["us"]
+    )
     assert clinical["locations"] == [
-        {"cluster": "fi", "backend": "local", "region": "eu-north1", "kind": "path",
-         "where": f"path {tmp_path / 'data' / 'clinical'}"}
+        {
+            "cluster": "fi",
+            "backend": "local",
+            "region": "eu-north1",
+            "kind": "path",
+            "where": f"path {tmp_path / 'data' / 'clinical'}",
+        }
     ]
     table = neo.run("datasets", check=True).stdout
     assert "clinical" in table and "200.0 GB" in table and "eu" in table
 
 
-def test_reserve_with_data_links_it_into_the_gang_and_release_keeps_the_folder(neo: Neo, tmp_path: Path) -> None:
+def test_reserve_with_data_links_it_into_the_gang_and_release_keeps_the_folder(
+    neo: Neo, tmp_path: Path
+) -> None:
     use_config(neo, estate_text(tmp_path))
     res: Any = neo.json("reserve", "--gpus", "4", "--nodes", "2", "--data", "clinical", "--data", "corpus:rw")
     assert res["cluster"] == "fi"
@@ -250,8 +276,13 @@ def test_every_pod_gets_neo_data_in_its_environment(neo: Neo, tmp_path: Path) ->
     ws.mkdir()
     res: Any = neo.json("reserve", "--gpus", "4", "--nodes", "2", "--data", "clinical")
     proc = neo.run(
-        "run", "-r", res["id"], "--ranks", "all", "--cmd",
-        "python3 -c 'import os; p=os.environ[\"NEO_DATA_CLINICAL\"]; print(p, open(p+\"/shard-0.txt\").read().strip())'",
+        "run",
+        "-r",
+        res["id"],
+        "--ranks",
+        "all",
+        "--cmd",
+        'python3 -c \'import os; p=os.environ["NEO_DATA_CLINICAL"]; print(p, open(p+"/shard-0.txt").read().strip())\'',
         cwd=ws,
     )
     assert proc.returncode == 0, proc.stderr
@@ -278,7 +309,7 @@ def test_a_warm_gang_without_the_data_is_not_reused(neo: Neo, tmp_path: Path) ->
     ws = tmp_path / "ws"
     ws.mkdir()
     plain: Any = neo.json("reserve", "--gpus", "2", "--cluster", "fi")
-    show = "python3 -c 'import os; print(\"data at\", os.environ.get(\"NEO_DATA_CLINICAL\"))'"
+    show = 'python3 -c \'import os; print("data at", os.environ.get("NEO_DATA_CLINICAL"))\''
     first = neo.run("run", "--gpus", "2", "--cluster", "fi", "--data", "clinical", "--cmd", show, cwd=ws)
     assert first.returncode == 0, first.stderr
     active: Any = neo.json("status")

@@ -37,7 +37,9 @@ def describe(dataset: Dataset, clusters: list[Cluster]) -> dict[str, Any]:
         "bucket": dataset.bucket.model_dump(exclude_none=True) if dataset.bucket else None,
         "held_by": held,
         "copyable_to": [c.name for c in clusters if c.name not in held and dataset.may_live_in(c.residency)],
-        "forbidden": [c.name for c in clusters if c.name not in held and not dataset.may_live_in(c.residency)],
+        "forbidden": [
+            c.name for c in clusters if c.name not in held and not dataset.may_live_in(c.residency)
+        ],
     }
 
 

@@ -18,7 +18,6 @@ import re
 from typing import Any
 
 from jupyter_neo.backends.kubernetes.options import KubeOptions, NfsSource, VolumeSpec
-from jupyter_neo.datasets.spec import MOUNT_ROOT, DatasetUse
 from jupyter_neo.model import Reservation
 
 Obj = dict[str, Any]
@@ -77,8 +76,13 @@ def common_labels(cluster: str, res: Reservation) -> dict[str, str]:
     }
 
 
-def dataset_volumes(res: Reservation) -> list[VolumeSpec]:
-    """One volume per dataset the cluster holds, mounted at ``/data/<name>`` (read-only unless asked).
+def data_mount_path(opts: KubeOptions, name: str) -> str:
+    return f"{opts.data_root.rstrip('/')}/{name}"
+
+
+def dataset_volumes(opts: KubeOptions, res: Reservation) -> list[VolumeSpec]:
+    """One volume per dataset the cluster holds, at ``<data_root>/<name>`` (``/data/<name>``),
+    read-only unless the request said ``NAME:rw``.
 
     A ``path`` location is not a Kubernetes volume (the configuration check refuses it here).
     """
@@ -90,7 +94,7 @@ def dataset_volumes(res: Reservation) -> list[VolumeSpec]:
         out.append(
             VolumeSpec(
                 name=f"neo-data-{use.name}",
-                mount_path=f"{MOUNT_ROOT}/{use.name}",
+                mount_path=data_mount_path(opts, use.name),
                 read_only=use.read_only,
                 host_path=loc.host_path,
                 pvc=loc.pvc,
@@ -201,7 +205,7 @@ def pod(
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "neo", "mountPath": root},
             *(v.mount() for v in opts.volumes),
-            *(v.mount() for v in dataset_volumes(res)),
+            *(v.mount() for v in dataset_volumes(opts, res)),
         ],
     }
     if security:
@@ -224,7 +228,7 @@ def pod(
             {"name": "dshm", "emptyDir": shm},
             {"name": "neo", "emptyDir": {}},
             *(v.volume() for v in opts.volumes),
-            *(v.volume() for v in dataset_volumes(res)),
+            *(v.volume() for v in dataset_volumes(opts, res)),
         ],
         "tolerations": tolerations,
     }

@@ -105,7 +105,9 @@ class VolumeSpec(BaseModel):
     def _one_source(self) -> VolumeSpec:
         given = [k for k in ("host_path", "pvc", "nfs") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"volume {self.name!r} needs exactly one of host_path, pvc, nfs (got {given or 'none'})")
+            raise ValueError(
+                f"volume {self.name!r} needs exactly one of host_path, pvc, nfs (got {given or 'none'})"
+            )
         if self.name in RESERVED_VOLUMES:
             raise ValueError(f"volume name {self.name!r} is reserved for the pod's own volumes")
         return self
@@ -115,9 +117,15 @@ class VolumeSpec(BaseModel):
         if self.host_path is not None:
             return {"name": self.name, "hostPath": {"path": self.host_path, "type": "Directory"}}
         if self.pvc is not None:
-            return {"name": self.name, "persistentVolumeClaim": {"claimName": self.pvc, "readOnly": self.read_only}}
+            return {
+                "name": self.name,
+                "persistentVolumeClaim": {"claimName": self.pvc, "readOnly": self.read_only},
+            }
         assert self.nfs is not None
-        return {"name": self.name, "nfs": {"server": self.nfs.server, "path": self.nfs.path, "readOnly": self.read_only}}
+        return {
+            "name": self.name,
+            "nfs": {"server": self.nfs.server, "path": self.nfs.path, "readOnly": self.read_only},
+        }
 
     def mount(self) -> dict[str, Any]:
         """The container's ``volumeMounts`` entry."""
@@ -158,6 +166,9 @@ class KubeOptions(BaseModel):
         default="/tmp/neo",
         description="emptyDir mount holding agent + workspace; '{pod}' expands to the pod name",
     )
+    data_root: str = Field(
+        default="/data", pattern=r"^/", description="datasets are mounted at <data_root>/<name>"
+    )
     python: str = "python3"
     rendezvous: Literal["dns", "pod-ip"] = Field(
         default="dns",
@@ -181,7 +192,9 @@ class KubeOptions(BaseModel):
             path = v.mount_path.rstrip("/") or "/"
             for taken in own:
                 if path == taken or path.startswith(taken + "/") or taken.startswith(path + "/"):
-                    raise ValueError(f"volume {v.name!r}: mount_path {v.mount_path} overlaps {taken} (the pod's own)")
+                    raise ValueError(
+                        f"volume {v.name!r}: mount_path {v.mount_path} overlaps {taken} (the pod's own)"
+                    )
         return self
 
     def profile_spec(self) -> Profile:
