@@ -93,7 +93,7 @@ def data_movement(cand: Candidate) -> str:
                 f"{format_duration(fit.copy.seconds)}, {money(fit.copy.cost)}"
             )
         else:
-            parts.append(f"{fit.dataset.name}: may not come here")
+            parts.append(f"{fit.dataset.name}: {', '.join(fit.dataset.residency)} only")
     return "; ".join(parts)
 
 
