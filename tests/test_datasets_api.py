@@ -2,44 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPClientError
 
 from tests.conftest import Neo, use_config
 from tests.test_datasets import estate_text
+from tests.test_server_api import api
+
+__all__ = ["api"]  # the REST fixture, imported for pytest; this module's jp_server_config applies
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 
 @pytest.fixture
-def jp_server_config(neo: Neo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def jp_server_config(  # the estate of test_datasets.py instead of test_server_api's one cluster
+    neo: Neo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     use_config(neo, estate_text(tmp_path))
     monkeypatch.setenv("NEO_CONFIG", str(neo.config))
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_neo": True}, "allow_unauthenticated_access": False},
         "JupyterNeo": {"poll_interval": 0.2},
     }
-
-
-@pytest.fixture
-def api(jp_fetch: Any, jp_serverapp: Any, neo: Neo) -> Any:
-    async def call(method: str, path: str, body: Any = None, **query: Any) -> tuple[int, Any]:
-        kw: dict[str, Any] = {"method": method, "params": query}
-        if body is not None:
-            kw["body"] = json.dumps(body)
-        try:
-            resp = await jp_fetch("jupyter-neo", *path.split("/"), **kw)
-        except HTTPClientError as exc:
-            assert exc.response is not None
-            return exc.code, json.loads(exc.response.body)
-        return resp.code, json.loads(resp.body)
-
-    yield call
-    neo.run("release", "--all", check=True)
 
 
 async def test_datasets_placement_and_reservation_over_rest(api: Any, neo: Neo) -> None:

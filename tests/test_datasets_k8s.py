@@ -20,22 +20,15 @@ from jupyter_neo.backends.kubernetes.manifests import build_objects
 from jupyter_neo.backends.kubernetes.options import KubeOptions
 from jupyter_neo.datasets.spec import DataLocation, DatasetUse, NfsSource
 from jupyter_neo.model import Reservation
-from tests.conftest import Neo, use_config
+from tests.conftest import Neo
 from tests.k8s_emulator import Emulator, FakeNode
+from tests.test_k8s_backend import k8s_config
+from tests.test_k8s_manifests import reservation as golden_reservation
 
 
 def reservation(*uses: DatasetUse) -> Reservation:
-    return Reservation(
-        id="r-data-0001",
-        cluster="kube",
-        backend="kubernetes",
-        nodes=2,
-        gpus_per_node=8,
-        gpu_type="H100",
-        price_per_hour=0,
-        owner="alice",
-        datasets=list(uses),
-    )
+    """test_k8s_manifests' 2 x 8 reservation, holding ``uses``."""
+    return golden_reservation().model_copy(update={"datasets": list(uses)})
 
 
 def use(name: str, read_only: bool = True, **where: Any) -> DatasetUse:
@@ -89,33 +82,15 @@ def emu() -> Iterator[Emulator]:
 
 
 def kube_estate(neo: Neo, emu: Emulator, data: Path) -> Path:
-    kubeconfig = emu.kubeconfig(neo.home.parent / "kubeconfig")
+    """test_k8s_backend's emulator cluster plus two datasets on it; returns the pods' data root."""
     data_root = neo.home.parent / "pod-data"  # stands in for /data: the emulator's pods are local processes
-    use_config(
-        neo,
-        f"""
-clusters:
-  - name: kube
-    backend: kubernetes
-    provider: emulator
-    nodes: 2
-    gpus_per_node: 8
-    price_per_gpu_hour: 2.0
-    options:
-      kubeconfig: {kubeconfig}
-      namespace: neo
-      pod_root: {neo.home}/k8s-pods/{{pod}}
-      data_root: {data_root}
-      rendezvous: pod-ip
-datasets:
-  - name: corpus
-    size: 1TB
-    locations: [{{cluster: kube, host_path: {data}}}]
-  - name: other
-    size: 1TB
-    locations: [{{cluster: kube, pvc: other-ro}}]
-""",
-    )
+    k8s_config(neo, emu, extra=f"      data_root: {data_root}\n      rendezvous: pod-ip")
+    with neo.config.open("a") as f:
+        f.write(
+            "datasets:\n"
+            f"  - {{name: corpus, size: 1TB, locations: [{{cluster: kube, host_path: {data}}}]}}\n"
+            "  - {name: other, size: 1TB, locations: [{cluster: kube, pvc: other-ro}]}\n"
+        )
     return data_root
 
 
@@ -163,10 +138,12 @@ def test_a_path_location_on_a_kubernetes_cluster_is_refused_with_its_line(
     neo: Neo, emu: Emulator, tmp_path: Path
 ) -> None:
     kube_estate(neo, emu, tmp_path)
-    neo.config.write_text(neo.config.read_text().replace("pvc: other-ro", "path: /srv/other"))
+    text = neo.config.read_text().replace("pvc: other-ro", "path: /srv/other")
+    neo.config.write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if "path: /srv/other" in row)
     proc = neo.run("datasets")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert (
-        f"{neo.config}:21: datasets.1.locations.0.cluster: cluster 'kube' is kubernetes: its locations are a pvc, nfs or host_path"
+        f"{neo.config}:{line}: datasets.1.locations.0.cluster: cluster 'kube' is kubernetes: its locations are a pvc, nfs or host_path"
         in proc.stderr
     )
