@@ -110,6 +110,19 @@ def gang_request(
         raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
 
 
+def require_data(res: Reservation, refs: list[str]) -> None:
+    """``neo run -r ID --data NAME``: the named gang must hold the data, never silently without it."""
+    from jupyter_neo.core import holds_data
+    from jupyter_neo.errors import Conflict
+
+    missing = [ref for ref in refs if not holds_data(res, [ref])]
+    if missing:
+        raise Conflict(
+            f"reservation {res.id} does not hold dataset {missing[0]} as asked",
+            f"run without --reservation to place a gang with it, or: neo reserve --gpus {res.gpus} --data {missing[0]}",
+        )
+
+
 class Client:
     """jupyter-neo from Python: clusters, reservations and (later) sync and runs."""
 
@@ -240,6 +253,7 @@ class Client:
 
         async def go() -> Run:
             res = await self.core.pick_reservation(reservation, gang, progress)
+            require_data(res, request.get("data") or [])
             return await self.core.run(res, spec, on_line, on_update)
 
         return self.run_async(go(), pump)

@@ -426,7 +426,7 @@ class Core:
                 and (request.nodes is None or request.nodes == res.nodes)
                 and (request.cluster is None or request.cluster == res.cluster)
                 and (request.gpu_type is None or request.gpu_type.lower() == res.gpu_type.lower())
-                and holds_data(res, request)
+                and holds_data(res, request.data)
             ):
                 progress(f"reusing warm reservation {res.id}")
                 return res
@@ -559,12 +559,12 @@ class Core:
         self._conns.clear()
 
 
-def holds_data(res: Reservation, request: GangRequest) -> bool:
-    """Whether a warm gang already has every dataset a request names, mounted as asked."""
+def holds_data(res: Reservation, refs: Sequence[str]) -> bool:
+    """Whether a warm gang already has every dataset named (``NAME`` or ``NAME:rw``), mounted as asked."""
     from jupyter_neo.datasets.spec import parse_data_ref
 
     have = {u.name: u.read_only for u in res.datasets if u.present}
-    for ref in request.data:
+    for ref in refs:
         name, read_only = parse_data_ref(ref)
         if name not in have or (have[name] and not read_only):
             return False

@@ -318,6 +318,11 @@ def test_a_warm_gang_without_the_data_is_not_reused(neo: Neo, tmp_path: Path) ->
     assert f"data at {with_data['datasets'][0]['path']}" in first.stdout
     again = neo.run("run", "--gpus", "2", "--cluster", "fi", "--data", "clinical", "--cmd", show, cwd=ws)
     assert again.returncode == 0 and f"reusing warm reservation {with_data['id']}" in again.stderr
+    named = neo.run("run", "-r", plain["id"], "--data", "clinical", "--cmd", show, cwd=ws)
+    assert named.returncode != 0 and named.stdout == ""
+    assert f"error: reservation {plain['id']} does not hold dataset clinical as asked" in named.stderr
+    rw = neo.run("run", "-r", with_data["id"], "--data", "clinical:rw", "--cmd", show, cwd=ws)
+    assert rw.returncode != 0 and "does not hold dataset clinical:rw as asked" in rw.stderr
     neo.run("release", "--all", check=True)
 
 
