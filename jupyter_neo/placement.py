@@ -130,7 +130,7 @@ def evaluate(
             cand.error = exc
             continue
         if wanted_data:
-            cand.data = locality.plan_for(wanted_data, cluster, by_name, transfer)
+            cand.data = locality.plan_for(wanted_data, cluster, by_name, transfer, cand.price_per_hour)
             cand.rejected = cand.data.refused
         cand.estimate = locality.estimate(cand.price_per_hour, cand.data, horizon)
     ok = sorted((c for c in out if c.rejected is None), key=lambda c: (c.estimate, c.cluster.name))

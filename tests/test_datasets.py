@@ -132,6 +132,11 @@ def test_the_bucket_is_a_source_and_the_cheapest_source_is_used(tmp_path: Path) 
     text = text.replace("egress_per_gb: 0.10", "egress_per_gb: 0.01")
     to_de = {c.cluster.name: c for c in ranked(text, gpus=4, data=["corpus"])}["de"].data.fits[0].copy
     assert to_de is not None and (to_de.source, to_de.cost) == ("cluster fi", 1.0)
+    # a pricier but much faster source wins when the gang's hours cost more than the difference:
+    # fi $1 + 800 s of a $10/h gang ($3.22) against the bucket $2 + 8 s ($2.02)
+    text += "    - {from_provider: aws, to_provider: coreweave, egress_per_gb: 0.02, bandwidth: 100Gbit}\n"
+    to_de = {c.cluster.name: c for c in ranked(text, gpus=4, data=["corpus"])}["de"].data.fits[0].copy
+    assert to_de is not None and (to_de.source, to_de.cost, to_de.seconds) == ("s3://b/corpus", 2.0, 8.0)
 
 
 def test_unknown_dataset_is_one_clear_error(tmp_path: Path) -> None:

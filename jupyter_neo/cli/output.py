@@ -97,7 +97,7 @@ def data_movement(cand: Candidate) -> str:
     return "; ".join(parts)
 
 
-def explain_table(cands: list[Candidate], *, with_data: bool, horizon: str | float) -> Table:
+def explain_table(cands: list[Candidate], *, with_data: bool, horizon: str) -> Table:
     """``neo reserve --explain``: every cluster, its price, free GPUs and verdict; with ``--data``
     also the data movement and the estimate placement ranks by (see docs/datasets.md)."""
     t = Table(box=None, header_style="bold")

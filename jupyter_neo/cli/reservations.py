@@ -92,7 +92,8 @@ def cmd_reserve(client: Client, args: argparse.Namespace) -> int:
             output.emit_json([c.public() for c in cands])
         else:
             horizon = client.core.config.transfer.horizon
-            output.out.print(output.explain_table(cands, with_data=bool(request.data), horizon=horizon))
+            label = horizon if isinstance(horizon, str) else output.format_duration(horizon)
+            output.out.print(output.explain_table(cands, with_data=bool(request.data), horizon=label))
         return 0
     res = client.reserve(**_request_fields(args), progress=output.progress)
     if args.json:

@@ -4,8 +4,8 @@ What "ranked by GPU price plus copy cost" means here, kept to one formula that a
 
     estimate = copy $ + gang $/h x (copy hours + horizon hours)
 
-- ``copy $`` = size in GB x the egress USD/GB of the cheapest source (a cluster that holds the
-  data or its bucket) to the target, from the ``transfer:`` rules;
+- ``copy $`` = size in GB x the egress USD/GB from the source (a cluster that holds the data or
+  its bucket: the one that adds least to the estimate) to the target, from the ``transfer:`` rules;
 - ``copy hours`` = size / the rule's bandwidth: the gang is held while the data moves, so the
   time of the copy is paid at the gang's price too;
 - ``horizon`` (``transfer.horizon``, default 8h) = the GPU time the placement is weighed over.
@@ -99,8 +99,13 @@ def plan_for(
     cluster: Cluster,
     clusters: dict[str, Cluster],
     transfer: Transfer,
+    price_per_hour: float = 0.0,
 ) -> DataPlan:
-    """Each wanted dataset on ``cluster``: present, copyable (with its estimate) or refused."""
+    """Each wanted dataset on ``cluster``: present, copyable (with its estimate) or refused.
+
+    ``price_per_hour`` is the gang's on this cluster: the source of a copy is the one that adds
+    least to the estimate (its cost plus the gang's price while it runs).
+    """
     plan = DataPlan()
     for dataset, read_only in wanted:
         fit = DataFit(dataset, read_only, location=dataset.location_on(cluster.name))
@@ -111,15 +116,20 @@ def plan_for(
                     f"{cluster.name} is {sorted(cluster.residency) or '[]'}"
                 )
             else:
-                fit.copy = cheapest_copy(dataset, cluster, clusters, transfer)
+                fit.copy = cheapest_copy(dataset, cluster, clusters, transfer, price_per_hour)
         plan.fits.append(fit)
     return plan
 
 
 def cheapest_copy(
-    dataset: Dataset, target: Cluster, clusters: dict[str, Cluster], transfer: Transfer
+    dataset: Dataset,
+    target: Cluster,
+    clusters: dict[str, Cluster],
+    transfer: Transfer,
+    price_per_hour: float = 0.0,
 ) -> CopyEstimate:
-    """The cheapest (then fastest) copy of ``dataset`` to ``target`` from any place that holds it."""
+    """The copy of ``dataset`` to ``target`` that adds least to the estimate (``cost + gang $/h x
+    hours``; then the cheaper, then the faster), from any cluster that holds it or its bucket."""
     sources: list[tuple[str, tuple[str, str]]] = [
         (f"cluster {loc.cluster}", (clusters[loc.cluster].provider, clusters[loc.cluster].region))
         for loc in dataset.locations
@@ -137,11 +147,16 @@ def cheapest_copy(
             seconds=round(int(dataset.size) / speed, 1),
             cost=round(int(dataset.size) / GB * per_gb, 2),
         )
-        if best is None or (est.cost, est.seconds) < (best.cost, best.seconds):
+        if best is None or weight(est, price_per_hour) < weight(best, price_per_hour):
             best = est
     if best is None:  # the configuration check makes every dataset have a source
         raise InvalidRequest(f"dataset {dataset.name} has no location and no bucket to copy it from")
     return best
+
+
+def weight(copy: CopyEstimate, price_per_hour: float) -> tuple[float, float, float]:
+    """What a copy adds to a gang's estimate, then its cost, then its time (the tie-breakers)."""
+    return (copy.cost + price_per_hour * copy.seconds / 3600.0, copy.cost, copy.seconds)
 
 
 def estimate(price_per_hour: float, plan: DataPlan, horizon_s: float) -> float:
