@@ -18,7 +18,7 @@ from jupyter_neo.transport.streams import ByteStream
 
 if TYPE_CHECKING:
     from jupyter_neo.config import Config
-    from jupyter_neo.model import Cluster, Pod, Reservation
+    from jupyter_neo.model import Cluster, HostStatus, Pod, Reservation
     from jupyter_neo.store import Store
 
 # The progress callback of the reserve in progress. A context variable, not an ``allocate``
@@ -41,6 +41,7 @@ class Capacity:
     free: int
     allocatable: int | None = None
     requested: int | None = None
+    hosts: list[HostStatus] | None = None
 
 
 class Backend(abc.ABC):

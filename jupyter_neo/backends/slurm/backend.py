@@ -37,14 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_neo.backends.base import Backend, report_progress
-from jupyter_neo.backends.slurm.commands import Completed, LocalCommands, SlurmCommands, SshCommands
+from jupyter_neo.backends.slurm.commands import Completed, LocalSlurmCommands, SlurmCommands, login_commands
 from jupyter_neo.backends.slurm.options import SlurmOptions, parse_options, slurm_minutes
 from jupyter_neo.config import Config
 from jupyter_neo.errors import BackendError, ConfigError, NoCapacity
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Cluster, Pod, Reservation, ReservationState, utcnow
 from jupyter_neo.store import Store
-from jupyter_neo.transport.bundle import agent_bundle
+from jupyter_neo.transport.bundle import INSTALL, agent_bundle
 from jupyter_neo.transport.streams import ByteStream
 
 JOB_PREFIX = "neo-"
@@ -57,22 +57,6 @@ AGENT_START_S = 30.0
 GONE_TIMEOUT_S = 20.0
 # Node states that can take no new job (sinfo's compact names; '*' = not responding).
 _UNUSABLE = ("down", "drain", "fail", "maint", "inval", "boot", "powered", "powering", "reboot")
-
-# Fixed programs run on the node with argv only (nothing here is built from user input).
-INSTALL = r"""
-import hashlib, os, sys
-d, h = sys.argv[1], sys.argv[2]
-os.makedirs(d, mode=0o700, exist_ok=True)
-z = os.path.join(d, "agent-" + h + ".pyz")
-b = sys.stdin.buffer.read()
-if not os.path.exists(z):
-    if hashlib.sha256(b).hexdigest()[:16] != h:
-        sys.exit("neo: corrupt agent upload")
-    t = "%s.%d.tmp" % (z, os.getpid())
-    with open(t, "wb") as f:
-        f.write(b)
-    os.replace(t, z)
-"""
 
 # The keeper: the agent's parent for the reservation's life, inside its own step. When the agent
 # stops by itself (idle TTL, lease) it records why on the job and cancels the allocation, so the
@@ -140,9 +124,9 @@ class SlurmBackend(Backend):
         super().__init__(cluster, config, store)
         self.options: SlurmOptions = parse_options(cluster.name, cluster.options)
         self.cmd: SlurmCommands = (
-            SshCommands(self.options.env, self.options.login, self.options.ssh_options)
+            login_commands(self.options.env, self.options.login, self.options.ssh_options)
             if self.options.login
-            else LocalCommands(self.options.env)
+            else LocalSlurmCommands(self.options.env)
         )
         conf = self.options.env.get("SLURM_CONF")
         if conf and not self.options.login and not Path(conf).is_file():
