@@ -22,6 +22,7 @@ one handshake per host instead of one each.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shlex
 import subprocess
@@ -94,9 +95,12 @@ class SshTarget:
         if not self.multiplex or _user_sets_control_master(tuple(self.base_argv()), self.destination):
             return []
         path = self.control_dir or default_control_dir()
+        # One master per destination *as named* (and config file), not only per address: ``%C``
+        # alone would let an alias with its own host key or settings ride another alias's master.
+        named = hashlib.sha256(f"{self.config_file}|{self.destination}".encode()).hexdigest()[:12]
         return [
             "-o", "ControlMaster=auto",
-            "-o", f"ControlPath={path}/%C",
+            "-o", f"ControlPath={path}/{named}-%C",
             "-o", f"ControlPersist={CONTROL_PERSIST_S}",
         ]  # fmt: skip
 

@@ -103,9 +103,11 @@ def kill_all(pids: List[int], grace: float) -> None:
 
 
 def _connects(agent_dir: str) -> bool:
+    """Whether the agent accepts connections (relative path: socket paths are limited to ~107 bytes)."""
+    os.chdir(agent_dir)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(os.path.join(agent_dir, "agent.sock"))
+        sock.connect("agent.sock")
         return True
     except OSError:
         return False
