@@ -127,14 +127,18 @@ def test_racing_reserves_for_overlapping_hosts_yield_exactly_one_gang(
         assert "Traceback" not in loser_err
         held = held_by(ssh_fleet, winner["id"])
         assert sum(len(s) for s in held.values()) == 16 and all(len(s) == 8 for s in held.values())
-        every = [lease["reservation"] for leases in ssh_fleet.all_leases().values() for lease in leases.values()]
+        every = [
+            lease["reservation"] for leases in ssh_fleet.all_leases().values() for lease in leases.values()
+        ]
         assert set(every) == {winner["id"]}, "the loser kept a lease"
     finally:
         _release_all(neo, bob)
     assert_nothing_left(ssh_fleet, pods)
 
 
-def test_sync_and_torchrun_ddp_across_two_hosts(neo: Neo, ssh_fleet: SshFleet, pods: Path, tmp_path: Path) -> None:
+def test_sync_and_torchrun_ddp_across_two_hosts(
+    neo: Neo, ssh_fleet: SshFleet, pods: Path, tmp_path: Path
+) -> None:
     use_fleet(neo, ssh_fleet, pods, ["gpu1", "gpu2"])
     ws = tmp_path / "ws"
     ws.mkdir()

@@ -8,6 +8,7 @@ leases, costs) is the core's, identical on every backend.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -99,6 +100,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def release(self, res: Reservation) -> None:
         """Give back every pod and the capacity claim; idempotent; verify nothing remains."""
+
+    async def abandon(self, res: Reservation, exc: BaseException) -> None:
+        """A failed ``allocate`` holds nothing: release what it took and close its pending record."""
+        from jupyter_neo.model import ReservationState, utcnow
+
+        with contextlib.suppress(Exception):
+            await self.release(res)
+        res.state = ReservationState.RELEASED
+        res.released_at = utcnow()
+        res.reason = str(getattr(exc, "message", "") or "reserve interrupted")
+        self.store.save_reservation(res)
 
     async def reconcile(self, known: dict[str, Reservation]) -> dict[str, str]:
         """Compare the backend's truth with the store's.

@@ -241,16 +241,8 @@ class SlurmBackend(Backend):
             ]
             self.store.save_reservation(res, **controller_identity())
         except BaseException as exc:
-            await asyncio.shield(self._cancel_and_forget(res, exc))
+            await asyncio.shield(self.abandon(res, exc))
             raise
-
-    async def _cancel_and_forget(self, res: Reservation, exc: BaseException) -> None:
-        with contextlib.suppress(Exception):
-            await self.release(res)
-        res.state = ReservationState.RELEASED
-        res.released_at = utcnow()
-        res.reason = str(getattr(exc, "message", "") or "reserve interrupted")
-        self.store.save_reservation(res)
 
     async def _wait_granted(self, res: Reservation) -> int:
         """Run ``salloc --no-shell`` and return the job id once Slurm starts the whole gang."""

@@ -35,7 +35,7 @@ from jupyter_neo.backends.ssh.options import SshOptions, parse_options
 from jupyter_neo.config import Config
 from jupyter_neo.errors import BackendError, ConfigError, NoCapacity
 from jupyter_neo.identity import controller_identity, owner
-from jupyter_neo.model import Cluster, Pod, Reservation, ReservationState, utcnow
+from jupyter_neo.model import Cluster, Pod, Reservation, ReservationState
 from jupyter_neo.store import Store
 from jupyter_neo.transport.streams import ByteStream
 
@@ -128,7 +128,7 @@ class SshBackend(Backend):
                 "try again, or see who holds them: neo clusters",
             )
         except BaseException as exc:
-            await asyncio.shield(self._give_up(res, exc))
+            await asyncio.shield(self.abandon(res, exc))
             raise
 
     def _choose(self, reports: list[HostReport], res: Reservation) -> list[HostReport]:
@@ -178,16 +178,6 @@ class SshBackend(Backend):
 
         await asyncio.gather(*(give(p) for p in res.pods))
 
-    async def _give_up(self, res: Reservation, exc: BaseException) -> None:
-        """A failed allocate holds nothing: release what was taken and close the record."""
-        with contextlib.suppress(Exception):
-            await self.release(res)
-        res.state = ReservationState.RELEASED
-        res.released_at = utcnow()
-        res.reason = str(getattr(exc, "message", "") or "reserve interrupted")
-        self.store.save_reservation(res)
-
-    # ------------------------------------------------------------------ pods
     async def start(self, res: Reservation) -> None:
         """Start every pod's keeper (which starts its agent and renews its leases), in parallel."""
         await asyncio.gather(*(self._start_pod(res, pod) for pod in res.pods))

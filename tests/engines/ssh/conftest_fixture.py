@@ -11,26 +11,20 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from typing import NoReturn
 
 import pytest
 
+from tests.engines.slurm.conftest_fixture import _unavailable
 from tests.engines.ssh.harness import SshFleet, SshFleetError, ensure_ssh_fleet, fleet_running, stop_ssh_fleet
 
 LOCK = "/tmp/neossh.lock"
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip outside CI, fail inside it: a CI machine that cannot run the fleet is a CI bug."""
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"SSH test fleet unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"SSH test fleet unavailable: {reason}")
+FLEET = "SSH test fleet"
 
 
 @pytest.fixture(scope="session")
 def ssh_fleet() -> Iterator[SshFleet]:
     if os.name != "posix" or os.geteuid() != 0:
-        _unavailable("the SSH test fleet needs root (network namespaces and sshd)")
+        _unavailable("needs root (network namespaces and sshd)", FLEET)
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         was_running = fleet_running()
@@ -41,7 +35,7 @@ def ssh_fleet() -> Iterator[SshFleet]:
             fleet, problem = None, str(exc)
         if fleet is None:
             stop_ssh_fleet()
-            _unavailable(problem)
+            _unavailable(problem, FLEET)
         try:
             yield fleet
         finally:

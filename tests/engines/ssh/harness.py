@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.engines import run_start_script
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_RUN = "/var/tmp/neossh"
-EXIT_NO_PRIVILEGES = 3
 GPU_HOSTS = ("gpu1", "gpu2", "gpu3")
 
 
@@ -79,18 +80,9 @@ def ensure_ssh_fleet(timeout: float = 300.0) -> SshFleet:
     """Start the fleet if needed (idempotent; the first time may apt-get install openssh-server)."""
     if os.geteuid() != 0:
         raise SshFleetError("the SSH test fleet needs root (network namespaces, sshd)", unavailable=True)
-    try:
-        proc = subprocess.run(
-            ["bash", str(HERE / "start.sh")], capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise SshFleetError(f"start.sh did not finish within {timeout}s") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise SshFleetError(
-            f"start.sh failed (exit {proc.returncode}):\n{tail}",
-            unavailable=proc.returncode == EXIT_NO_PRIVILEGES,
-        )
+    ok, unavailable, problem = run_start_script(HERE / "start.sh", None, timeout)
+    if not ok:
+        raise SshFleetError(problem, unavailable=unavailable)
     return SshFleet(Path(os.environ.get("NEOSSH_RUN", DEFAULT_RUN)))
 
 
