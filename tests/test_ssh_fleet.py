@@ -184,6 +184,21 @@ def test_killed_controller_leases_expire_after_the_ttl(neo: Neo, ssh_fleet: SshF
     assert_nothing_left(ssh_fleet, pods)
 
 
+def test_idle_pods_stop_and_free_their_gpus_with_no_controller(
+    neo: Neo, ssh_fleet: SshFleet, pods: Path
+) -> None:
+    """The agents enforce the idle TTL, the keepers give the leases back: nothing of jupyter-neo runs
+    on this side meanwhile. The next command reports why the reservation ended."""
+    use_fleet(neo, ssh_fleet, pods, ["gpu1", "gpu3"])
+    res: Any = neo.json("reserve", "--gpus", "16", "--idle-ttl", "3s")
+    assert held_by(ssh_fleet, res["id"]) == {"gpu1": list(range(8)), "gpu3": list(range(8))}
+    wait_for(lambda: not held_by(ssh_fleet, res["id"]), 60, "the idle pods to give their leases back")
+    wait_for(lambda: not live_procs_mentioning(str(pods)), 20, "the pods' processes to exit")
+    after: Any = neo.json("status", res["id"])
+    assert after["state"] == "released" and "idle for more than 3" in after["reason"], after
+    assert_nothing_left(ssh_fleet, pods)
+
+
 def test_a_host_that_goes_away_mid_run_fails_the_run_naming_it(
     neo: Neo, ssh_fleet: SshFleet, pods: Path
 ) -> None:

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import os
 import shlex
+import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -95,6 +96,8 @@ class SshTarget:
         if not self.multiplex or _user_sets_control_master(tuple(self.base_argv()), self.destination):
             return []
         path = self.control_dir or default_control_dir()
+        if path is None:
+            return []
         # One master per destination *as named* (and config file), not only per address: ``%C``
         # alone would let an alias with its own host key or settings ride another alias's master.
         named = hashlib.sha256(f"{self.config_file}|{self.destination}".encode()).hexdigest()[:12]
@@ -111,10 +114,20 @@ class SshTarget:
         return f"{who}{self.destination}{port}{via}"
 
 
-def default_control_dir() -> str:
-    """A short private directory for master sockets (unix socket paths are limited to ~107 bytes)."""
+def default_control_dir() -> str | None:
+    """A short private directory for master sockets (unix socket paths are limited to ~107 bytes).
+
+    None (no connection sharing) when the directory is not ours alone: in a shared /tmp another
+    user could otherwise plant a socket that our ssh would use as its master.
+    """
     path = Path(tempfile.gettempdir()) / f"neo-ssh-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
     return str(path)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 from jupyter_neo.backends.base import Backend, Capacity, report_progress
@@ -35,7 +36,7 @@ from jupyter_neo.backends.ssh.options import SshOptions, parse_options
 from jupyter_neo.config import Config
 from jupyter_neo.errors import BackendError, ConfigError, NoCapacity
 from jupyter_neo.identity import controller_identity, owner
-from jupyter_neo.model import Cluster, Pod, Reservation, ReservationState
+from jupyter_neo.model import Cluster, Pod, Reservation, ReservationState, utcnow
 from jupyter_neo.store import Store
 from jupyter_neo.transport.streams import ByteStream
 
@@ -237,7 +238,12 @@ class SshBackend(Backend):
             why = await self._why_gone(res)
             if why:
                 lost[rid] = why
-        stale = {rid for rid, r in known.items() if r.state is ReservationState.RELEASED}
+        recent = utcnow() - timedelta(days=1)  # older releases were verified long ago
+        stale = {
+            rid
+            for rid, r in known.items()
+            if r.state is ReservationState.RELEASED and r.released_at and r.released_at > recent
+        }
         if stale:
             for report in await self.survey():
                 for holder in report.holders:
