@@ -8,6 +8,7 @@ Kubernetes API emulator (the stand-in for a control plane). Run it under
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def emu() -> Iterator[Emulator]:
 
 def estate(neo: Neo, fleet: SshFleet, slurm: SlurmCluster, emu: Emulator, pods: Path) -> None:
     """ssh at $1.50, slurm at $2.00, kubernetes at $3.00 per GPU-hour."""
-    slurm_entry = slurm_config(slurm, pods / "slurm").removeprefix("clusters:\n")
+    slurm_entry = slurm_config(slurm, pods / "slurm", pending_timeout="20s").removeprefix("clusters:\n")
     slurm_entry = slurm_entry.replace(
         "    backend: slurm\n", "    backend: slurm\n    price_per_gpu_hour: 2.0\n"
     )
@@ -57,6 +58,7 @@ def test_reserve_16_picks_by_price_and_fails_over_across_backends(
     for host in ("gpu1", "gpu2"):
         for path in ssh_fleet.lease_dir(host).glob("gpu*.lease"):
             path.unlink()
+    slurm = slurm_cluster
     estate(neo, ssh_fleet, slurm_cluster, emu, pods)
     try:
         explained = neo.run("reserve", "--gpus", "16", "--explain", check=True).stdout
@@ -65,7 +67,9 @@ def test_reserve_16_picks_by_price_and_fails_over_across_backends(
 
         chosen: list[Any] = []
         for _ in range(4):
-            res: Any = neo.json("reserve", "--gpus", "16")
+            got = neo.run("reserve", "--gpus", "16", "--json", timeout=240)
+            assert got.returncode == 0, got.stderr + slurm.run("squeue").stdout
+            res: Any = json.loads(got.stdout)
             assert res["state"] == "ready"
             chosen.append(res)
         # cheapest first; each full cluster sends the next gang to the next cheapest backend

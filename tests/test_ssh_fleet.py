@@ -21,6 +21,8 @@ from tests.conftest import Neo, read_until
 from tests.engines.ssh.harness import SshFleet
 from tests.slurm_support import live_procs_mentioning, wait_for
 from tests.ssh_support import assert_nothing_left, held_by, use_fleet
+from tests.test_hot_reload import TRAIN, helper
+from tests.test_hot_reload import run as hot_run
 
 pytest_plugins = ["tests.engines.ssh.conftest_fixture"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -153,6 +155,30 @@ def test_sync_and_torchrun_ddp_across_two_hosts(
         assert "[node 1 rank 1]" in proc.stdout
         run: Any = neo.json("runs")
         assert run[0]["master"].startswith("10.247.0.11:")
+        neo.run("release", res["id"], check=True)
+    finally:
+        _release_all(neo)
+    assert_nothing_left(ssh_fleet, pods)
+
+
+def test_hot_reload_reaches_both_hosts_in_the_same_processes(
+    neo: Neo, ssh_fleet: SshFleet, pods: Path, tmp_path: Path
+) -> None:
+    use_fleet(neo, ssh_fleet, pods, ["gpu1", "gpu2"])
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "train.py").write_text(TRAIN)
+    (ws / "helper.py").write_text(helper("1.0"))
+    try:
+        res: Any = neo.json("reserve", "--gpus", "2", "--nodes", "2")
+        code, first, err = hot_run(neo, res["id"], ws)
+        assert code == 0 and "cold start" in err, err
+        assert {r["value"] for r in first.values()} == {"2.0"}
+        (ws / "helper.py").write_text(helper("5.0"))
+        code, second, err = hot_run(neo, res["id"], ws)
+        assert code == 0 and "hot: iteration 2" in err, err
+        assert {r["value"] for r in second.values()} == {"10.0"}
+        assert {r["pid"] for r in second.values()} == {r["pid"] for r in first.values()}
         neo.run("release", res["id"], check=True)
     finally:
         _release_all(neo)
