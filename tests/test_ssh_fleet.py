@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -45,6 +44,14 @@ def bob(tmp_path: Path) -> Neo:
     home = tmp_path / "bob"
     env = dict(os.environ, NEO_HOME=str(home), NEO_OWNER="bob", PYTHONUNBUFFERED="1")
     return Neo(home=home, config=tmp_path / "bob.yaml", env=env)
+
+
+def workspace(tmp_path: Path, files: dict[str, str]) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for name, text in files.items():
+        (ws / name).write_text(text)
+    return ws
 
 
 def live_leases(fleet: SshFleet) -> list[str]:
@@ -142,9 +149,7 @@ def test_sync_and_torchrun_ddp_across_two_hosts(
     neo: Neo, ssh_fleet: SshFleet, pods: Path, tmp_path: Path
 ) -> None:
     use_fleet(neo, ssh_fleet, pods, ["gpu1", "gpu2"])
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    shutil.copy(EXAMPLE, ws / "train_ddp.py")
+    ws = workspace(tmp_path, {"train_ddp.py": EXAMPLE.read_text()})
     try:
         res: Any = neo.json("reserve", "--gpus", "2", "--nodes", "2")
         proc = neo.run(
@@ -165,10 +170,7 @@ def test_hot_reload_reaches_both_hosts_in_the_same_processes(
     neo: Neo, ssh_fleet: SshFleet, pods: Path, tmp_path: Path
 ) -> None:
     use_fleet(neo, ssh_fleet, pods, ["gpu1", "gpu2"])
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "train.py").write_text(TRAIN)
-    (ws / "helper.py").write_text(helper("1.0"))
+    ws = workspace(tmp_path, {"train.py": TRAIN, "helper.py": helper("1.0")})
     try:
         res: Any = neo.json("reserve", "--gpus", "2", "--nodes", "2")
         code, first, err = hot_run(neo, res["id"], ws)

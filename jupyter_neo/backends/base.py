@@ -119,3 +119,28 @@ class Backend(abc.ABC):
         ``{reservation id: reason}`` for active reservations whose pods are gone.
         """
         return {}
+
+
+class NodeDirBackend(Backend):
+    """A backend whose pod is a directory ``base_dir/<reservation>/<node>`` on a remote node (Slurm
+    nodes, SSH hosts): the agent and the workspace live below it, run by ``remote_python``.
+
+    The node's name is in the path so pods stay apart where nodes share a filesystem (NFS homes,
+    the in-repo test clusters).
+    """
+
+    base_dir = "/tmp/jupyter-neo-{user}"
+    remote_python = "python3"
+
+    def pod_dir(self, res_id: str, owner: str, node: str) -> str:
+        base = self.base_dir.replace("{user}", owner or "neo")
+        return f"{base}/{res_id}/{node}"
+
+    def agent_dir(self, pod: Pod) -> str:
+        return f"{pod.handle['dir']}/agent"
+
+    def workspace_dir(self, pod: Pod) -> str:
+        return f"{pod.handle['dir']}/ws"
+
+    def python(self, pod: Pod) -> str:
+        return self.remote_python

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_neo.backends.base import Backend, report_progress
+from jupyter_neo.backends.base import NodeDirBackend, report_progress
 from jupyter_neo.backends.slurm.commands import Completed, LocalSlurmCommands, SlurmCommands, login_commands
 from jupyter_neo.backends.slurm.options import SlurmOptions, parse_options, slurm_minutes
 from jupyter_neo.config import Config
@@ -117,12 +117,13 @@ print(os.environ.get("CUDA_VISIBLE_DEVICES") or os.environ.get("SLURM_STEP_GPUS"
 """
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(NodeDirBackend):
     """Gangs as Slurm allocations, pods reached with ``srun --overlap``."""
 
     def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
         super().__init__(cluster, config, store)
         self.options: SlurmOptions = parse_options(cluster.name, cluster.options)
+        self.base_dir, self.remote_python = self.options.base_dir, self.options.python
         self.cmd: SlurmCommands = (
             login_commands(self.options.env, self.options.login, self.options.ssh_options)
             if self.options.login
@@ -143,19 +144,6 @@ class SlurmBackend(Backend):
 
     def _rid_of(self, job_name: str) -> str | None:
         return job_name[len(self.job_prefix) :] if job_name.startswith(self.job_prefix) else None
-
-    def pod_dir(self, res_id: str, owner: str, node: str) -> str:
-        base = self.options.base_dir.replace("{user}", owner or "neo")
-        return f"{base}/{res_id}/{node}"
-
-    def agent_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/agent"
-
-    def workspace_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/ws"
-
-    def python(self, pod: Pod) -> str:
-        return self.options.python
 
     def _step(self, pod: Pod, *argv: str) -> list[str]:
         """``srun`` for one task on ``pod``'s node inside its allocation, sharing its resources."""

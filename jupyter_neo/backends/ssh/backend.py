@@ -30,7 +30,7 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from jupyter_neo.backends.base import Backend, Capacity, report_progress
+from jupyter_neo.backends.base import Capacity, NodeDirBackend, report_progress
 from jupyter_neo.backends.ssh.fleet import HostAccess, HostError, HostReport, hosts_of
 from jupyter_neo.backends.ssh.options import SshOptions, parse_options
 from jupyter_neo.config import Config
@@ -47,12 +47,13 @@ class _Raced(Exception):
     """A chosen host's GPUs were taken between inventory and lease."""
 
 
-class SshBackend(Backend):
+class SshBackend(NodeDirBackend):
     """Gangs as GPU leases on SSH hosts; pods reached with ``ssh host python3 -c STUB``."""
 
     def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
         super().__init__(cluster, config, store)
         self.options: SshOptions = parse_options(cluster.name, cluster.options)
+        self.base_dir, self.remote_python = self.options.base_dir, self.options.python
         if cluster.nodes != len(self.options.hosts):
             raise ConfigError(
                 f"cluster {cluster.name!r}: nodes: {cluster.nodes}, but options.hosts lists "
@@ -64,19 +65,6 @@ class SshBackend(Backend):
         }
 
     # ------------------------------------------------------------------ places
-    def pod_dir(self, res: Reservation, host: str) -> str:
-        base = self.options.base_dir.replace("{user}", res.owner or "neo")
-        return f"{base}/{res.id}/{host}"
-
-    def agent_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/agent"
-
-    def workspace_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/ws"
-
-    def python(self, pod: Pod) -> str:
-        return self.options.python
-
     def pod_env(self, res: Reservation, pod: Pod) -> dict[str, str]:
         """The GPU slots this pod leased, as the only devices its processes see."""
         env = super().pod_env(res, pod)
@@ -111,7 +99,11 @@ class SshBackend(Backend):
                         name=f"{res.id}-{rank}-{r.host.name}",
                         rank=rank,
                         address=r.address,
-                        handle={"host": r.host.name, "dir": self.pod_dir(res, r.host.name), "total": r.gpus},
+                        handle={
+                            "host": r.host.name,
+                            "dir": self.pod_dir(res.id, res.owner, r.host.name),
+                            "total": r.gpus,
+                        },
                     )
                     for rank, r in enumerate(chosen)
                 ]
