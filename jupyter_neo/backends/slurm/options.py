@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jupyter_neo.backends.options import validate_options
 from jupyter_neo.durations import parse_duration
-from jupyter_neo.errors import ConfigError, InvalidRequest
 
 # Slurm's --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED.
 _TIME_RE = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^(?i:unlimited|infinite)$")
@@ -108,11 +107,5 @@ def slurm_minutes(limit: str) -> float | None:
 def parse_options(cluster_name: str, options: dict[str, Any]) -> SlurmOptions:
     """Validate a cluster's ``options`` mapping into :class:`SlurmOptions` or raise ConfigError."""
     keys = ", ".join(SlurmOptions.model_fields)
-    parsed = validate_options(
-        SlurmOptions, cluster_name, options, f"slurm options are: {keys} (see docs/slurm.md)"
-    )
-    try:
-        parsed.pending_timeout_s  # noqa: B018 (validates the duration)
-    except InvalidRequest as exc:
-        raise ConfigError(f"cluster {cluster_name!r}: options.pending_timeout: {exc.message}") from None
-    return parsed
+    hint = f"slurm options are: {keys} (see docs/slurm.md)"
+    return validate_options(SlurmOptions, cluster_name, options, hint, durations=("pending_timeout",))

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from jupyter_neo.backends.options import validate_options
 from jupyter_neo.durations import parse_duration
-from jupyter_neo.errors import ConfigError, InvalidRequest
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _DEST_RE = re.compile(r"^[A-Za-z0-9_.@:\[\]%-]+$")
@@ -120,10 +119,7 @@ class SshOptions(ConnectionSettings):
 def parse_options(cluster_name: str, options: dict[str, Any]) -> SshOptions:
     """Validate a cluster's ``options`` into :class:`SshOptions` or raise ConfigError."""
     keys = ", ".join(SshOptions.model_fields)
-    parsed = validate_options(SshOptions, cluster_name, options, f"ssh options are: {keys} (see docs/ssh.md)")
-    for key in ("lease_ttl", "connect_timeout"):
-        try:
-            getattr(parsed, f"{key}_s")
-        except InvalidRequest as exc:
-            raise ConfigError(f"cluster {cluster_name!r}: options.{key}: {exc.message}") from None
-    return parsed
+    hint = f"ssh options are: {keys} (see docs/ssh.md)"
+    return validate_options(
+        SshOptions, cluster_name, options, hint, durations=("lease_ttl", "connect_timeout")
+    )
