@@ -269,6 +269,10 @@ class Run(_Model):
     iteration: int = 0
     fingerprint: str = Field(default="", description="launch arguments; a change forces a cold restart")
     note: str | None = Field(default=None, description="one line on how the run started (cold/hot and why)")
+    metrics: list[dict[str, float | int | str]] = Field(
+        default_factory=list,
+        description="records of jupyter_neo.log(...) from the ranks: rank, step, time and named values",
+    )
 
     @property
     def done(self) -> bool:
