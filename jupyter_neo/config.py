@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import ConfigError, StateError
 from jupyter_neo.model import Cluster
+from jupyter_neo.private import private_dir
 
 DEFAULT_LOCAL = Cluster(
     name="local", backend="local", provider="local", region="local", nodes=4, gpus_per_node=8
@@ -76,7 +77,8 @@ def load_config(path: Path | None = None, home: Path | None = None) -> Config:
     """Read the cluster file (if any) and prepare the state directory."""
     home = home or default_home()
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        if not home.is_dir():
+            private_dir(home)  # every reservation's secret lives here: owner-only from the start
         probe = home / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()

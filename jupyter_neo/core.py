@@ -13,7 +13,7 @@ import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +32,7 @@ from jupyter_neo.model import (
     Reservation,
     ReservationState,
     Run,
+    RunState,
     new_id,
     utcnow,
 )
@@ -65,7 +66,7 @@ class Core:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
-        self.store = Store(self.config.home / "state.sqlite")
+        self.store = Store(self.config.home / "state.sqlite", user_cap=self.config.defaults.user_budget)
         self._backends: dict[str, Backend] = {}
         self._conns: dict[tuple[str, str], AgentConnection] = {}
         self._conn_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -149,13 +150,11 @@ class Core:
             price_per_hour=cand.price_per_hour,
             owner=owner(),
             secret=secrets.token_hex(32),
+            budget=request.budget,  # as asked: the store's admission cuts it to the user's cap
         )
-        spent = sum(e.cost for e in self.store.ledger(money.window_start(), owner=res.owner))
-        res.budget = money.effective_budget(request.budget, self.config.defaults.user_budget, spent)
-        money.check_affordable(res.budget, res.price_per_hour, res.idle_ttl)
-        res.deadline = money.deadline_for(res.created, res.budget, res.price_per_hour)
-        if request.name and any(r.name == request.name for r in self.store.reservations(active_only=True)):
-            raise Conflict(f"a reservation named {request.name!r} is already active", "pick another --name")
+        # The spend cap, affordability and the name's uniqueness are decided by the store inside
+        # the transaction that first writes the record (for the local backend, the one that takes
+        # the GPUs), so two concurrent reserves cannot both pass them (docs/reliability.md).
         token = reserve_progress.set(progress)  # backends report queue waits (Slurm's pending reason)
         try:
             await backend.allocate(res)  # raises NoCapacity holding nothing; records the pending gang
@@ -248,6 +247,7 @@ class Core:
         """Mirror the folder ``root`` into every pod of ``res`` (see :mod:`jupyter_neo.sync`)."""
         from jupyter_neo.sync import sync_gang
 
+        live(self.store.reservation(res.id), "sync to it")
         return await sync_gang(
             self, res, Path(root), progress=progress, dry_run=dry_run, on_transfer=on_transfer
         )
@@ -273,7 +273,7 @@ class Core:
 
     async def ping(self, ref: str) -> list[float]:
         """Round-trip time to every pod's agent, in seconds, in rank order."""
-        res = await self.status_one(ref)
+        res = live(await self.status_one(ref), "ping it")
         conns = await self.connect(res)
 
         async def rtt(conn: AgentConnection) -> float:
@@ -321,21 +321,33 @@ class Core:
                 f"reservation {res.id} is {res.state.value}; only a live reservation's lease can change",
                 "reserve a new gang (neo reserve)",
             )
-        if budget != "keep" and budget is not None and budget <= 0:
-            raise InvalidRequest(f"--budget must be more than 0 (got {budget!r})")
+        # Validate both values before touching anything (the duration and money layers' rules).
+        ttl = parse_duration(idle_ttl) if idle_ttl != "keep" else None
+        new_budget = None if budget in ("keep", None) else money.parse_usd(budget, "budget")
         if idle_ttl != "keep":
-            ttl = parse_duration(idle_ttl)
             conns = await self.connect(res)
             await asyncio.gather(*(conn.call("lease", idle_ttl=ttl) for conn in conns))
             res.idle_ttl = ttl
+            self.store.save_reservation(res)
         if budget != "keep":
-            # The budget is a deadline in the pods: move it there first, like the idle TTL.
-            deadline = money.deadline_for(res.created, budget, res.price_per_hour)
-            conns = await self.connect(res)
-            stamp = deadline.timestamp() if deadline else None
-            await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
-            res.budget, res.deadline, res.budget_warned = budget, deadline, False
-        self.store.save_reservation(res)
+            # One store transaction checks the cap against every other live reservation and
+            # commits the new budget, so concurrent extends and reserves cannot overshoot it; the
+            # pods then get the deadline. If they do not take it, the old budget is put back.
+            old = res.budget
+            res = self.store.change_budget(res.id, new_budget)
+            try:
+                conns = await self.connect(res)
+                stamp = res.deadline.timestamp() if res.deadline else None
+                await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
+            except BaseException:
+                restored = await asyncio.shield(
+                    asyncio.to_thread(self.store.change_budget, res.id, old, check=False)
+                )
+                with contextlib.suppress(NeoError, OSError, TimeoutError):
+                    conns = await self.connect(restored)
+                    stamp = restored.deadline.timestamp() if restored.deadline else None
+                    await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
+                raise
         return res
 
     async def release_all(self) -> list[Reservation]:
@@ -344,8 +356,12 @@ class Core:
             out.append(await self.release(res.id))
         return out
 
-    async def _teardown(self, res: Reservation, reason: str) -> None:
-        """Stop every agent (best effort), then let the backend verify nothing remains."""
+    async def _teardown(self, res: Reservation, reason: str, ended: datetime | None = None) -> None:
+        """Stop every agent (best effort), then let the backend verify nothing remains.
+
+        ``ended`` is when the pods stopped by themselves (what their agents reported), which is
+        what the reservation is charged to; by default, now.
+        """
         backend = self.backend(res.cluster)
 
         async def stop(pod: Pod) -> None:
@@ -367,7 +383,7 @@ class Core:
                     await conn.close()
         await backend.release(res)
         res.state = ReservationState.RELEASED
-        res.released_at = utcnow()
+        res.released_at = min(ended, utcnow()) if ended is not None else utcnow()
         res.reason = reason
         for pod in res.pods:
             pod.state = PodState.RELEASED
@@ -474,6 +490,15 @@ class Core:
         if run.done and not run.hot:
             return run
         res = self.store.reservation(run.reservation)
+        if not res.active:
+            # Its pods are gone, and every process in them: nothing is left to signal.
+            if not run.done:
+                run.state, run.ended = RunState.STOPPED, run.ended or res.released_at or utcnow()
+                run.error = run.error or f"reservation {res.id} was released" + (
+                    f": {res.reason}" if res.reason else ""
+                )
+                self.store.save_run(run)
+            return run
         conns = await self.connect(res)
         await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)})
         return self.store.run(run_id)
@@ -498,10 +523,14 @@ class Core:
             )
             for rid, why in lost.items():
                 res = known[rid]
+                # Charge to when the pods stopped, as their agents report it, not to now.
+                ended = await self.backend(cluster.name).ended_at(res)
                 if why.startswith("lease deadline") and res.budget:
-                    await self._teardown(res, f"budget of {money.money(res.budget)} reached")
+                    await self._teardown(
+                        res, f"budget of {money.money(res.budget)} reached", ended or res.deadline
+                    )
                 else:
-                    await self._teardown(res, f"pods gone: {why}")
+                    await self._teardown(res, f"pods gone: {why}", ended)
         await self.enforce_budgets()
 
     async def enforce_budgets(self) -> list[tuple[Reservation, str]]:
@@ -533,6 +562,17 @@ class Core:
         for conn in list(self._conns.values()):
             await conn.close()
         self._conns.clear()
+
+
+def live(res: Reservation, to_do: str) -> Reservation:
+    """``res`` if it is held, else the one-line refusal for a command that needs its pods."""
+    if res.active and res.state is not ReservationState.PENDING:
+        return res
+    why = f": {res.reason}" if res.reason else ""
+    raise Conflict(
+        f"reservation {res.id} is {res.state.value}{why}; cannot {to_do}",
+        "reserve a new gang (neo reserve) and use its id (neo status)",
+    )
 
 
 def expires_in(res: Reservation) -> timedelta | None:

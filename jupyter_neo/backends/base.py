@@ -11,6 +11,7 @@ import abc
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jupyter_neo.transport.bundle import stub_argv
@@ -98,6 +99,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def release(self, res: Reservation) -> None:
         """Give back every pod and the capacity claim; idempotent; verify nothing remains."""
+
+    async def ended_at(self, res: Reservation) -> datetime | None:
+        """When the pods of a lost reservation stopped by themselves, as their agents reported it
+        (None when unknown): the time a reservation is charged to, not when a reconcile noticed."""
+        return None
 
     async def reconcile(self, known: dict[str, Reservation]) -> dict[str, str]:
         """Compare the backend's truth with the store's.
