@@ -39,14 +39,22 @@ MAX_USD = 1e9
 """The largest amount accepted anywhere: a billion dollars is no one's typo-free budget."""
 
 
-def _no_bool(value: object) -> object:
-    # JSON ``true`` is not a number of dollars, even though Python counts it as 1.
+def _plain_number(value: object) -> object:
+    # JSON ``true`` is not a number of dollars, although Python counts it as 1; ``nan``/``inf``
+    # (also as the strings a CLI or a query passes) are refused before any range check.
     if isinstance(value, bool):
         raise ValueError("must be a number, not true/false")
+    if isinstance(value, str | int | float):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            return value  # pydantic names what is wrong with it
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
     return value
 
 
-USD = Annotated[float, BeforeValidator(_no_bool), Field(gt=0, le=MAX_USD, allow_inf_nan=False)]
+USD = Annotated[float, BeforeValidator(_plain_number), Field(gt=0, le=MAX_USD, allow_inf_nan=False)]
 """An amount of money (budget, price cap) as every model field declares it."""
 _USD = TypeAdapter(USD)
 
