@@ -2,6 +2,7 @@
 holds nothing and changes nothing; an unexpected exception in a handler is a one-line JSON 500
 whose traceback goes to ``$NEO_HOME/logs/errors.log``."""
 
+# ruff: noqa: F811  (pytest fixtures imported from tests.test_server_api are parameters here)
 from __future__ import annotations
 
 import json

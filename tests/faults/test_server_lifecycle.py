@@ -3,6 +3,7 @@ cleanup path, and a real ``jupyter server`` process stopped by a signal), the ch
 stops, no look at the store runs afterwards, and every agent connection is closed; the pods
 themselves are untouched (their agents hold the lease) and a later command still finds them."""
 
+# ruff: noqa: F811  (pytest fixtures imported from tests.test_server_api are parameters here)
 from __future__ import annotations
 
 import asyncio
