@@ -311,8 +311,10 @@ class Core:
     ) -> Reservation:
         """Change a live reservation's lease (idle TTL, spend cap); ``"keep"`` leaves a field as it is.
 
-        The new idle TTL goes to every pod's agent first, because the agents enforce the lease by
-        themselves; only when all of them took it is the stored reservation updated.
+        Both values are validated before anything changes. A new budget is admitted against the
+        spend cap in one store transaction, then sent to the pods (put back if they refuse it); a
+        new idle TTL goes to every pod's agent first, and only when all of them took it is the
+        stored reservation updated (the agents enforce the lease by themselves).
         """
         await self.reconcile()
         res = self.store.reservation(ref)
@@ -324,31 +326,31 @@ class Core:
         # Validate both values before touching anything (the duration and money layers' rules).
         ttl = parse_duration(idle_ttl) if idle_ttl != "keep" else None
         new_budget = None if budget in ("keep", None) else money.parse_usd(budget, "budget")
+        if budget != "keep":
+            # First, as it is the change that can be refused: one store transaction checks the
+            # cap against every other live reservation and commits the new budget, so concurrent
+            # extends and reserves cannot overshoot it; the pods then get the deadline. If they
+            # do not take it, the old budget is put back.
+            old = res.budget
+            res = self.store.change_budget(res.id, new_budget)
+            try:
+                await self._push_deadline(res)
+            except BaseException:
+                restored = self.store.change_budget(res.id, old, check=False)
+                with contextlib.suppress(NeoError, OSError, TimeoutError):
+                    await asyncio.shield(self._push_deadline(restored))
+                raise
         if idle_ttl != "keep":
             conns = await self.connect(res)
             await asyncio.gather(*(conn.call("lease", idle_ttl=ttl) for conn in conns))
             res.idle_ttl = ttl
             self.store.save_reservation(res)
-        if budget != "keep":
-            # One store transaction checks the cap against every other live reservation and
-            # commits the new budget, so concurrent extends and reserves cannot overshoot it; the
-            # pods then get the deadline. If they do not take it, the old budget is put back.
-            old = res.budget
-            res = self.store.change_budget(res.id, new_budget)
-            try:
-                conns = await self.connect(res)
-                stamp = res.deadline.timestamp() if res.deadline else None
-                await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
-            except BaseException:
-                restored = await asyncio.shield(
-                    asyncio.to_thread(self.store.change_budget, res.id, old, check=False)
-                )
-                with contextlib.suppress(NeoError, OSError, TimeoutError):
-                    conns = await self.connect(restored)
-                    stamp = restored.deadline.timestamp() if restored.deadline else None
-                    await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
-                raise
         return res
+
+    async def _push_deadline(self, res: Reservation) -> None:
+        conns = await self.connect(res)
+        stamp = res.deadline.timestamp() if res.deadline else None
+        await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
 
     async def release_all(self) -> list[Reservation]:
         out = []
