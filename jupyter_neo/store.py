@@ -148,6 +148,10 @@ class Store:
                 raise self.damaged(str(exc)) from None
             except sqlite3.Error as exc:
                 raise StateError(f"cannot open state store {path}: {exc}", "check NEO_HOME") from None
+            except OSError as exc:
+                raise StateError(
+                    f"cannot open state store {path}: {exc.strerror or exc}", "check NEO_HOME"
+                ) from None
 
     # ----------------------------------------------------------------- opening safely
     def damaged(self, detail: str) -> StateError:
