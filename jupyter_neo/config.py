@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import ConfigError, StateError
 from jupyter_neo.model import Cluster
+from jupyter_neo.money import USD
 from jupyter_neo.private import private_dir
 
 DEFAULT_LOCAL = Cluster(
@@ -31,7 +32,7 @@ class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
     idle_ttl: str | float | None = "30m"
     residency: list[str] = Field(default_factory=list)
-    user_budget: float | None = Field(default=None, gt=0)
+    user_budget: USD | None = None
 
 
 class ConfigFile(BaseModel):
