@@ -44,16 +44,15 @@ async def free_gpus(api: Any) -> int:
     return int(doc["clusters"][0]["free_gpus"])
 
 
-@pytest.mark.parametrize(("body", "words"), POST, ids=[str(b)[:40] for b, _ in POST])
-async def test_malformed_reserve_bodies_are_400_and_hold_nothing(
-    api: Any, neo: Neo, body: Any, words: str
-) -> None:
-    code, doc = await api("POST", "reservations", body)
-    assert (code, doc["code"]) == (400, "bad_request"), doc
-    assert words in doc["message"], doc
-    assert await free_gpus(api) == 4
-    assert neo.processes() == []
-    assert (await api("GET", "reservations"))[1]["reservations"] == []
+async def test_malformed_reserve_bodies_are_400_and_hold_nothing(api: Any, neo: Neo) -> None:
+    # One server for every case (a server start per case would cost CI minutes).
+    for body, words in POST:
+        code, doc = await api("POST", "reservations", body)
+        assert (code, doc["code"]) == (400, "bad_request"), (str(body)[:60], doc)
+        assert words in doc["message"], (str(body)[:60], doc)
+        assert await free_gpus(api) == 4, str(body)[:60]
+        assert neo.processes() == [], str(body)[:60]
+        assert (await api("GET", "reservations"))[1]["reservations"] == [], str(body)[:60]
 
 
 PATCH = [
@@ -82,10 +81,10 @@ async def test_malformed_extend_bodies_are_400_and_change_nothing(api: Any, neo:
     assert await free_gpus(api) == 4 and neo.processes() == []
 
 
-@pytest.mark.parametrize("limit", ["1e20", "100000000000000000000", "0", "-1", "true"])
-async def test_runs_limit_out_of_range_is_400(api: Any, limit: str) -> None:
-    code, doc = await api("GET", "runs", limit=limit)
-    assert code == 400 and "limit must be a whole number from 1 to 100,000" in doc["message"], doc
+async def test_runs_limit_out_of_range_is_400(api: Any) -> None:
+    for limit in ["1e20", "100000000000000000000", "0", "-1", "true"]:
+        code, doc = await api("GET", "runs", limit=limit)
+        assert code == 400 and "limit must be a whole number from 1 to 100,000" in doc["message"], doc
 
 
 async def test_an_unexpected_exception_is_a_one_line_json_500_and_a_logged_traceback(
