@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, field_validator
 
+from jupyter_neo.datasets.spec import DatasetUse
 from jupyter_neo.money import USD
 
 BackendName = Literal["local", "kubernetes", "slurm", "ssh"]
@@ -107,6 +108,9 @@ class GangRequest(_Model):
     )
     budget: USD | None = Field(default=None, description="USD cap for the whole reservation")
     name: str | None = None
+    data: list[str] = Field(
+        default_factory=list, description="datasets the gang needs: NAME (read-only) or NAME:rw"
+    )
 
     @field_validator("name")
     @classmethod
@@ -172,6 +176,9 @@ class Reservation(_Model):
         default=None, description="when the budget runs out; enforced in the pods"
     )
     budget_warned: bool = False
+    datasets: list[DatasetUse] = Field(
+        default_factory=list, description="the datasets it asked for: where ranks find them, or the copy"
+    )
     secret: str = Field(default="", exclude=True, repr=False)
 
     @property
@@ -259,6 +266,10 @@ class Run(_Model):
     iteration: int = 0
     fingerprint: str = Field(default="", description="launch arguments; a change forces a cold restart")
     note: str | None = Field(default=None, description="one line on how the run started (cold/hot and why)")
+    metrics: list[dict[str, float | int | str]] = Field(
+        default_factory=list,
+        description="records of jupyter_neo.log(...) from the ranks: rank, step, time and named values",
+    )
 
     @property
     def done(self) -> bool:
