@@ -66,12 +66,11 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-neo"}]
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    """Jupyter Server 2 discovers the REST API and events through this (see jupyter_neo.server)."""
-    return [{"module": "jupyter_neo"}]
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Jupyter Server 2 discovers the REST API and events through this (see jupyter_neo.server).
 
+    An ExtensionApp, so the server's stop reaches ``JupyterNeo.stop_extension``.
+    """
+    from jupyter_neo.server import JupyterNeo
 
-def _load_jupyter_server_extension(server_app: Any) -> None:
-    from jupyter_neo.server import load
-
-    load(server_app)
+    return [{"module": "jupyter_neo.server", "app": JupyterNeo}]

@@ -21,6 +21,8 @@ from jupyter_neo.datasets.spec import Dataset, Transfer
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import ConfigError, StateError
 from jupyter_neo.model import Cluster
+from jupyter_neo.money import USD
+from jupyter_neo.private import private_dir
 
 DEFAULT_LOCAL = Cluster(
     name="local", backend="local", provider="local", region="local", nodes=4, gpus_per_node=8
@@ -31,7 +33,7 @@ class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
     idle_ttl: str | float | None = "30m"
     residency: list[str] = Field(default_factory=list)
-    user_budget: float | None = Field(default=None, gt=0)
+    user_budget: USD | None = None
 
 
 class ConfigFile(BaseModel):
@@ -85,7 +87,8 @@ def load_config(path: Path | None = None, home: Path | None = None) -> Config:
     """Read the cluster file (if any) and prepare the state directory."""
     home = home or default_home()
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        if not home.is_dir():
+            private_dir(home)  # every reservation's secret lives here: owner-only from the start
         probe = home / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()

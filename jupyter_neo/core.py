@@ -13,7 +13,7 @@ import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +32,7 @@ from jupyter_neo.model import (
     Reservation,
     ReservationState,
     Run,
+    RunState,
     new_id,
     utcnow,
 )
@@ -65,7 +66,7 @@ class Core:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
-        self.store = Store(self.config.home / "state.sqlite")
+        self.store = Store(self.config.home / "state.sqlite", user_cap=self.config.defaults.user_budget)
         self._backends: dict[str, Backend] = {}
         self._conns: dict[tuple[str, str], AgentConnection] = {}
         self._conn_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -163,6 +164,7 @@ class Core:
             owner=owner(),
             secret=secrets.token_hex(32),
             datasets=[fit.use() for fit in cand.data.fits],
+            budget=request.budget,  # as asked: the store's admission cuts it to the user's cap
         )
         backend.check_datasets(res)  # a missing folder is one line, before any capacity is taken
         for use in res.datasets:
@@ -173,12 +175,9 @@ class Core:
                     f"{use.name} is not on {cluster.name}: copying it from {est.source} would take "
                     f"~{format_duration(est.seconds)} and {money.money(est.cost)}; jupyter-neo does not copy data"
                 )
-        spent = sum(e.cost for e in self.store.ledger(money.window_start(), owner=res.owner))
-        res.budget = money.effective_budget(request.budget, self.config.defaults.user_budget, spent)
-        money.check_affordable(res.budget, res.price_per_hour, res.idle_ttl)
-        res.deadline = money.deadline_for(res.created, res.budget, res.price_per_hour)
-        if request.name and any(r.name == request.name for r in self.store.reservations(active_only=True)):
-            raise Conflict(f"a reservation named {request.name!r} is already active", "pick another --name")
+        # The spend cap, affordability and the name's uniqueness are decided by the store inside
+        # the transaction that first writes the record (for the local backend, the one that takes
+        # the GPUs), so two concurrent reserves cannot both pass them (docs/reliability.md).
         token = reserve_progress.set(progress)  # backends report queue waits (Slurm's pending reason)
         try:
             await backend.allocate(res)  # raises NoCapacity holding nothing; records the pending gang
@@ -272,6 +271,7 @@ class Core:
         """Mirror the folder ``root`` into every pod of ``res`` (see :mod:`jupyter_neo.sync`)."""
         from jupyter_neo.sync import sync_gang
 
+        live(self.store.reservation(res.id), "sync to it")
         return await sync_gang(
             self, res, Path(root), progress=progress, dry_run=dry_run, on_transfer=on_transfer
         )
@@ -297,7 +297,7 @@ class Core:
 
     async def ping(self, ref: str) -> list[float]:
         """Round-trip time to every pod's agent, in seconds, in rank order."""
-        res = await self.status_one(ref)
+        res = live(await self.status_one(ref), "ping it")
         conns = await self.connect(res)
 
         async def rtt(conn: AgentConnection) -> float:
@@ -335,8 +335,10 @@ class Core:
     ) -> Reservation:
         """Change a live reservation's lease (idle TTL, spend cap); ``"keep"`` leaves a field as it is.
 
-        The new idle TTL goes to every pod's agent first, because the agents enforce the lease by
-        themselves; only when all of them took it is the stored reservation updated.
+        Both values are validated before anything changes. A new budget is admitted against the
+        spend cap in one store transaction, then sent to the pods (put back if they refuse it); a
+        new idle TTL goes to every pod's agent first, and only when all of them took it is the
+        stored reservation updated (the agents enforce the lease by themselves).
         """
         await self.reconcile()
         res = self.store.reservation(ref)
@@ -345,22 +347,34 @@ class Core:
                 f"reservation {res.id} is {res.state.value}; only a live reservation's lease can change",
                 "reserve a new gang (neo reserve)",
             )
-        if budget != "keep" and budget is not None and budget <= 0:
-            raise InvalidRequest(f"--budget must be more than 0 (got {budget!r})")
+        # Validate both values before touching anything (the duration and money layers' rules).
+        ttl = parse_duration(idle_ttl) if idle_ttl != "keep" else None
+        new_budget = None if budget in ("keep", None) else money.parse_usd(budget, "budget")
+        if budget != "keep":
+            # First, as it is the change that can be refused: one store transaction checks the
+            # cap against every other live reservation and commits the new budget, so concurrent
+            # extends and reserves cannot overshoot it; the pods then get the deadline. If they
+            # do not take it, the old budget is put back.
+            old = res.budget
+            res = self.store.change_budget(res.id, new_budget)
+            try:
+                await self._push_deadline(res)
+            except BaseException:
+                restored = self.store.change_budget(res.id, old, check=False)
+                with contextlib.suppress(NeoError, OSError, TimeoutError):
+                    await asyncio.shield(self._push_deadline(restored))
+                raise
         if idle_ttl != "keep":
-            ttl = parse_duration(idle_ttl)
             conns = await self.connect(res)
             await asyncio.gather(*(conn.call("lease", idle_ttl=ttl) for conn in conns))
             res.idle_ttl = ttl
-        if budget != "keep":
-            # The budget is a deadline in the pods: move it there first, like the idle TTL.
-            deadline = money.deadline_for(res.created, budget, res.price_per_hour)
-            conns = await self.connect(res)
-            stamp = deadline.timestamp() if deadline else None
-            await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
-            res.budget, res.deadline, res.budget_warned = budget, deadline, False
-        self.store.save_reservation(res)
+            self.store.save_reservation(res)
         return res
+
+    async def _push_deadline(self, res: Reservation) -> None:
+        conns = await self.connect(res)
+        stamp = res.deadline.timestamp() if res.deadline else None
+        await asyncio.gather(*(conn.call("lease", deadline=stamp) for conn in conns))
 
     async def release_all(self) -> list[Reservation]:
         out = []
@@ -368,8 +382,12 @@ class Core:
             out.append(await self.release(res.id))
         return out
 
-    async def _teardown(self, res: Reservation, reason: str) -> None:
-        """Stop every agent (best effort), then let the backend verify nothing remains."""
+    async def _teardown(self, res: Reservation, reason: str, ended: datetime | None = None) -> None:
+        """Stop every agent (best effort), then let the backend verify nothing remains.
+
+        ``ended`` is when the pods stopped by themselves (what their agents reported), which is
+        what the reservation is charged to; by default, now.
+        """
         backend = self.backend(res.cluster)
 
         async def stop(pod: Pod) -> None:
@@ -391,7 +409,7 @@ class Core:
                     await conn.close()
         await backend.release(res)
         res.state = ReservationState.RELEASED
-        res.released_at = utcnow()
+        res.released_at = min(ended, utcnow()) if ended is not None else utcnow()
         res.reason = reason
         for pod in res.pods:
             pod.state = PodState.RELEASED
@@ -514,6 +532,15 @@ class Core:
         if run.done and not run.hot:
             return run
         res = self.store.reservation(run.reservation)
+        if not res.active:
+            # Its pods are gone, and every process in them: nothing is left to signal.
+            if not run.done:
+                run.state, run.ended = RunState.STOPPED, run.ended or res.released_at or utcnow()
+                run.error = run.error or f"reservation {res.id} was released" + (
+                    f": {res.reason}" if res.reason else ""
+                )
+                self.store.save_run(run)
+            return run
         conns = await self.connect(res)
         await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)})
         return self.store.run(run_id)
@@ -538,10 +565,14 @@ class Core:
             )
             for rid, why in lost.items():
                 res = known[rid]
+                # Charge to when the pods stopped, as their agents report it, not to now.
+                ended = await self.backend(cluster.name).ended_at(res)
                 if why.startswith("lease deadline") and res.budget:
-                    await self._teardown(res, f"budget of {money.money(res.budget)} reached")
+                    await self._teardown(
+                        res, f"budget of {money.money(res.budget)} reached", ended or res.deadline
+                    )
                 else:
-                    await self._teardown(res, f"pods gone: {why}")
+                    await self._teardown(res, f"pods gone: {why}", ended)
         await self.enforce_budgets()
 
     async def enforce_budgets(self) -> list[tuple[Reservation, str]]:
@@ -573,6 +604,17 @@ class Core:
         for conn in list(self._conns.values()):
             await conn.close()
         self._conns.clear()
+
+
+def live(res: Reservation, to_do: str) -> Reservation:
+    """``res`` if it is held, else the one-line refusal for a command that needs its pods."""
+    if res.active and res.state is not ReservationState.PENDING:
+        return res
+    why = f": {res.reason}" if res.reason else ""
+    raise Conflict(
+        f"reservation {res.id} is {res.state.value}{why}; cannot {to_do}",
+        "reserve a new gang (neo reserve) and use its id (neo status)",
+    )
 
 
 def holds_data(res: Reservation, refs: Sequence[str]) -> bool:

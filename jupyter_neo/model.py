@@ -10,14 +10,36 @@ import enum
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from jupyter_neo.datasets.spec import DatasetUse
+from jupyter_neo.money import USD
 
 BackendName = Literal["local", "kubernetes", "slurm", "ssh"]
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+ID_RE = re.compile(r"^[a-z]+-[0-9a-z]{6}-[0-9a-f]{4}$")
+"""The shape of :func:`new_id`; a name of this shape could shadow another reservation's id."""
+MAX_GPUS = 1_000_000
+
+
+def _whole_number(value: object) -> object:
+    # JSON ``true`` is not a GPU count, although Python counts it as 1.
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true/false")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=MAX_GPUS)]
 
 
 def utcnow() -> datetime:
@@ -115,15 +137,17 @@ class ClusterStatus(_Model):
 class GangRequest(_Model):
     """What a user asks for: N GPUs as one gang, with placement constraints."""
 
-    gpus: int = Field(ge=1, description="total GPUs of the gang")
-    nodes: int | None = Field(default=None, ge=1)
+    gpus: Count = Field(description="total GPUs of the gang")
+    nodes: Count | None = None
     gpu_type: str | None = None
     cluster: str | None = None
     region: str | None = None
     residency: list[str] = Field(default_factory=list)
-    max_price: float | None = Field(default=None, gt=0, description="max USD per GPU-hour")
-    idle_ttl: float | None = Field(default=1800.0, description="seconds idle before release; None = never")
-    budget: float | None = Field(default=None, gt=0, description="USD cap for the whole reservation")
+    max_price: USD | None = Field(default=None, description="max USD per GPU-hour")
+    idle_ttl: float | None = Field(
+        default=1800.0, ge=0, allow_inf_nan=False, description="seconds idle before release; None = never"
+    )
+    budget: USD | None = Field(default=None, description="USD cap for the whole reservation")
     name: str | None = None
     data: list[str] = Field(
         default_factory=list, description="datasets the gang needs: NAME (read-only) or NAME:rw"
@@ -134,6 +158,8 @@ class GangRequest(_Model):
     def _name(cls, value: str | None) -> str | None:
         if value is not None and not NAME_RE.match(value):
             raise ValueError("names are lower-case letters, digits and '-' (at most 40 characters)")
+        if value is not None and ID_RE.match(value):
+            raise ValueError("a name may not look like a reservation id (r-xxxxxx-xxxx)")
         return value
 
 
@@ -205,7 +231,11 @@ class Reservation(_Model):
         return self.state is not ReservationState.RELEASED
 
     def held_seconds(self, now: datetime | None = None) -> float:
+        """Seconds billed: from creation to release, never past the budget's deadline (the pods
+        stop themselves there, whenever a controller gets round to noticing)."""
         end = self.released_at or now or utcnow()
+        if self.deadline is not None:
+            end = min(end, self.deadline)
         return max(0.0, (end - self.created).total_seconds())
 
     @computed_field  # type: ignore[prop-decorator]
@@ -294,6 +324,26 @@ class Run(_Model):
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+MAX_LIMIT = 100_000
+
+
+def parse_limit(raw: object, name: str = "limit") -> int:
+    """How many records to list (``neo runs --limit``, ``GET runs?limit=``): 1 to :data:`MAX_LIMIT`.
+
+    Anything else (``1e20``, ``true``, a number sqlite cannot hold) is a one-line error.
+    """
+    from jupyter_neo.errors import InvalidRequest
+
+    value: int | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
+        value = int(raw.strip())
+    if value is None or not 1 <= value <= MAX_LIMIT:
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {MAX_LIMIT:,} (got {raw!r})")
+    return value
 
 
 def new_id(prefix: str = "r") -> str:

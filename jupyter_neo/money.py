@@ -8,30 +8,74 @@
   such a gang would be cut by its budget before it could ever be released for being idle.
 - ``neo.yaml`` in the workspace may require residency tags, a max price and a default budget,
   and name the datasets its runs need (``datasets: [imagenet]``, used when ``--data`` is not given).
+- Every amount of money from any surface is read by :data:`USD` / :func:`parse_usd`: a finite
+  number above 0 and at most :data:`MAX_USD` (never ``nan``, ``inf`` or ``true``), so a typo
+  cannot become a deadline ``datetime`` cannot hold.
+
+The cap is enforced where the reservation's record is first written (:meth:`Store.save_reservation`
+calls :func:`admit` inside the transaction that writes it, the same one in which the local backend
+takes capacity) and where a budget is raised (:meth:`Store.change_budget`), so concurrent
+reservations and extensions are serialised by the store and cannot together exceed the cap.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
+from jupyter_neo.durations import MAX_SECONDS
 from jupyter_neo.errors import ConfigError, InvalidRequest
 
 WARN_FRACTION = 0.8
 SPEND_WINDOW = 30 * 86400.0
 POLICY_FILE = "neo.yaml"
+MAX_USD = 1e9
+"""The largest amount accepted anywhere: a billion dollars is no one's typo-free budget."""
+
+
+def _plain_number(value: object) -> object:
+    # JSON ``true`` is not a number of dollars, although Python counts it as 1; ``nan``/``inf``
+    # (also as the strings a CLI or a query passes) are refused before any range check.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    if isinstance(value, str | int | float):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            return value  # pydantic names what is wrong with it
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number")
+    return value
+
+
+USD = Annotated[float, BeforeValidator(_plain_number), Field(gt=0, le=MAX_USD, allow_inf_nan=False)]
+"""An amount of money (budget, price cap) as every model field declares it."""
+_USD = TypeAdapter(USD)
+
+
+def parse_usd(value: object, what: str = "budget") -> float:
+    """``value`` as USD, or a one-line :class:`InvalidRequest` naming ``what`` and the fix."""
+    try:
+        return float(_USD.validate_python(value))
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"].lower()
+        raise InvalidRequest(
+            f"{what}: {msg} (got {value!r})", f"give a number of USD above 0, at most {MAX_USD:,.0f}"
+        ) from None
 
 
 class _PolicyDoc(BaseModel):
     model_config = ConfigDict(extra="ignore")
     residency: list[str] = Field(default_factory=list)
-    max_price: float | None = Field(default=None, gt=0)
-    budget: float | None = Field(default=None, gt=0)
+    max_price: USD | None = None
+    budget: USD | None = None
     datasets: list[str] = Field(default_factory=list)
 
 
@@ -79,7 +123,8 @@ def effective_budget(requested: float | None, user_cap: float | None, spent: flo
     left = user_cap - spent
     if left <= 0:
         raise InvalidRequest(
-            f"your spending cap of {money(user_cap)} per 30 days is used up ({money(spent)} spent)",
+            f"your spending cap of {money(user_cap)} per 30 days is used up "
+            f"({money(spent)} spent or committed to your live reservations' budgets)",
             "release idle reservations (neo cost shows where it went) or raise defaults.user_budget",
         )
     return min(requested, left) if requested is not None else left
@@ -100,9 +145,59 @@ def check_affordable(budget: float | None, price_per_hour: float, idle_ttl: floa
 
 
 def deadline_for(created: datetime, budget: float | None, price_per_hour: float) -> datetime | None:
+    """When ``budget`` runs out at this price; None without a budget or price.
+
+    A budget lasting longer than :data:`MAX_SECONDS` is held to that horizon (a cheap cluster
+    and a large budget would otherwise overflow ``datetime``).
+    """
     if budget is None or price_per_hour <= 0:
         return None
-    return created + timedelta(hours=budget / price_per_hour)
+    seconds = budget / price_per_hour * 3600.0
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        seconds = MAX_SECONDS
+    return created + timedelta(seconds=seconds)
+
+
+def exposure(cost_in_window: float, cost_total: float, budget: float | None, live: bool) -> float:
+    """What a reservation counts against the per-user cap: spent in the window plus what it may
+    still spend (its budget's remainder) while it is live. A live reservation without a budget
+    (made before the cap was configured) can only count what it has spent so far."""
+    if not live or budget is None:
+        return cost_in_window
+    return cost_in_window + max(0.0, budget - cost_total)
+
+
+def admit(
+    requested: float | None,
+    user_cap: float | None,
+    committed: float,
+    price_per_hour: float,
+    idle_ttl: float | None,
+) -> float | None:
+    """The budget a new reservation may have: what was asked, cut to what the cap leaves after
+    everything already ``committed`` (spent in the window plus live reservations' remaining
+    budgets); refused when that could not even cover one idle period."""
+    budget = effective_budget(requested, user_cap, committed)
+    check_affordable(budget, price_per_hour, idle_ttl)
+    return budget
+
+
+def check_raise(
+    new_budget: float, user_cap: float | None, committed_others: float, spent_here: float
+) -> None:
+    """Refuse a budget change that would exceed the user's cap, or that is already spent."""
+    if new_budget <= spent_here:
+        raise InvalidRequest(
+            f"a budget of {money(new_budget)} is already spent ({money(spent_here)} so far)",
+            f"give more than {money(spent_here)}, or release the reservation",
+        )
+    if user_cap is not None and committed_others + new_budget > user_cap + 1e-9:
+        left = max(0.0, user_cap - committed_others)
+        raise InvalidRequest(
+            f"a budget of {money(new_budget)} would exceed your spending cap of {money(user_cap)} per 30 days "
+            f"({money(committed_others)} is spent or committed by your other reservations)",
+            f"give at most {money(left)}, or raise defaults.user_budget",
+        )
 
 
 def window_start(days: float | None = None) -> float:

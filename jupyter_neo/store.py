@@ -6,23 +6,54 @@ start) and serialises capacity decisions across processes: every allocation runs
 
 Tables: ``reservations`` (one JSON document per reservation, plus the columns queries need),
 ``local_slots`` (which virtual GPU of which local node a reservation holds), ``runs``.
+
+What the store guarantees beyond that (docs/reliability.md):
+
+- **Owner-only.** The file, its WAL and SHM (sqlite gives them the main file's mode) are 0600
+  whatever the umask: every reservation's HMAC secret is in here.
+- **A live name is unique**, by a partial unique index on ``(name)`` over rows not released:
+  the database refuses a second live ``exp`` in the very transaction that writes the record (for
+  the local backend, the one that takes the GPUs). A name resolves to the live reservation.
+- **The spend cap is admitted in the same transaction**: the first write of a reservation's
+  record calls :func:`money.admit` with what the owner already spent or committed; a budget change
+  goes through :meth:`Store.change_budget`. ``BEGIN IMMEDIATE`` serialises both across processes.
+- **A damaged row is quarantined, not fatal**: a reservation whose document cannot be read is
+  copied to ``quarantine``, warned about in one line and shown as a degraded stand-in built from
+  its intact columns (id, cluster, ledger), which ``neo release`` can release.
+- **Lost state is never "no reservations"**: a state file that is missing, empty or truncated
+  while ``state.id`` says one existed is refused with one line, so no reconcile can mistake
+  live pods for orphans and kill them.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import random
+import secrets
 import sqlite3
+import struct
+import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from jupyter_neo.errors import NotFound, StateError
+from pydantic import ValidationError
+
+from jupyter_neo import money
+from jupyter_neo.errors import Conflict, InvalidRequest, NotFound, StateError
 from jupyter_neo.model import Reservation, ReservationState, Run
+from jupyter_neo.private import FILE_MODE, private_file
+
+P = ParamSpec("P")
+T = TypeVar("T")
+SIDECAR = "state.id"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservations (
@@ -64,25 +95,151 @@ CREATE TABLE IF NOT EXISTS ledger (
     price_per_hour REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    tbl TEXT NOT NULL,
+    id TEXT NOT NULL,
+    doc TEXT,
+    error TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (tbl, id)
+);
 """
+# Columns added after the first release: (table, column, type). Added in place on open.
+MIGRATIONS = (("reservations", "name", "TEXT"), ("ledger", "budget", "REAL"), ("ledger", "deadline", "REAL"))
+LIVE_NAME_INDEX = """CREATE UNIQUE INDEX IF NOT EXISTS reservations_live_name ON reservations(name)
+    WHERE name IS NOT NULL AND state != 'released'"""
+
+
+def _damage_guard(fn: Callable[P, T]) -> Callable[P, T]:
+    """A state file sqlite finds damaged mid-query becomes one line naming the file and the fix."""
+
+    @functools.wraps(fn)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            store = args[0]
+            assert isinstance(store, Store)
+            raise store.damaged(str(exc)) from None
+
+    return guarded
 
 
 class Store:
     """Thread-safe access to the sqlite file (one connection per thread)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, user_cap: float | None = None) -> None:
         self.path = path
+        self.user_cap = user_cap
         self._local = threading.local()
+        self._warned: set[tuple[str, str]] = set()
+        self._check_not_lost()
         for attempt in range(50):
             try:
-                self._conn().executescript(SCHEMA)
+                self._open_schema()
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == 49:
                     raise StateError(f"cannot open state store {path}: {exc}", "check NEO_HOME") from None
                 time.sleep(0.05 + random.random() * 0.1)
+            except sqlite3.DatabaseError as exc:
+                raise self.damaged(str(exc)) from None
             except sqlite3.Error as exc:
                 raise StateError(f"cannot open state store {path}: {exc}", "check NEO_HOME") from None
+            except OSError as exc:
+                raise StateError(
+                    f"cannot open state store {path}: {exc.strerror or exc}", "check NEO_HOME"
+                ) from None
+
+    # ----------------------------------------------------------------- opening safely
+    def damaged(self, detail: str) -> StateError:
+        return StateError(
+            f"the state store {self.path} is damaged ({detail}); refusing to guess which reservations exist",
+            f"restore it from a backup; to start over instead, move {self.path.name}* and {SIDECAR} "
+            "out of NEO_HOME (live pods then stop at their idle TTL)",
+        )
+
+    def _check_not_lost(self) -> None:
+        """Refuse a state file that is missing, empty or truncated where one existed before.
+
+        sqlite reads a zero-length file as a new, empty database, and a reconcile that trusted it
+        would take every live pod for an orphan. ``state.id``, written beside the file once its
+        schema exists, is the witness that there was state to lose.
+        """
+        sidecar = self.path.parent / SIDECAR
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size <= 0:
+            if sidecar.exists():
+                what = "missing" if size < 0 else "empty (0 bytes)"
+                raise self.damaged(f"the file is {what} but {sidecar} shows it held state")
+            return
+        try:
+            with self.path.open("rb") as f:
+                header = f.read(100)
+        except OSError as exc:
+            raise StateError(
+                f"cannot read state store {self.path}: {exc.strerror}", "check NEO_HOME"
+            ) from None
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+            raise self.damaged("not an sqlite database, or its header is cut short")
+        page_size = struct.unpack(">H", header[16:18])[0]
+        page_size = 65536 if page_size == 1 else page_size
+        (change,) = struct.unpack(">I", header[24:28])
+        (pages,) = struct.unpack(">I", header[28:32])
+        (valid_for,) = struct.unpack(">I", header[92:96])
+        if pages and change == valid_for and size < pages * page_size:
+            raise self.damaged(f"truncated: {size} bytes of {pages * page_size}")
+
+    def _open_schema(self) -> None:
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        private_file(self.path)  # before sqlite creates it: WAL and SHM then get the same 0600
+        for suffix in ("-wal", "-shm"):
+            with suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", FILE_MODE)
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+        self._migrate(conn)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        store_id = row["value"] if row else secrets.token_hex(8)
+        if row is None:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (store_id,))
+        sidecar = self.path.parent / SIDECAR
+        if not existed or not sidecar.exists() or sidecar.read_text().strip() != store_id:
+            tmp = sidecar.with_name(f"{SIDECAR}.{os.getpid()}.tmp")
+            private_file(tmp).write_text(store_id + "\n")
+            os.replace(tmp, sidecar)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        for table, column, kind in MIGRATIONS:
+            have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                with suppress(sqlite3.OperationalError):  # a racing process added it first
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                if (table, column) == ("reservations", "name"):
+                    conn.execute(
+                        "UPDATE reservations SET name = json_extract(doc, '$.name') WHERE json_valid(doc)"
+                    )
+        try:
+            conn.execute(LIVE_NAME_INDEX)
+        except sqlite3.IntegrityError:
+            # Two live reservations already share a name (written before this index existed);
+            # lookups by that name then report the ambiguity instead of picking one.
+            self.warn(
+                "names",
+                "two live reservations share a name; names are not enforced unique until one is released",
+            )
+
+    def warn(self, kind: str, message: str) -> None:
+        """One line on stderr, once per process and subject (the CLI's and the server's log)."""
+        key = (kind, message)
+        if key not in self._warned:
+            self._warned.add(key)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -97,8 +254,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An exclusive write transaction across processes (``BEGIN IMMEDIATE``)."""
+        """An exclusive write transaction across processes (``BEGIN IMMEDIATE``).
+
+        Re-entrant: inside an open transaction of this thread it joins it (commit is the outer's).
+        """
         conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -109,59 +272,206 @@ class Store:
             conn.execute("COMMIT")
 
     # ----------------------------------------------------------------- reservations
+    @_damage_guard
     def save_reservation(self, res: Reservation, db: sqlite3.Connection | None = None, **owner: Any) -> None:
+        """Write ``res`` and its ledger row in one transaction (``db``'s, else a new one).
+
+        The first write of a live reservation is its admission: the spend cap cuts its budget to
+        what the owner has left (:func:`money.admit`), and the live-name index refuses a second
+        live reservation of the same name. Either refusal rolls back the whole transaction,
+        including capacity the caller took in it.
+        """
+        with self.transaction() as conn:
+            if db is not None and db is not conn:
+                raise RuntimeError("save_reservation: db is not this thread's connection")
+            new = conn.execute("SELECT 1 FROM reservations WHERE id = ?", (res.id,)).fetchone() is None
+            if new and res.active:
+                self._admit(conn, res)
+            self._write(conn, res, owner)
+
+    def _admit(self, conn: sqlite3.Connection, res: Reservation) -> None:
+        committed = self._committed(conn, res.owner, exclude=res.id)
+        res.budget = money.admit(res.budget, self.user_cap, committed, res.price_per_hour, res.idle_ttl)
+        if res.budget is not None:
+            res.deadline = money.deadline_for(res.created, res.budget, res.price_per_hour)
+
+    def _write(self, conn: sqlite3.Connection, res: Reservation, owner: dict[str, Any]) -> None:
         doc = res.model_dump_json(exclude={"cost", "budget_used"}, context={"internal": True})
         data = json.loads(doc)
         data["secret"] = res.secret
         for pod, dumped in zip(res.pods, data["pods"], strict=True):
             dumped["handle"] = pod.handle
-        conn = db or self._conn()
+        try:
+            conn.execute(
+                """INSERT INTO reservations (id, cluster, state, controller_pid, controller_started, doc, name)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET state=excluded.state, doc=excluded.doc, name=excluded.name,
+                     controller_pid=COALESCE(excluded.controller_pid, controller_pid),
+                     controller_started=COALESCE(excluded.controller_started, controller_started),
+                     updated=strftime('%s','now')""",
+                (
+                    res.id,
+                    res.cluster,
+                    res.state.value,
+                    owner.get("pid"),
+                    owner.get("started"),
+                    json.dumps(data),
+                    res.name,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            holder = conn.execute(
+                "SELECT id FROM reservations WHERE name = ? AND state != 'released' AND id != ?",
+                (res.name, res.id),
+            ).fetchone()
+            raise Conflict(
+                f"a reservation named {res.name!r} is already active"
+                + (f" ({holder['id']})" if holder else ""),
+                "pick another --name, or release that one first",
+            ) from None
+        end = res.released_at
+        if end is not None and res.deadline is not None:
+            end = min(end, res.deadline)  # the pods stopped themselves at the deadline
         conn.execute(
-            """INSERT INTO reservations (id, cluster, state, controller_pid, controller_started, doc)
-               VALUES (?, ?, ?, ?, ?, ?)
-               ON CONFLICT(id) DO UPDATE SET state=excluded.state, doc=excluded.doc,
-                 controller_pid=COALESCE(excluded.controller_pid, controller_pid),
-                 controller_started=COALESCE(excluded.controller_started, controller_started),
-                 updated=strftime('%s','now')""",
-            (res.id, res.cluster, res.state.value, owner.get("pid"), owner.get("started"), json.dumps(data)),
-        )
-        conn.execute(
-            """INSERT INTO ledger (reservation, owner, cluster, gpus, start, end, price_per_hour)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(reservation) DO UPDATE SET end=excluded.end, price_per_hour=excluded.price_per_hour""",
+            """INSERT INTO ledger (reservation, owner, cluster, gpus, start, end, price_per_hour, budget, deadline)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(reservation) DO UPDATE SET end=excluded.end, budget=excluded.budget,
+                 deadline=excluded.deadline,
+                 price_per_hour=CASE WHEN excluded.price_per_hour > 0 THEN excluded.price_per_hour
+                                     ELSE price_per_hour END""",
             (
                 res.id,
                 res.owner,
                 res.cluster,
                 res.gpus,
                 res.created.timestamp(),
-                res.released_at.timestamp() if res.released_at else None,
+                end.timestamp() if end else None,
                 res.price_per_hour,
+                res.budget,
+                res.deadline.timestamp() if res.deadline else None,
             ),
         )
 
-    def _load(self, row: sqlite3.Row) -> Reservation:
-        return Reservation.model_validate(json.loads(row["doc"]))
+    @_damage_guard
+    def change_budget(self, rid: str, budget: float | None, *, check: bool = True) -> Reservation:
+        """Set a live reservation's budget (and deadline), checked against the cap, in one transaction.
 
-    def reservation(self, rid: str) -> Reservation:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT doc FROM reservations WHERE id = ? OR json_extract(doc, '$.name') = ?", (rid, rid)
-            )
-            .fetchone()
+        ``check=False`` restores an earlier value after the pods refused the new one.
+        """
+        with self.transaction() as conn:
+            res = self._reservation_in(conn, rid)
+            if check:
+                if budget is None and self.user_cap is not None:
+                    raise InvalidRequest(
+                        f"a spending cap of {money.money(self.user_cap)} per 30 days is configured; "
+                        "every reservation keeps a budget",
+                        "give a budget (neo extend ID --budget USD)",
+                    )
+                if budget is not None:
+                    others = self._committed(conn, res.owner, exclude=res.id)
+                    money.check_raise(budget, self.user_cap, others, res.cost)
+            res.budget = budget
+            res.deadline = money.deadline_for(res.created, budget, res.price_per_hour)
+            res.budget_warned = False
+            self._write(conn, res, {})
+            return res
+
+    def _committed(self, conn: sqlite3.Connection, owner: str, exclude: str) -> float:
+        """What ``owner`` spent in the cap's window plus what their live reservations may still spend."""
+        since = money.window_start()
+        now = time.time()
+        total = 0.0
+        rows = conn.execute(
+            """SELECT start, end, price_per_hour, budget, deadline FROM ledger
+               WHERE owner = ? AND reservation != ? AND (end IS NULL OR end >= ?)""",
+            (owner, exclude, since),
         )
+        for row in rows:
+            end = row["end"] if row["end"] is not None else now
+            if row["deadline"] is not None:
+                end = min(end, row["deadline"])
+            rate = row["price_per_hour"] / 3600.0
+            in_window = rate * max(0.0, end - max(row["start"], since))
+            so_far = rate * max(0.0, end - row["start"])
+            total += money.exposure(in_window, so_far, row["budget"], live=row["end"] is None)
+        return total
+
+    # ----------------------------------------------------------------- reading, with quarantine
+    def _load(self, row: sqlite3.Row) -> Reservation:
+        try:
+            return Reservation.model_validate(json.loads(row["doc"]))
+        except (ValueError, TypeError, ValidationError) as exc:  # JSONDecodeError is a ValueError
+            return self._quarantined(row, exc)
+
+    def _quarantined(self, row: sqlite3.Row, exc: Exception) -> Reservation:
+        """A stand-in for an unreadable row, from its intact columns; the row is kept for forensics."""
+        rid = row["id"]
+        detail = str(exc).splitlines()[0][:160]
+        conn = self._conn()
+        with suppress(sqlite3.Error):
+            conn.execute(
+                "INSERT OR IGNORE INTO quarantine (tbl, id, doc, error, time) VALUES ('reservations', ?, ?, ?, ?)",
+                (rid, row["doc"], detail, time.time()),
+            )
+        self.warn(
+            "quarantine",
+            f"reservation {rid}'s state row is unreadable ({detail}); quarantined, "
+            f"shown as degraded; free what it held with: neo release {rid}",
+        )
+        ledger = conn.execute("SELECT * FROM ledger WHERE reservation = ?", (rid,)).fetchone()
+        released = row["state"] == ReservationState.RELEASED.value
+        stub = Reservation(
+            id=rid,
+            cluster=row["cluster"],
+            backend="local",
+            state=ReservationState.RELEASED if released else ReservationState.DEGRADED,
+            nodes=1,
+            gpus_per_node=int(ledger["gpus"]) if ledger else 0,
+            gpu_type="?",
+            price_per_hour=float(ledger["price_per_hour"]) if ledger else 0.0,
+            owner=str(ledger["owner"]) if ledger else "",
+            reason=f"quarantined: its state row is unreadable ({detail})",
+            budget=ledger["budget"] if ledger else None,
+        )
+        if ledger:
+            stub.created = datetime.fromtimestamp(ledger["start"], UTC)
+            if ledger["deadline"] is not None:
+                stub.deadline = datetime.fromtimestamp(ledger["deadline"], UTC)
+            if ledger["end"] is not None:
+                stub.released_at = datetime.fromtimestamp(ledger["end"], UTC)
+        return stub
+
+    def _reservation_in(self, conn: sqlite3.Connection, ref: str) -> Reservation:
+        row = conn.execute("SELECT id, cluster, state, doc FROM reservations WHERE id = ?", (ref,)).fetchone()
         if row is None:
-            raise NotFound(f"no reservation {rid!r}", "list them with: neo status")
+            rows = conn.execute(
+                "SELECT id, cluster, state, doc FROM reservations WHERE name = ? ORDER BY rowid DESC", (ref,)
+            ).fetchall()
+            live = [r for r in rows if r["state"] != ReservationState.RELEASED.value]
+            if len(live) > 1:
+                raise Conflict(
+                    f"{len(live)} live reservations are named {ref!r}: " + ", ".join(r["id"] for r in live),
+                    "refer to one by its id",
+                )
+            row = live[0] if live else (rows[0] if rows else None)  # the live one, else the latest
+        if row is None:
+            raise NotFound(f"no reservation {ref!r}", "list them with: neo status")
         return self._load(row)
 
+    @_damage_guard
+    def reservation(self, ref: str) -> Reservation:
+        """By id, or by name: the live reservation of that name, else the latest released one."""
+        return self._reservation_in(self._conn(), ref)
+
+    @_damage_guard
     def reservations(self, active_only: bool = False) -> list[Reservation]:
-        sql = "SELECT doc FROM reservations"
+        sql = "SELECT id, cluster, state, doc FROM reservations"
         if active_only:
             sql += " WHERE state != 'released'"
-        rows = self._conn().execute(sql + " ORDER BY json_extract(doc, '$.created')").fetchall()
-        return [self._load(r) for r in rows]
+        rows = self._conn().execute(sql + " ORDER BY rowid").fetchall()
+        return sorted((self._load(r) for r in rows), key=lambda r: r.created)
 
+    @_damage_guard
     def pending_owners(self) -> list[tuple[str, int | None, float | None]]:
         rows = (
             self._conn()
@@ -196,6 +506,7 @@ class Store:
         return {r["reservation"] for r in rows}
 
     # ----------------------------------------------------------------- runs
+    @_damage_guard
     def save_run(self, run: Run) -> None:
         self._conn().execute(
             """INSERT INTO runs (id, reservation, state, doc) VALUES (?, ?, ?, ?)
@@ -203,15 +514,39 @@ class Store:
             (run.id, run.reservation, run.state.value, run.model_dump_json(exclude={"duration"})),
         )
 
+    def _load_run(self, row: sqlite3.Row) -> Run | None:
+        try:
+            return Run.model_validate_json(row["doc"])
+        except (ValueError, TypeError, ValidationError) as exc:
+            detail = str(exc).splitlines()[0][:160]
+            with suppress(sqlite3.Error):
+                self._conn().execute(
+                    "INSERT OR IGNORE INTO quarantine (tbl, id, doc, error, time) VALUES ('runs', ?, ?, ?, ?)",
+                    (row["id"], row["doc"], detail, time.time()),
+                )
+            self.warn(
+                "quarantine", f"run {row['id']}'s record is unreadable ({detail}); quarantined, not listed"
+            )
+            return None
+
+    @_damage_guard
     def run(self, rid: str) -> Run:
-        row = self._conn().execute("SELECT doc FROM runs WHERE id = ?", (rid,)).fetchone()
+        row = self._conn().execute("SELECT id, doc FROM runs WHERE id = ?", (rid,)).fetchone()
         if row is None:
             raise NotFound(f"no run {rid!r}", "list them with: neo runs")
-        return Run.model_validate_json(row["doc"])
+        run = self._load_run(row)
+        if run is None:
+            raise StateError(
+                f"run {rid}'s record is unreadable (quarantined)", "list the others with: neo runs"
+            )
+        return run
 
+    @_damage_guard
     def runs(self, limit: int = 50) -> list[Run]:
-        rows = self._conn().execute("SELECT doc FROM runs ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
-        return [Run.model_validate_json(r["doc"]) for r in rows]
+        rows = (
+            self._conn().execute("SELECT id, doc FROM runs ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+        )
+        return [run for run in map(self._load_run, rows) if run is not None]
 
     # ----------------------------------------------------------------- preflight results
     def save_check(self, reservation: str, report: dict[str, Any]) -> None:
@@ -227,6 +562,7 @@ class Store:
         return [json.loads(r["doc"]) for r in rows]
 
     # ----------------------------------------------------------------- cost ledger
+    @_damage_guard
     def ledger(self, since: float = 0.0, owner: str | None = None) -> list[LedgerEntry]:
         """Spend per reservation that was held at any time after ``since`` (epoch seconds)."""
         sql = "SELECT * FROM ledger WHERE (end IS NULL OR end >= ?)"
@@ -239,6 +575,8 @@ class Store:
         for row in self._conn().execute(sql + " ORDER BY start", args):
             start = max(row["start"], since)
             end = row["end"] if row["end"] is not None else now
+            if row["deadline"] is not None:
+                end = min(end, row["deadline"])  # nothing is billed past the deadline the pods enforce
             out.append(
                 LedgerEntry(
                     reservation=row["reservation"],

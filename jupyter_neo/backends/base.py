@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jupyter_neo.transport.bundle import stub_argv
@@ -113,6 +114,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def release(self, res: Reservation) -> None:
         """Give back every pod and the capacity claim; idempotent; verify nothing remains."""
+
+    async def ended_at(self, res: Reservation) -> datetime | None:
+        """When the pods of a lost reservation stopped by themselves, as their agents reported it
+        (None when unknown): the time a reservation is charged to, not when a reconcile noticed."""
+        return None
 
     async def abandon(self, res: Reservation, exc: BaseException) -> None:
         """A failed ``allocate`` holds nothing: release what it took and close its pending record."""

@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -25,6 +26,7 @@ from jupyter_neo.datasets.spec import DatasetUse
 from jupyter_neo.errors import InvalidRequest, NoCapacity, NotFound
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Pod, Reservation, ReservationState
+from jupyter_neo.private import private_dir
 from jupyter_neo.transport.streams import ByteStream, SubprocessStream
 
 
@@ -74,8 +76,9 @@ class LocalBackend(Backend):
             self.store.save_reservation(res, db, **controller_identity())
 
     async def start(self, res: Reservation) -> None:
+        # Owner-only whatever the umask: the pod's workspace (your code) and agent live below.
         for pod in res.pods:
-            Path(pod.handle["dir"]).mkdir(parents=True, exist_ok=True)
+            private_dir(Path(pod.handle["dir"]))
         for use in res.datasets:
             folder = dataset_folder(use)
             if folder is not None and use.path is not None:
@@ -100,6 +103,14 @@ class LocalBackend(Backend):
                     f"dataset {use.name}: folder {folder} on cluster {self.cluster.name!r} does not exist",
                     "fix its location in the configuration (neo datasets shows them)",
                 )
+
+    async def ended_at(self, res: Reservation) -> datetime | None:
+        """The latest stop time the pods' agents wrote (``exit.json``), if every pod wrote one."""
+        times = [agent_exit_time(Path(self.agent_dir(p))) for p in res.pods]
+        known = [t for t in times if t is not None]
+        if not known or len(known) != len(times):
+            return None
+        return datetime.fromtimestamp(max(known), UTC)
 
     def agent_dir(self, pod: Pod) -> str:
         return str(Path(pod.handle["dir"]) / "agent")
@@ -196,6 +207,17 @@ def agent_exit_reason(agent_dir: Path) -> str | None:
         return str(json.loads((agent_dir / "exit.json").read_text())["reason"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+def agent_exit_time(agent_dir: Path) -> float | None:
+    import json
+    import math
+
+    try:
+        value = float(json.loads((agent_dir / "exit.json").read_text())["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def procs_under(root: Path) -> list[psutil.Process]:

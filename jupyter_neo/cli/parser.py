@@ -34,12 +34,23 @@ def gpu_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of GPUs (e.g. --gpus 16)") from None
 
 
-def positive_float(text: str) -> float:
+def limit_count(text: str) -> int:
+    """``--limit N``: a whole number in the range the store can answer (see model.parse_limit)."""
+    from jupyter_neo.model import parse_limit
+
     try:
-        value = float(text)
+        return parse_limit(text)
+    except NeoError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def positive_float(text: str) -> float:
+    """A USD amount flag (``--budget``, ``--max-price``) as a number; the money layer
+    (:data:`jupyter_neo.money.USD`) then refuses ``nan``, ``inf``, 0 and absurd sums for every surface."""
+    try:
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    return value
 
 
 def request_fields(args: argparse.Namespace, *, without: tuple[str, ...] = ()) -> dict[str, Any]:

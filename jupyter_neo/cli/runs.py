@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_neo.cli import output
-from jupyter_neo.cli.parser import add_reserve_flags, gpu_count, request_fields
+from jupyter_neo.cli.parser import add_reserve_flags, gpu_count, limit_count, request_fields
 from jupyter_neo.client import Client
 from jupyter_neo.errors import InvalidRequest
 from jupyter_neo.model import Run
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("runs", help="recent runs")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=limit_count, default=20)
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("logs", help="a rank's output of a run")

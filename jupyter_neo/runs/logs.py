@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from jupyter_neo.private import open_private, private_dir
+
 FAILED_MARKER = "NEO_RANK_FAILED "
 HOT_MARKER = "NEO_HOT "
 METRIC_MARKER = "NEO_METRIC "
@@ -40,7 +42,7 @@ class RunLogs:
         on_metric: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.dir = log_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)  # a run's output is its owner's, whatever the umask
         self.on_line = on_line
         self.on_hot = on_hot
         self.on_metric = on_metric
@@ -63,7 +65,7 @@ class RunLogs:
     def _file(self, path: Path) -> IO[bytes]:
         key = str(path)
         if key not in self._files:
-            self._files[key] = path.open("ab")
+            self._files[key] = open_private(path, "ab")
         return self._files[key]
 
     def feed(self, node: int, stream: str, data: bytes) -> None:

@@ -1,10 +1,16 @@
 """The Jupyter Server 2 extension: REST API under ``/jupyter-neo/`` and change events on the server's bus.
 
-Loaded through ``jupyter_neo._jupyter_server_extension_points`` (enabled by the
-``jupyter-config/server-config/jupyter_neo.json`` that the wheel installs). It builds one
-:class:`~jupyter_neo.core.Core` on the server's event loop, shared with every handler through a
-:class:`~jupyter_neo.server.manager.NeoManager`; the state store is the same file the CLI and the
-kernels use, so a reservation made anywhere shows up everywhere.
+An :class:`~jupyter_server.extension.application.ExtensionApp` (found through
+``jupyter_neo._jupyter_server_extension_points``, enabled by the
+``jupyter-config/server-config/jupyter_neo.json`` that the wheel installs), because that is what
+gives it a lifecycle: the server calls :meth:`JupyterNeo.stop_extension` when it stops, which
+stops the change watcher, waits for a look in progress and closes every agent connection. A plain
+module extension has no stop hook, so its periodic callback and connections would outlive a
+stopped server in the same process (tests, JupyterHub's in-process restarts).
+
+It builds one :class:`~jupyter_neo.core.Core` on the server's event loop, shared with every
+handler through a :class:`~jupyter_neo.server.manager.NeoManager`; the state store is the same
+file the CLI and the kernels use, so a reservation made anywhere shows up everywhere.
 
 Configuration (``jupyter_server_config.py``)::
 
@@ -17,23 +23,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Unicode
-from traitlets.config import Configurable
 
 from jupyter_neo.config import load_config
 from jupyter_neo.core import Core
-from jupyter_neo.server.handlers import setup_handlers
+from jupyter_neo.server.handlers import MANAGER_KEY, NAMESPACE, ROUTES, route_regex
 from jupyter_neo.server.manager import ChangeKind, NeoManager
 
 EVENT_SCHEMA_ID = "https://events.jupyter-neo.dev/change/v1"
 EVENT_SCHEMA = Path(__file__).parent / "events" / "change.json"
 
 
-class JupyterNeo(Configurable):
-    """Settings of the jupyter-neo server extension."""
+class JupyterNeo(ExtensionApp):
+    """The jupyter-neo server extension and its settings."""
+
+    name = "jupyter_neo"
+    load_other_extensions = True
 
     poll_interval = Float(
         2.0,
@@ -48,23 +57,41 @@ class JupyterNeo(Configurable):
         "user, else the OS user. Never the token's per-session user name.",
     )
 
+    manager: NeoManager | None = None
+    watcher: PeriodicCallback | None = None
 
-def load(server_app: Any) -> None:
-    """Register the event schema, the routes and the change watcher on a running ServerApp."""
-    settings = JupyterNeo(parent=server_app)
-    if settings.owner:
-        os.environ["NEO_OWNER"] = settings.owner
-    server_app.event_logger.register_event_schema(EVENT_SCHEMA)
+    def initialize_settings(self) -> None:
+        """Register the event schema and build the manager the handlers share."""
+        if self.owner:
+            os.environ["NEO_OWNER"] = self.owner
+        assert self.serverapp is not None and self.serverapp.event_logger is not None
+        self.serverapp.event_logger.register_event_schema(EVENT_SCHEMA)
+        self.manager = NeoManager(Core(load_config()), self._emit)
+        self.settings[MANAGER_KEY] = self.manager
+        # Started at load, like any server component; stop_extension stops it.
+        self._start_watcher()
+        self.log.info("jupyter-neo: REST API at %s%s/", self.serverapp.base_url, NAMESPACE)
 
-    def emit(kind: ChangeKind, ident: str, state: str) -> None:
-        server_app.event_logger.emit(
+    def initialize_handlers(self) -> None:
+        # ExtensionApp prefixes base_url to each pattern.
+        self.handlers.extend((url_path_join(NAMESPACE, route_regex(t)) + "$", h) for t, h in ROUTES)
+
+    def _emit(self, kind: ChangeKind, ident: str, state: str) -> None:
+        assert self.serverapp is not None and self.serverapp.event_logger is not None
+        self.serverapp.event_logger.emit(
             schema_id=EVENT_SCHEMA_ID, data={"kind": kind, "id": ident, "state": state}
         )
 
-    manager = NeoManager(Core(load_config()), emit)
-    setup_handlers(server_app.web_app, manager)
-    if settings.poll_interval > 0:
-        watcher = PeriodicCallback(manager.poll_changes, settings.poll_interval * 1000)
-        watcher.start()
-        server_app.web_app.settings["jupyter_neo_watcher"] = watcher
-    server_app.log.info("jupyter-neo: REST API at %sjupyter-neo/", server_app.web_app.settings["base_url"])
+    def _start_watcher(self) -> None:
+        if self.poll_interval > 0 and self.manager is not None:
+            self.watcher = PeriodicCallback(self.manager.poll_changes, self.poll_interval * 1000)
+            self.watcher.start()
+            self.settings["jupyter_neo_watcher"] = self.watcher
+
+    async def stop_extension(self) -> None:
+        """The server is stopping: no more looks, the one in progress finished, connections closed."""
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.manager is not None:
+            await self.manager.close()
+        self.log.info("jupyter-neo: stopped (watcher off, agent connections closed)")

@@ -5,6 +5,11 @@ Each handler maps an HTTP verb onto one :class:`NeoManager` call and writes its 
 verb is ``@tornado.web.authenticated`` (a 403 without credentials, never a login redirect) and
 ``@authorized`` against the ``jupyter_neo`` resource. ``docs/rest-api.yaml`` documents
 :data:`ROUTES`; a test keeps the two equal.
+
+Nothing unexpected escapes as an HTML page or a traceback: :meth:`NeoHandler.reply` turns any
+other exception into a 500 ``{code: "internal", ...}`` whose traceback goes to
+``$NEO_HOME/logs/errors.log``, and :meth:`NeoHandler.write_error` does the same for whatever fails
+outside ``reply`` (Tornado's own 4xx/5xx).
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from typing import Any
 import tornado.web
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
-from jupyter_server.utils import url_path_join
 
 from jupyter_neo.errors import InvalidRequest, NeoError
+from jupyter_neo.model import parse_limit
 from jupyter_neo.server.manager import NeoManager
 
 NAMESPACE = "jupyter-neo"
@@ -27,9 +32,16 @@ AUTH_RESOURCE = "jupyter_neo"
 MANAGER_KEY = "jupyter_neo_manager"
 
 
-def error_reply(exc: NeoError) -> tuple[int, dict[str, Any]]:
-    """The one place where errors become HTTP: the error type's status and ``{code, message, hint}``."""
-    return exc.http_status, {"code": exc.code, "message": exc.message, "hint": exc.hint}
+def error_reply(exc: BaseException, where: str = "REST") -> tuple[int, dict[str, Any]]:
+    """The one place where errors become HTTP: the error type's status and ``{code, message, hint}``.
+
+    Anything that is not a :class:`NeoError` is a bug: a 500 with one line, the traceback logged.
+    """
+    if isinstance(exc, NeoError):
+        return exc.http_status, {"code": exc.code, "message": exc.message, "hint": exc.hint}
+    from jupyter_neo.errorlog import report
+
+    return 500, {"code": "internal", "message": report(exc, where), "hint": None}
 
 
 class NeoHandler(APIHandler):
@@ -46,6 +58,8 @@ class NeoHandler(APIHandler):
             body = json.loads(self.request.body or b"{}")
         except ValueError as exc:
             raise InvalidRequest(f"the request body is not JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidRequest("the request body is nested too deeply", "send a flat JSON object") from None
         if not isinstance(body, dict):
             raise InvalidRequest("the request body must be a JSON object")
         return body
@@ -59,12 +73,29 @@ class NeoHandler(APIHandler):
         except ValueError:
             raise InvalidRequest(f"{name} must be a whole number (got {raw!r})") from None
 
+    def limit_arg(self, name: str, default: int) -> int:
+        raw = self.get_query_argument(name, None)
+        return default if raw is None or raw == "" else parse_limit(raw, name)
+
     async def reply(self, work: Callable[[], Awaitable[Any]], status: int = 200) -> None:
         try:
             doc = await work()
-        except NeoError as exc:
-            status, doc = error_reply(exc)
+        except Exception as exc:  # NeoError as itself; anything else as a logged 500
+            status, doc = error_reply(exc, f"{self.request.method} {self.request.path}")
         self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(doc))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors raised outside :meth:`reply` (auth, Tornado): the same JSON shape, no traceback."""
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        if exc is not None and not isinstance(exc, tornado.web.HTTPError):
+            status_code, doc = error_reply(exc, f"{self.request.method} {self.request.path}")
+        else:
+            message = (getattr(exc, "log_message", None) or self._reason) if exc is not None else self._reason
+            doc = {"code": "http", "message": str(message), "hint": None}
+        self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(doc))
 
@@ -146,7 +177,7 @@ class RunsHandler(NeoHandler):
     @authorized
     async def get(self) -> None:
         async def work() -> dict[str, Any]:
-            return {"runs": await self.manager.runs(self.int_arg("limit", 50))}
+            return {"runs": await self.manager.runs(self.limit_arg("limit", 50))}
 
         await self.reply(work)
 
@@ -186,12 +217,3 @@ ROUTES: list[tuple[str, type[NeoHandler]]] = [
 def route_regex(template: str) -> str:
     """``runs/{run_id}/logs`` -> ``runs/(?P<run_id>[^/]+)/logs``."""
     return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-
-
-def setup_handlers(web_app: Any, manager: NeoManager) -> None:
-    web_app.settings[MANAGER_KEY] = manager
-    base_url = web_app.settings["base_url"]
-    web_app.add_handlers(
-        ".*$",
-        [(url_path_join(base_url, NAMESPACE, route_regex(t)) + "$", handler) for t, handler in ROUTES],
-    )

@@ -52,6 +52,8 @@ class NeoManager:
         self._emit = emit
         self._seen: dict[tuple[ChangeKind, str], str] | None = None
         self._polls = 0
+        self._poll_lock = asyncio.Lock()
+        self.closed = False
 
     def changed(self, kind: ChangeKind, ident: str, state: str) -> None:
         """Emit one change (and remember it, so the watcher does not announce it twice)."""
@@ -101,10 +103,10 @@ class NeoManager:
         _check_fields(body, EXTEND_FIELDS)
         if not body:
             raise InvalidRequest("say what to change", 'e.g. {"idle_ttl": "2h"} or {"budget": 50}')
-        budget = body.get("budget", "keep")
-        if budget not in ("keep", None) and (isinstance(budget, bool) or not isinstance(budget, int | float)):
-            raise InvalidRequest(f"budget must be a number of USD (got {budget!r})")
-        res = await self.core.extend(ref, idle_ttl=body.get("idle_ttl", "keep"), budget=budget)
+        # Core.extend validates both values (the money and duration layers), as for every surface.
+        res = await self.core.extend(
+            ref, idle_ttl=body.get("idle_ttl", "keep"), budget=body.get("budget", "keep")
+        )
         self.changed("reservation", res.id, res.state.value)
         return res.public()
 
@@ -153,6 +155,12 @@ class NeoManager:
         (a ``budget_warning`` event at 80%, release at 100%) and, every tenth look, reconciles with
         the backends so idle-TTL expiries show up without anyone running a command.
         """
+        if self.closed or self._poll_lock.locked():
+            return  # stopping, or the previous look is still running (a slow reconcile)
+        async with self._poll_lock:
+            await self._poll()
+
+    async def _poll(self) -> None:
         self._polls += 1
         if self._polls % 10 == 0:
             await self.core.reconcile(force=True)
@@ -168,4 +176,7 @@ class NeoManager:
                 self._emit(key[0], key[1], state)
 
     async def close(self) -> None:
-        await self.core.close()
+        """Stop watching: wait for a look in progress, then close every agent connection."""
+        self.closed = True
+        async with self._poll_lock:
+            await self.core.close()

@@ -218,7 +218,8 @@ class Agent:
             self.workspace = os.path.abspath(workspace)
             self.idle_ttl, self.deadline = idle_ttl, deadline
             self.last_activity = _now()
-            os.makedirs(os.path.join(self.workspace, "gens", "0"), mode=0o755, exist_ok=True)
+            os.makedirs(os.path.join(self.workspace, "gens", "0"), mode=0o700, exist_ok=True)
+            os.chmod(self.workspace, 0o700)  # the user's code: owner-only whatever the umask
             current = os.path.join(self.workspace, "current")
             if not os.path.lexists(current):
                 os.symlink(os.path.join("gens", "0"), current)
