@@ -269,6 +269,7 @@ class Core:
                 pod.stats = await asyncio.wait_for(conn.call("stats"), timeout)
 
         await asyncio.gather(*(one(p, c) for p, c in zip(res.pods, conns, strict=True)))
+        idle_release(res)
         return res
 
     async def ping(self, ref: str) -> list[float]:
@@ -533,6 +534,22 @@ class Core:
         for conn in list(self._conns.values()):
             await conn.close()
         self._conns.clear()
+
+
+def idle_release(res: Reservation) -> None:
+    """Fill ``busy`` and ``idle_release_at`` from the pods' stats (their agents keep the lease).
+
+    The gang goes when its first pod does, so the most idle pod decides.
+    """
+    stats = [p.stats for p in res.pods if p.stats and "idle_for" in p.stats]
+    if not stats:
+        return
+    res.busy = any(bool(s.get("busy")) for s in stats)
+    if res.busy or not res.idle_ttl:
+        res.idle_release_at = None
+        return
+    idle = max(float(s["idle_for"]) for s in stats)
+    res.idle_release_at = utcnow() + timedelta(seconds=max(0.0, res.idle_ttl - idle))
 
 
 def expires_in(res: Reservation) -> timedelta | None:

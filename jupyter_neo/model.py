@@ -154,6 +154,13 @@ class Reservation(_Model):
     )
     budget_warned: bool = False
     secret: str = Field(default="", exclude=True, repr=False)
+    idle_release_at: datetime | None = Field(
+        default=None,
+        description="live views: when the pods release themselves if nothing happens (from the agents)",
+    )
+    busy: bool | None = Field(
+        default=None, description="live views: a running process keeps the gang from idling"
+    )
 
     @property
     def gpus(self) -> int:

@@ -96,6 +96,26 @@ class PlacementHandler(NeoHandler):
         await self.reply(work)
 
 
+class PreviewHandler(NeoHandler):
+    """``GET placement/preview``: the price of a gang request before reserving it."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        async def work() -> dict[str, Any]:
+            query: dict[str, Any] = {
+                k: v[-1].decode()
+                for k, v in self.request.query_arguments.items()
+                if k not in ("residency", "_xsrf", "token")
+            }
+            residency = self.get_query_arguments("residency")
+            if residency:
+                query["residency"] = residency
+            return await self.manager.preview(query)
+
+        await self.reply(work)
+
+
 class ReservationsHandler(NeoHandler):
     @tornado.web.authenticated
     @authorized
@@ -161,6 +181,7 @@ class RunLogsHandler(NeoHandler):
 ROUTES: list[tuple[str, type[NeoHandler]]] = [
     ("clusters", ClustersHandler),
     ("placement", PlacementHandler),
+    ("placement/preview", PreviewHandler),
     ("reservations", ReservationsHandler),
     ("reservations/{rid}", ReservationHandler),
     ("runs", RunsHandler),

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from jupyter_neo import money, placement
 from jupyter_neo.client import gang_request
 from jupyter_neo.core import Core
 from jupyter_neo.errors import InvalidRequest
@@ -31,6 +32,7 @@ Emit = Callable[[ChangeKind, str, str], None]
 
 RESERVE_FIELDS = REQUEST_FIELDS  # a POST body is a gang request, field for field
 PLACEMENT_FIELDS = ("gpus", "nodes", "gpu_type", "cluster", "region", "residency", "max_price")
+PREVIEW_FIELDS = (*PLACEMENT_FIELDS, "idle_ttl", "budget", "name")
 EXTEND_FIELDS = ("idle_ttl", "budget")
 
 
@@ -70,6 +72,39 @@ class NeoManager:
             raise InvalidRequest("gpus is required", "e.g. ?gpus=16")
         request = gang_request(self.core.config, **query)
         return [c.public() for c in await self.core.explain(request)]
+
+    async def preview(self, query: dict[str, Any]) -> dict[str, Any]:
+        """What ``POST reservations`` with this body would hold and cost, reserving nothing.
+
+        The same placement as a reserve (the cheapest feasible cluster first); a request no cluster
+        can take fails with the reserve's own message. ``name`` and ``budget`` are accepted (the
+        form sends its whole body) and do not change the price.
+        """
+        _check_fields(query, PREVIEW_FIELDS)
+        if "gpus" not in query:
+            raise InvalidRequest("gpus is required", "e.g. ?gpus=16")
+        fields = {k: v for k, v in query.items() if k not in ("name", "budget")}
+        idle_ttl = fields.pop("idle_ttl", "default")
+        request = gang_request(self.core.config, idle_ttl=idle_ttl, **fields)
+        candidates = await self.core.explain(request)
+        feasible = [c for c in candidates if c.rejected is None]
+        if not feasible:
+            raise placement.no_fit_error(request, candidates, self.core.config.defaults.residency)
+        best = feasible[0]
+        c = best.cluster
+        return {
+            "cluster": c.name,
+            "nodes": best.nodes,
+            "gpus_per_node": best.gpus_per_node,
+            "gpu_type": c.gpu_type,
+            "price_per_hour": best.price_per_hour,
+            "idle_ttl": request.idle_ttl,
+            "idle_cost": money.idle_cost(best.price_per_hour, request.idle_ttl),
+            "free_gpus": best.free_gpus,
+            "text": money.offer(
+                c.name, best.nodes, best.gpus_per_node, c.gpu_type, best.price_per_hour, request.idle_ttl
+            ),
+        }
 
     # ------------------------------------------------------------------ reservations
     async def reservations(self, include_released: bool = False) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import {
   Notification,
   showDialog
 } from '@jupyterlab/apputils';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 // The sidebar is added to the shell at activation, so these load at once.
@@ -40,13 +41,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-neo:plugin',
   description: 'Reserve multi-node GPU gangs and watch runs from JupyterLab.',
   autoStart: true,
-  optional: [ICommandPalette, ILayoutRestorer, ILabShell, IStatusBar],
+  optional: [
+    ICommandPalette,
+    ILayoutRestorer,
+    ILabShell,
+    IStatusBar,
+    ISettingRegistry
+  ],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
     labShell: ILabShell | null,
-    statusBar: IStatusBar | null
+    statusBar: IStatusBar | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     let sidebar: NeoSidebar | null = null;
     const model = new NeoModel({
@@ -70,6 +78,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     void model.start().catch(() => undefined);
+
+    // Poll periods come from the settings (schema/plugin.json) and follow
+    // their changes.
+    if (settingRegistry) {
+      void settingRegistry
+        .load(plugin.id)
+        .then(settings => {
+          const apply = () =>
+            model.configure(settings.composite as NeoModel.ISettings);
+          apply();
+          settings.changed.connect(apply);
+        })
+        .catch(reason =>
+          console.warn('jupyter-neo: settings not loaded', reason)
+        );
+    }
 
     const openSidebar = () => app.shell.activateById(sidebar!.id);
 

@@ -458,7 +458,13 @@ class Agent:
     async def op_stats(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         from neo_agent import stats
 
-        return await stats.collect(self.env.get("CUDA_VISIBLE_DEVICES", ""))
+        out = await stats.collect(self.env.get("CUDA_VISIBLE_DEVICES", ""))
+        # The lease as this agent enforces it, for live views' idle-release countdowns: seconds
+        # since the last activity, and whether a running process keeps the pod from idling.
+        out["idle_for"] = max(0.0, _now() - self.last_activity)
+        out["busy"] = any(proc.returncode is None and proc.keeps_alive for proc in self.procs.values())
+        out["idle_ttl"] = self.idle_ttl
+        return out
 
     async def op_free_port(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         """A TCP port free on this pod right now (for torchrun's rendezvous on the leader)."""
