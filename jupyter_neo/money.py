@@ -117,14 +117,24 @@ def idle_cost(price_per_hour: float, idle_ttl: float | None) -> float | None:
     return round(price_per_hour * idle_ttl / 3600.0, 2) if idle_ttl else None
 
 
+TIMES = "\u00d7"
+
+
 def offer(
-    cluster: str, nodes: int, gpus_per_node: int, gpu_type: str, price_per_hour: float, idle_ttl: float | None
+    cluster: str,
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    gpu_type: str,
+    price_per_hour: float,
+    idle_ttl: float | None,
 ) -> str:
     """The one sentence every surface shows before (or as) a gang is reserved.
 
-    ``2 × 8 H100 on lambda-us: $39.84/h, idle release after 30m ≈ $19.92 if unused``
+    ``2 x 8 H100 on lambda-us: $39.84/h, idle release after 30m ≈ $19.92 if unused`` (with a
+    multiplication sign): the price and what an unused gang costs, so nothing is spent silently.
     """
-    head = f"{nodes} × {gpus_per_node} {gpu_type} on {cluster}: {money(price_per_hour)}/h"
+    head = f"{nodes} {TIMES} {gpus_per_node} {gpu_type} on {cluster}: {money(price_per_hour)}/h"
     cost = idle_cost(price_per_hour, idle_ttl)
     if idle_ttl is None or cost is None:
         return f"{head}, no idle release: it bills until released"

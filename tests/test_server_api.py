@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 import json
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +280,7 @@ async def test_preview_prices_a_request_without_reserving(api: Any) -> None:
     # 2 x 2 GPUs at $1.50/GPU-h = $6.00/h; 30 minutes unused = $3.00.
     assert (doc["cluster"], doc["nodes"], doc["gpus_per_node"]) == ("small", 2, 2)
     assert doc["price_per_hour"] == 6.0 and doc["idle_ttl"] == 1800 and doc["idle_cost"] == 3.0
-    assert doc["text"] == "2 × 2 virtual on small: $6.00/h, idle release after 30m ≈ $3.00 if unused"
+    assert doc["text"] == "2 \u00d7 2 virtual on small: $6.00/h, idle release after 30m ≈ $3.00 if unused"
     code, listed = await api("GET", "reservations")
     assert listed["reservations"] == [], "a preview holds nothing"
     code, doc = await api("GET", "placement/preview", gpus=64)

@@ -102,7 +102,12 @@ class NeoManager:
             "idle_cost": money.idle_cost(best.price_per_hour, request.idle_ttl),
             "free_gpus": best.free_gpus,
             "text": money.offer(
-                c.name, best.nodes, best.gpus_per_node, c.gpu_type, best.price_per_hour, request.idle_ttl
+                c.name,
+                nodes=best.nodes,
+                gpus_per_node=best.gpus_per_node,
+                gpu_type=c.gpu_type,
+                price_per_hour=best.price_per_hour,
+                idle_ttl=request.idle_ttl,
             ),
         }
 
