@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
+STOP_RECORD_POLLS = 50  # x 0.1 s: how long neo stop waits for the run's controller to record the end
 DEPENDENCY_FILES = {
     "requirements.txt",
     "pyproject.toml",
@@ -476,7 +477,14 @@ class Core:
             return run
         res = self.store.reservation(run.reservation)
         conns = await self.connect(res)
-        await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)})
+        await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)}, asked=True)
+        # The controller following the run records its end (as stopped, in the words of an
+        # interrupt); wait a moment for it, so every surface answers with the final state.
+        for _ in range(STOP_RECORD_POLLS):
+            run = self.store.run(run.id)
+            if run.done:
+                return self.store.run(run_id)
+            await asyncio.sleep(0.1)
         return self.store.run(run_id)
 
     # ------------------------------------------------------------------ reconcile

@@ -208,6 +208,11 @@ class RankStatus(_Model):
     state: RunState = RunState.STARTING
     exit_code: int | None = None
     log: str = ""
+    phase: Literal["starting", "importing", "running", "exited"] = Field(
+        default="starting",
+        description="the process's life: starting (launcher up), importing (rank process started), "
+        "running (first output line), exited",
+    )
 
 
 class Run(_Model):
@@ -243,6 +248,13 @@ class Run(_Model):
     iteration: int = 0
     fingerprint: str = Field(default="", description="launch arguments; a change forces a cold restart")
     note: str | None = Field(default=None, description="one line on how the run started (cold/hot and why)")
+    label: str | None = Field(
+        default=None, description="a readable name (a notebook cell's runs: 'cell [3]: train()')"
+    )
+    not_applied: str | None = Field(
+        default=None,
+        description="a hot iteration whose code was not applied, and why (the workers run on with the old code)",
+    )
 
     @property
     def done(self) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 FAILED_MARKER = "NEO_RANK_FAILED "
+STARTED_MARKER = "NEO_RANK_STARTED "
 HOT_MARKER = "NEO_HOT "
 PREFIX = re.compile(rb"^\[neo-rank (\d+)\]:")
 # torchrun's failure summary: "rank      : 3 (local_rank: 1)" then "exitcode  : 1 (pid: 123)"
@@ -36,11 +37,13 @@ class RunLogs:
         on_line: LineCallback,
         plain: bool = False,
         on_hot: Callable[[int, dict[str, Any]], None] | None = None,
+        on_phase: Callable[[int, str], None] | None = None,
     ) -> None:
         self.dir = log_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.on_line = on_line
         self.on_hot = on_hot
+        self.on_phase = on_phase or (lambda rank, phase: None)
         self.first_output: dict[int, float] = {}
         """rank -> monotonic time of its first user line (hot iterations measure from here)"""
         self.plain = plain
@@ -100,8 +103,12 @@ class RunLogs:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 self.failures.setdefault(rank, float(json.loads(text[len(FAILED_MARKER) :])["time"]))
             return
-        if rank is not None:
-            self.first_output.setdefault(rank, time.monotonic())
+        if rank is not None and text.startswith(STARTED_MARKER):
+            self.on_phase(rank, "importing")
+            return
+        if rank is not None and rank not in self.first_output:
+            self.first_output[rank] = time.monotonic()
+            self.on_phase(rank, "running")
         f = self._file(self.rank_path(rank) if rank is not None else self.node_path(node))
         f.write(body + b"\n")
         f.flush()

@@ -15,6 +15,7 @@ import {
   Notification,
   showDialog
 } from '@jupyterlab/apputils';
+import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
@@ -169,4 +170,49 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+/**
+ * The `%neo run` widget's front end (see `widget/runwidget.tsx`): registered
+ * with ipywidgets' registry, talking to the REST API with the page's
+ * credentials.
+ */
+const runWidget: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-neo:run-widget',
+  description: 'The live block of %neo run in notebooks.',
+  autoStart: true,
+  requires: [IJupyterWidgetRegistry],
+  optional: [ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    registry: IJupyterWidgetRegistry,
+    settingRegistry: ISettingRegistry | null
+  ) => {
+    const settings = app.serviceManager.serverSettings;
+    registry.registerWidget({
+      name: 'jupyter-neo',
+      version: '0.1.0',
+      exports: async () => {
+        const module = await import('./widget/runwidget');
+        module.configure(settings);
+        return module as unknown as { [key: string]: any };
+      }
+    });
+    if (settingRegistry) {
+      void settingRegistry
+        .load(plugin.id)
+        .then(s => {
+          const apply = () =>
+            void import('./widget/runwidget').then(m =>
+              m.configure(settings, {
+                logInterval:
+                  1000 * ((s.composite as NeoModel.ISettings).logInterval ?? 2)
+              })
+            );
+          apply();
+          s.changed.connect(apply);
+        })
+        .catch(() => undefined);
+    }
+  }
+};
+
+export default [plugin, runWidget];

@@ -56,6 +56,7 @@ class Proc:
         self.subscribers: Set["asyncio.Queue[Any]"] = set()
         self.done = asyncio.Event()
         self.keeps_alive = True  # False: an idle warm worker, stopped at idle expiry like the pod
+        self.stopped = False  # a controller asked to stop it (neo stop, Stop buttons, DELETE /runs/ID)
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class Proc:
             "ended": self.ended,
             "returncode": self.returncode,
             "bytes": dict(self.sizes),
+            "stopped": self.stopped,
         }
 
 
@@ -409,7 +411,7 @@ class Agent:
             if backlog:
                 emit({"stream": stream_name}, backlog)
         if not follow or proc.done.is_set():
-            return {"returncode": proc.returncode, "exited": proc.done.is_set()}
+            return {"returncode": proc.returncode, "exited": proc.done.is_set(), "stopped": proc.stopped}
         proc.subscribers.add(queue)
         try:
             while True:
@@ -419,7 +421,7 @@ class Agent:
                 emit({"stream": item[0]}, item[1])
         finally:
             proc.subscribers.discard(queue)
-        return {"returncode": proc.returncode, "exited": True}
+        return {"returncode": proc.returncode, "exited": True, "stopped": proc.stopped}
 
     def _kill(self, proc: Proc, sig: int) -> bool:
         """Signal the process group and, for SIGKILL, every process carrying the proc's tag."""
@@ -440,6 +442,10 @@ class Agent:
         name = str(h.get("signal", "SIGTERM"))
         if name not in ("SIGTERM", "SIGINT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGQUIT"):
             raise RequestError("signal %s is not allowed" % name, "bad_signal")
+        if h.get("stop") and proc.returncode is None:
+            # Marked before the signal lands, so whoever follows the process learns that its
+            # end was asked for, not a crash.
+            proc.stopped = True
         delivered = self._kill(proc, getattr(signal, name)) if proc.returncode is None else False
         return {"delivered": delivered}
 

@@ -16,6 +16,7 @@ import traceback
 from typing import List
 
 MARKER = "NEO_RANK_FAILED "
+STARTED = "NEO_RANK_STARTED "
 
 
 def main(argv: List[str]) -> None:
@@ -25,6 +26,9 @@ def main(argv: List[str]) -> None:
     module = argv[0] == "-m"
     target = argv[1] if module else argv[0]
     args = argv[2:] if module else argv[1:]
+    # The process is up: what follows until the script's first line is imports (torch: seconds).
+    sys.stderr.write(STARTED + json.dumps({"time": time.time()}) + "\n")
+    sys.stderr.flush()
     # Look like a plain ``python SCRIPT``: drop the agent zip from the import path.
     sys.path[:] = [p for p in sys.path if not p.endswith(".pyz")]
     try:

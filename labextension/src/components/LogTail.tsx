@@ -4,6 +4,7 @@ import * as React from 'react';
 const AT_TAIL_PX = 8;
 
 export interface ILogTailProps {
+  /** Ranks to choose from; a negative one is "all" (a merged tail). */
   ranks: readonly number[];
   rank: number;
   /** null while loading. */
@@ -62,7 +63,11 @@ export function LogTail(props: ILogTailProps): JSX.Element {
           >
             {props.ranks.map(r => (
               <option key={r} value={r}>
-                {r === props.culprit ? `${r} (failed first)` : r}
+                {r < 0
+                  ? 'all'
+                  : r === props.culprit
+                    ? `${r} (failed first)`
+                    : r}
               </option>
             ))}
           </select>

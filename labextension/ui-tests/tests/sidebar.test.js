@@ -171,6 +171,14 @@ test('reserve 2 nodes, see it ready, see a run, release it, see it gone', async 
   await page.locator(tid('neo-form-nodes')).fill(NODES);
   await page.locator(tid('neo-form-cluster')).selectOption(CLUSTER);
   await page.locator(tid('neo-form-idle-ttl')).fill('30m');
+  // The price before committing, from the server's placement.
+  const preview = page.locator(tid('neo-form-preview'));
+  await preview.waitFor({ timeout: 30_000 });
+  assert.match(
+    await preview.innerText(),
+    /^\d+ \u00d7 \d+ .+ on .+: \$[\d,]+\.\d\d\/h, idle release after 30m \u2248 \$[\d,]+\.\d\d if unused$/
+  );
+  await screenshot('price-preview');
   await page.locator(tid('neo-form-submit')).click();
 
   // The new row appears (pending or already ready).
