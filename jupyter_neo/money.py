@@ -103,7 +103,7 @@ def window_start(days: float | None = None) -> float:
 def short_duration(seconds: float) -> str:
     """A lease as people say it: ``30m``, ``1h``, ``1h30m``, ``2d``, ``45s``."""
     s = int(max(0, seconds))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if s >= size or (unit == "s" and not parts):
             count, s = divmod(s, size)

@@ -227,8 +227,8 @@ def _widget_class() -> type:
         run = Dict().tag(sync=True)
         status = Unicode("starting").tag(sync=True)
         notice = Unicode("").tag(sync=True)
-        tail = List().tag(sync=True)
-        shown = List().tag(sync=True)
+        tail: List[str] = List().tag(sync=True)
+        shown: List[int] = List().tag(sync=True)
         finished = Bool(False).tag(sync=True)
 
     return NeoRunWidget

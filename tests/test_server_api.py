@@ -275,7 +275,9 @@ async def test_reservation_list_carries_live_pod_stats(api: Any) -> None:
 
 
 async def test_preview_prices_a_request_without_reserving(api: Any) -> None:
-    code, doc = await api("GET", "placement/preview", gpus=4, nodes=2, idle_ttl="30m", name="x", budget=9)
+    # The bare timestamp is what JupyterLab's ServerConnection adds to every GET.
+    query = {"gpus": 4, "nodes": 2, "idle_ttl": "30m", "name": "x", "budget": 9, "1795953540940": ""}
+    code, doc = await api("GET", "placement/preview", **query)
     assert code == 200, doc
     # 2 x 2 GPUs at $1.50/GPU-h = $6.00/h; 30 minutes unused = $3.00.
     assert (doc["cluster"], doc["nodes"], doc["gpus_per_node"]) == ("small", 2, 2)

@@ -103,10 +103,11 @@ class PreviewHandler(NeoHandler):
     @authorized
     async def get(self) -> None:
         async def work() -> dict[str, Any]:
+            # JupyterLab's ServerConnection adds a bare timestamp to GETs against caches.
             query: dict[str, Any] = {
                 k: v[-1].decode()
                 for k, v in self.request.query_arguments.items()
-                if k not in ("residency", "_xsrf", "token")
+                if k not in ("residency", "_xsrf", "token") and not k.isdigit()
             }
             residency = self.get_query_arguments("residency")
             if residency:

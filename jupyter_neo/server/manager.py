@@ -16,6 +16,7 @@ live UIs hear of every change, not only of those made through REST.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from typing import Any, Literal
 from jupyter_neo import money, placement
 from jupyter_neo.client import gang_request
 from jupyter_neo.core import Core
-from jupyter_neo.errors import InvalidRequest
+from jupyter_neo.errors import InvalidRequest, NeoError
 from jupyter_neo.model import REQUEST_FIELDS
 from jupyter_neo.runs.logs import tail_file
 
@@ -54,6 +55,7 @@ class NeoManager:
         self._emit = emit
         self._seen: dict[tuple[ChangeKind, str], str] | None = None
         self._polls = 0
+        self._warming: set[asyncio.Future[None]] = set()
 
     def changed(self, kind: ChangeKind, ident: str, state: str) -> None:
         """Emit one change (and remember it, so the watcher does not announce it twice)."""
@@ -202,6 +204,24 @@ class NeoManager:
         for key, state in now.items():
             if before.get(key) != state:
                 self._emit(key[0], key[1], state)
+                if key[0] == "run" and state in ("starting", "running"):
+                    self._warm(key[1])
+
+    def _warm(self, run_id: str) -> None:
+        """Open the connections to a new run's pods now, so a Stop click acts at once.
+
+        A Stop from a browser (``DELETE runs/ID``) is a user waiting: without this, the server
+        would first start an agent stream per pod (a process each on the local backend).
+        """
+
+        async def connect() -> None:
+            with contextlib.suppress(NeoError, OSError, TimeoutError):
+                run = await asyncio.to_thread(self.core.store.run, run_id)
+                await self.core.connect(await asyncio.to_thread(self.core.store.reservation, run.reservation))
+
+        task = asyncio.ensure_future(connect())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     async def close(self) -> None:
         await self.core.close()

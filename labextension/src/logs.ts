@@ -121,6 +121,7 @@ export class LogFollower {
           ...view,
           error: String((error as Error)?.message ?? error)
         };
+        this._fetched = true; // a finished run is not asked again; an active one is
         this._changed.emit();
       }
     }

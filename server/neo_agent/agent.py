@@ -442,11 +442,15 @@ class Agent:
         name = str(h.get("signal", "SIGTERM"))
         if name not in ("SIGTERM", "SIGINT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGQUIT"):
             raise RequestError("signal %s is not allowed" % name, "bad_signal")
+        sig = getattr(signal, name)
         if h.get("stop") and proc.returncode is None:
             # Marked before the signal lands, so whoever follows the process learns that its
-            # end was asked for, not a crash.
+            # end was asked for, not a crash. A user waits on a stop: the signal goes to every
+            # process of the run at once (torchrun starts its workers in sessions of their own
+            # and would forward it only after noticing).
             proc.stopped = True
-        delivered = self._kill(proc, getattr(signal, name)) if proc.returncode is None else False
+            kill_tagged("%s:%s" % (self.dir, proc.id), sig)
+        delivered = self._kill(proc, sig) if proc.returncode is None else False
         return {"delivered": delivered}
 
     async def op_wait(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:

@@ -14,12 +14,11 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
+import { launch } from './browser.js';
 
 const URL = process.env.NEO_LAB_URL ?? 'http://127.0.0.1:8899';
 const TOKEN = process.env.NEO_LAB_TOKEN ?? 'neotest';
 const ARTIFACTS = process.env.NEO_ARTIFACTS ?? 'test-artifacts';
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const DIR = process.env.NEO_NOTEBOOK_DIR;
 const NOTEBOOK = 'neo-widget.ipynb';
 const DOCS_DIR = process.env.NEO_DOCS_DIR;
@@ -47,7 +46,11 @@ const SCRIPTS = {
     'time.sleep(60)',
     ''
   ],
-  'hot_step.py': ['import os', 'print("generation A on rank", os.environ["RANK"], flush=True)', '']
+  'hot_step.py': [
+    'import os',
+    'print("generation A on rank", os.environ["RANK"], flush=True)',
+    ''
+  ]
 };
 
 /** Pids of processes whose command line mentions `needle`. */
@@ -90,7 +93,9 @@ const cells = () => page.locator('.jp-Notebook .jp-Cell');
 async function execute(i, code) {
   while ((await cells().count()) <= i) {
     await page.keyboard.press('Escape');
-    await cells().last().click({ position: { x: 5, y: 5 } });
+    await cells()
+      .last()
+      .click({ position: { x: 5, y: 5 } });
     await page.keyboard.press('b');
   }
   const editor = cells().nth(i).locator('.jp-InputArea-editor');
@@ -102,15 +107,49 @@ async function execute(i, code) {
 
 /** Wait until cell `i` finished ([n] rather than [*] in its prompt). */
 async function finished(i, timeout = 120_000) {
-  await page.waitForFunction(
-    i => {
-      const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
-      const prompt = cell?.querySelector('.jp-InputPrompt')?.textContent ?? '';
-      return /\[\d+\]/.test(prompt);
-    },
-    i,
-    { timeout }
-  );
+  await page
+    .waitForFunction(
+      i => {
+        const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+        const prompt =
+          cell?.querySelector('.jp-InputPrompt')?.textContent ?? '';
+        return /\[\d+\]/.test(prompt);
+      },
+      i,
+      { timeout }
+    )
+    .catch(async error => {
+      await shot(`timeout-cell-${i}`);
+      throw error;
+    });
+}
+
+/**
+ * JupyterLab may ask which kernel to start (a new notebook): take the
+ * preferred one, then wait until the kernel is idle.
+ */
+async function kernelReady(timeout = 120_000) {
+  const deadline = Date.now() + timeout;
+  const dialog = page.locator('.jp-Dialog');
+  for (;;) {
+    if (await dialog.isVisible()) {
+      await dialog.locator('button.jp-mod-accept').click();
+    } else if (
+      /Idle/.test(
+        (await page
+          .locator('#jp-main-statusbar')
+          .innerText()
+          .catch(() => '')) ?? ''
+      )
+    ) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      await shot('kernel-not-ready');
+      throw new Error('the kernel did not become idle');
+    }
+    await new Promise(resolve => setTimeout(resolve, 250));
+  }
 }
 
 function widgetOf(i) {
@@ -129,7 +168,11 @@ before(async () => {
   const nb = {
     cells: [],
     metadata: {
-      kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' }
+      kernelspec: {
+        name: 'python3',
+        display_name: 'Python 3',
+        language: 'python'
+      }
     },
     nbformat: 4,
     nbformat_minor: 5
@@ -140,26 +183,14 @@ before(async () => {
     content: nb
   });
   assert.ok(put.status < 300, JSON.stringify(put.body));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run'
-    ]
-  });
-  page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.setDefaultTimeout(60_000);
-  page.on('pageerror', error => console.error('[page error]', error.message));
+  ({ browser, page } = await launch({ height: 1000, timeout: 60_000 }));
   await page.goto(`${URL}/lab/tree/${NOTEBOOK}?token=${TOKEN}`);
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
   await cells().first().waitFor();
-  await execute(0, '%load_ext jupyter_neo\nimport os\nprint("kernel in", os.getcwd())');
+  await execute(
+    0,
+    '%load_ext jupyter_neo\nimport os\nprint("kernel in", os.getcwd())'
+  );
   await finished(0, 120_000);
 });
 
@@ -174,7 +205,10 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   // No silent spending: the gang reserved for this run says what it costs.
   const notice = widget.locator(tid('neo-run-widget-notice'));
   await notice.waitFor({ timeout: 120_000 });
-  assert.match(await notice.innerText(), /reserved a new gang r-.*\$\d+\.\d\d\/h.*%neo release/);
+  assert.match(
+    await notice.innerText(),
+    /reserved a new gang r-.*\$\d+\.\d\d\/h.*%neo release/
+  );
 
   // During the run: rank 2's own lines, through the selector.
   await page.waitForFunction(
@@ -184,14 +218,17 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   );
   await widget.locator(tid('neo-run-rank')).selectOption('2');
   await page.waitForFunction(
-    sel => /rank 2 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
+    sel =>
+      /rank 2 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
     `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
     { timeout: 30_000 }
   );
   assert.doesNotMatch(await logText(widget), /rank [013] step/);
   await shot('widget-running', cells().nth(1));
   if (DOCS_DIR) {
-    await cells().nth(1).screenshot({ path: path.join(DOCS_DIR, 'widget-running.png') });
+    await cells()
+      .nth(1)
+      .screenshot({ path: path.join(DOCS_DIR, 'widget-running.png') });
   }
   assert.ok(pidsRunning('steps.py').length >= 4, 'every rank runs');
 
@@ -206,11 +243,20 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   const stoppedAfter = Date.now() - t0;
   console.log(`every rank gone ${stoppedAfter} ms after Stop`);
   assert.deepEqual(left, [], 'no rank process survives');
-  assert.ok(stoppedAfter < 2000, `ranks gone after ${stoppedAfter} ms (limit 2000)`);
+  assert.ok(
+    stoppedAfter < 2000,
+    `ranks gone after ${stoppedAfter} ms (limit 2000)`
+  );
 
   await finished(1, 60_000);
-  await widget.locator(`${tid('neo-run-widget-state')}:text("stopped")`).waitFor();
-  assert.equal(await widget.locator(tid('neo-run-widget-stop')).count(), 0, 'no Stop on a finished run');
+  await widget
+    .locator(`${tid('neo-run-widget-state')}:text("stopped")`)
+    .waitFor();
+  assert.equal(
+    await widget.locator(tid('neo-run-widget-stop')).count(),
+    0,
+    'no Stop on a finished run'
+  );
   assert.match(
     await widget.locator(tid('neo-run-widget-error')).innerText(),
     /stopped on request; every rank was stopped/
@@ -219,7 +265,8 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   // After the run: another rank's lines.
   await widget.locator(tid('neo-run-rank')).selectOption('3');
   await page.waitForFunction(
-    sel => /rank 3 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
+    sel =>
+      /rank 3 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
     `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
     { timeout: 30_000 }
   );
@@ -233,7 +280,9 @@ test('a failing rank 3 is shown first, with its exception', async () => {
   await execute(2, 'f = %neo run -r {r.reservation} fail3.py');
   await finished(2, 180_000);
   const widget = widgetOf(2);
-  await widget.locator(`${tid('neo-run-widget-state')}:text("failed")`).waitFor();
+  await widget
+    .locator(`${tid('neo-run-widget-state')}:text("failed")`)
+    .waitFor();
   assert.equal(await widget.locator(tid('neo-run-rank')).inputValue(), '3');
   await page.waitForFunction(
     sel =>
@@ -243,17 +292,24 @@ test('a failing rank 3 is shown first, with its exception', async () => {
     `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
     { timeout: 30_000 }
   );
-  assert.match(await widget.locator(tid('neo-run-widget-error')).innerText(), /rank 3/);
+  assert.match(
+    await widget.locator(tid('neo-run-widget-error')).innerText(),
+    /rank 3/
+  );
   await shot('widget-failed', cells().nth(2));
   if (DOCS_DIR) {
-    await cells().nth(2).screenshot({ path: path.join(DOCS_DIR, 'widget-failed.png') });
+    await cells()
+      .nth(2)
+      .screenshot({ path: path.join(DOCS_DIR, 'widget-failed.png') });
   }
 });
 
 test('a hot iteration with a syntax error says it was not applied', async () => {
   await execute(3, 'h = %neo run --hot -r {r.reservation} hot_step.py');
   await finished(3, 240_000);
-  await widgetOf(3).locator(`${tid('neo-run-widget-state')}:text("succeeded")`).waitFor();
+  await widgetOf(3)
+    .locator(`${tid('neo-run-widget-state')}:text("succeeded")`)
+    .waitFor();
   writeFileSync(
     path.join(DIR, 'hot_step.py'),
     'import os\nprint("generation B on rank", os.environ["RANK"]\n'
@@ -261,15 +317,23 @@ test('a hot iteration with a syntax error says it was not applied', async () => 
   await execute(4, 'h2 = %neo run --hot -r {r.reservation} hot_step.py');
   await finished(4, 240_000);
   const widget = widgetOf(4);
-  await widget.locator(`${tid('neo-run-widget-state')}:text("not applied")`).waitFor();
+  await widget
+    .locator(`${tid('neo-run-widget-state')}:text("not applied")`)
+    .waitFor();
   const why = await widget.locator(tid('neo-run-widget-error')).innerText();
-  assert.match(why, /not applied: syntax error at hot_step\.py:2 .* ranks still run generation 1/);
+  assert.match(
+    why,
+    /not applied: syntax error at hot_step\.py:2 .* ranks still run generation 1/
+  );
   await shot('widget-not-applied', cells().nth(4));
 
   // %neo logs of that run prints the reason.
   await execute(5, '%neo logs {h2.id}');
   await finished(5, 60_000);
-  assert.match(await cells().nth(5).locator('.jp-OutputArea').innerText(), /not applied: syntax error/);
+  assert.match(
+    await cells().nth(5).locator('.jp-OutputArea').innerText(),
+    /not applied: syntax error/
+  );
 });
 
 test('the sidebar lists the newest run first', async () => {
