@@ -86,6 +86,8 @@ def summary(run: Run) -> str:
     shape = f"{run.nodes} node(s) x {run.nproc_per_node}"
     if run.state is RunState.SUCCEEDED:
         return f"run {run.id} succeeded on {shape} in {run.duration:.1f}s"
+    if run.not_applied:
+        return f"run {run.id}: the edit was not applied; the ranks run on"
     return f"run {run.id} {run.state.value} (exit {run.exit_code}) after {run.duration:.1f}s"
 
 
@@ -117,6 +119,9 @@ class RunWidget:
         self._running = True
         self.shown = shown
         self.widget = NeoRunWidget(shown=sorted(shown) if shown is not None else [])
+        self.display_handle: Any = None
+        """Set by :func:`make_view`; at the end the output is redrawn, so a saved notebook's
+        ``text/plain`` says how the run ended."""
         self._ticker = threading.Thread(target=self._tick, name="jupyter-neo-widget", daemon=True)
         self._ticker.start()
 
@@ -158,6 +163,8 @@ class RunWidget:
             self._dirty = True
             self._push()
             self.widget.finished = True
+        if self.display_handle is not None:
+            self.display_handle.update(self)
 
     def tail(self, rank: int) -> list[str]:
         with self._lock:
@@ -251,9 +258,19 @@ def make_view(widgets: bool | None, shown: set[int] | None, quiet: bool) -> RunV
         from IPython.display import display
 
         widget = RunWidget(shown)
-        display(widget)  # type: ignore[no-untyped-call]
+        widget.display_handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
         return widget
     return TextRunView(shown, quiet)
+
+
+def human_bytes(n: int) -> str:
+    """``62 B``, ``3.4 KiB``, ``12.0 MiB``, ``1.5 GiB``: a small edit is not "0.0 MiB"."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 class SyncProgress:
@@ -290,7 +307,7 @@ class SyncProgress:
             if self.bar is not None:
                 self.box.layout.display = ""
                 self.bar.value = pct
-                self.label.value = f"{moved / 2**20:.1f} / {planned / 2**20:.1f} MiB"
+                self.label.value = f"{human_bytes(moved)} / {human_bytes(planned)}"
             elif pct // 10 != self._last_decile:
                 self._last_decile = pct // 10
                 print(f"sync: {pct}% ({moved / 2**20:.1f} of {planned / 2**20:.1f} MiB)", flush=True)

@@ -220,3 +220,17 @@ def test_first_large_sync_shows_progress_and_a_noop_shows_none(
         shell.run_line_magic("neo", "sync bar")
     assert not [line for line in again.stdout.splitlines() if line.startswith("sync: ")]
     assert "in sync" in again.stdout
+
+
+def test_sync_bar_stays_hidden_and_empty_while_nothing_is_planned() -> None:
+    """A sync that plans 0 bytes showed a full bar labelled "0.0 / 0.0 MiB"."""
+    from jupyter_neo.widgets import SyncProgress
+
+    with capture_output():
+        bar = SyncProgress(widgets=True)
+    bar.update(0, 0)
+    assert bar.bar.value == 0 and bar.box.layout.display == "none" and bar.label.value == ""
+    bar.update(2**20, 4 * 2**20)
+    assert bar.bar.value == 25 and bar.box.layout.display == "" and bar.label.value == "1.0 MiB / 4.0 MiB"
+    bar.update(62, 62)  # a one-line edit: its size, not "0.0 / 0.0 MiB"
+    assert bar.label.value == "62 B / 62 B"

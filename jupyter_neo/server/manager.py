@@ -120,7 +120,9 @@ class NeoManager:
         return [r.public() for r in rows]
 
     async def reservation(self, ref: str) -> dict[str, Any]:
-        return (await self.core.status_one(ref)).public()
+        """One reservation with its pods' live stats, as in the list (the sidebar fetches one
+        after a change event and must not lose the idle-release countdown)."""
+        return (await self.core.with_stats(await self.core.status_one(ref))).public()
 
     async def reserve(self, body: dict[str, Any]) -> dict[str, Any]:
         """Reserve a gang all-or-nothing; the body has the CLI's flags as fields (``idle_ttl: "30m"``)."""

@@ -50,6 +50,12 @@ def main(argv: List[str]) -> None:
         }
         sys.stdout.flush()
         sys.stderr.write(MARKER + json.dumps(record) + "\n")
-        traceback.print_exc()
+        # The user's frames only: this entry and runpy are not what a person debugs.
+        tb = exc.__traceback__
+        while tb is not None and (
+            tb.tb_frame.f_code.co_filename == __file__ or "runpy" in tb.tb_frame.f_code.co_filename
+        ):
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
         sys.stderr.flush()
         sys.exit(1)

@@ -53,9 +53,12 @@ const SCRIPTS = {
   ]
 };
 
-/** Pids of processes whose command line mentions `needle`. */
-function pidsRunning(needle) {
-  const out = [];
+/**
+ * Processes whose command line mentions `needle`: `ranks` are the rank
+ * processes themselves, `launchers` the torchrun processes starting them.
+ */
+function processes(needle) {
+  const out = { ranks: [], launchers: [] };
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) {
       continue;
@@ -63,7 +66,10 @@ function pidsRunning(needle) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
       if (cmd.includes(needle)) {
-        out.push(Number(pid));
+        (cmd.includes('torch.distributed.run')
+          ? out.launchers
+          : out.ranks
+        ).push(Number(pid));
       }
     } catch {
       // gone meanwhile
@@ -119,7 +125,7 @@ async function finished(i, timeout = 120_000) {
       { timeout }
     )
     .catch(async error => {
-      await shot(`timeout-cell-${i}`);
+      await shot(`timeout-cell-${i}-after-${timeout}ms`);
       throw error;
     });
 }
@@ -187,11 +193,26 @@ before(async () => {
   await page.goto(`${URL}/lab/tree/${NOTEBOOK}?token=${TOKEN}`);
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
   await cells().first().waitFor();
+  await kernelReady();
+  // The first execution can be lost while JupyterLab settles the kernel it chose: run the
+  // harmless first cell again until the kernel takes it.
   await execute(
     0,
     '%load_ext jupyter_neo\nimport os\nprint("kernel in", os.getcwd())'
   );
-  await finished(0, 120_000);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await finished(0, 20_000);
+      break;
+    } catch (error) {
+      if (attempt === 5) {
+        throw error;
+      }
+      await kernelReady();
+      await cells().nth(0).locator('.jp-InputArea-editor').click();
+      await page.keyboard.press('Shift+Enter');
+    }
+  }
 });
 
 after(async () => {
@@ -230,23 +251,29 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
       .nth(1)
       .screenshot({ path: path.join(DOCS_DIR, 'widget-running.png') });
   }
-  assert.ok(pidsRunning('steps.py').length >= 4, 'every rank runs');
+  const running = processes('steps.py');
+  assert.equal(running.ranks.length, 4, 'every rank runs');
+  assert.equal(running.launchers.length, 2, 'one launcher per node');
 
   // Stop while the cell blocks: the browser asks the server, not the kernel.
   const t0 = Date.now();
   await widget.locator(tid('neo-run-widget-stop')).click();
-  let left = pidsRunning('steps.py');
-  while (left.length && Date.now() - t0 < 10_000) {
-    await new Promise(resolve => setTimeout(resolve, 50));
-    left = pidsRunning('steps.py');
+  let left = processes('steps.py');
+  while (left.ranks.length && Date.now() - t0 < 10_000) {
+    await new Promise(resolve => setTimeout(resolve, 20));
+    left = processes('steps.py');
   }
-  const stoppedAfter = Date.now() - t0;
-  console.log(`every rank gone ${stoppedAfter} ms after Stop`);
-  assert.deepEqual(left, [], 'no rank process survives');
-  assert.ok(
-    stoppedAfter < 2000,
-    `ranks gone after ${stoppedAfter} ms (limit 2000)`
-  );
+  const ranksGone = Date.now() - t0;
+  assert.deepEqual(left.ranks, [], 'no rank process survives');
+  // torchrun itself may take its grace period to exit; then nothing is left.
+  while (left.launchers.length && Date.now() - t0 < 15_000) {
+    await new Promise(resolve => setTimeout(resolve, 50));
+    left = processes('steps.py');
+  }
+  const allGone = Date.now() - t0;
+  console.log(`ranks gone ${ranksGone} ms, launchers ${allGone} ms after Stop`);
+  assert.deepEqual(left.launchers, [], 'no launcher survives');
+  assert.ok(ranksGone < 2000, `ranks gone after ${ranksGone} ms (limit 2000)`);
 
   await finished(1, 60_000);
   await widget
