@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from jupyter_neo.metrics_chart import MetricsChart
 from jupyter_neo.model import Run, RunState
 
 TAIL_LINES = 200
@@ -122,6 +123,9 @@ class RunWidget:
         self.display_handle: Any = None
         """Set by :func:`make_view`; at the end the output is redrawn, so a saved notebook's
         ``text/plain`` says how the run ended."""
+        self.chart: MetricsChart | None = None
+        """Training curves (issue 18), added when the first ``jupyter_neo.log`` record arrives and
+        shown by the front end under the log pane (``RunPanel``'s ``extra`` slot)."""
         self._ticker = threading.Thread(target=self._tick, name="jupyter-neo-widget", daemon=True)
         self._ticker.start()
 
@@ -187,7 +191,16 @@ class RunWidget:
         w.status = self._status
         w.tail = list(self._merged)[-SHOWN_LINES:]
         if self._run is not None:
-            w.run = self._run.public()
+            # The curves travel as the chart's own widgets, not with every run document.
+            w.run = {k: v for k, v in self._run.public().items() if k != "metrics"}
+        if self._run is not None and self._run.metrics:
+            self._chart().update(self._run.metrics)
+
+    def _chart(self) -> MetricsChart:
+        if self.chart is None:
+            self.chart = MetricsChart()
+            self.widget.chart = self.chart.box
+        return self.chart
 
     def text(self) -> str:
         """The block as plain text (what a static render of the notebook shows)."""
@@ -218,7 +231,7 @@ def phase_summary(run: Run) -> str:
 
 def _widget_class() -> type:
     import ipywidgets as w
-    from traitlets import Bool, Dict, List, Unicode
+    from traitlets import Bool, Dict, Instance, List, Unicode
 
     from jupyter_neo import __version__
 
@@ -237,6 +250,8 @@ def _widget_class() -> type:
         tail: List[str] = List().tag(sync=True)
         shown: List[int] = List().tag(sync=True)
         finished = Bool(False).tag(sync=True)
+        chart = Instance(w.Widget, allow_none=True).tag(sync=True, **w.widget_serialization)
+        """More panes under the log (the metrics chart), as child widgets."""
 
     return NeoRunWidget
 

@@ -77,7 +77,7 @@ def test_failing_rank_stops_the_gang_and_shows_its_traceback(gang: tuple[Neo, st
     run: Any = neo.json("runs")
     assert run[0]["state"] == "failed" and run[0]["failed_rank"] == 3
     # The culprit's traceback starts in the user's script, not in the agent's rank entry or runpy.
-    assert 'File "train_ddp.py"' in run[0]["error"] or "train_ddp.py\", line" in run[0]["error"]
+    assert 'File "train_ddp.py"' in run[0]["error"] or 'train_ddp.py", line' in run[0]["error"]
     assert "runpy" not in run[0]["error"] and "neo_agent/rank.py" not in run[0]["error"]
     assert workers(neo) == []
 

@@ -32,7 +32,7 @@ ChangeKind = Literal["reservation", "run"]
 Emit = Callable[[ChangeKind, str, str], None]
 
 RESERVE_FIELDS = REQUEST_FIELDS  # a POST body is a gang request, field for field
-PLACEMENT_FIELDS = ("gpus", "nodes", "gpu_type", "cluster", "region", "residency", "max_price")
+PLACEMENT_FIELDS = ("gpus", "nodes", "gpu_type", "cluster", "region", "residency", "max_price", "data")
 PREVIEW_FIELDS = (*PLACEMENT_FIELDS, "idle_ttl", "budget", "name")
 EXTEND_FIELDS = ("idle_ttl", "budget")
 
@@ -112,6 +112,10 @@ class NeoManager:
                 idle_ttl=request.idle_ttl,
             ),
         }
+
+    async def datasets(self) -> list[dict[str, Any]]:
+        """Every dataset: size, residency, which clusters hold it and where it may be copied."""
+        return self.core.datasets()
 
     # ------------------------------------------------------------------ reservations
     async def reservations(self, include_released: bool = False) -> list[dict[str, Any]]:

@@ -15,6 +15,8 @@ import time
 import traceback
 from typing import List
 
+from neo_agent.rank_api import install
+
 MARKER = "NEO_RANK_FAILED "
 STARTED = "NEO_RANK_STARTED "
 
@@ -31,6 +33,7 @@ def main(argv: List[str]) -> None:
     sys.stderr.flush()
     # Look like a plain ``python SCRIPT``: drop the agent zip from the import path.
     sys.path[:] = [p for p in sys.path if not p.endswith(".pyz")]
+    install()
     try:
         if module:
             sys.argv = [target, *args]

@@ -9,7 +9,14 @@
  * owns. A kernel blocked in `%neo run` cannot read widget messages; the
  * server can, so the block stays live for as long as the cell runs.
  */
-import { DOMWidgetModel, DOMWidgetView } from '@jupyter-widgets/base';
+import {
+  DOMWidgetModel,
+  DOMWidgetView,
+  ISerializers,
+  WidgetModel,
+  unpack_models
+} from '@jupyter-widgets/base';
+import { Widget } from '@lumino/widgets';
 import type { ServerConnection } from '@jupyterlab/services';
 import * as React from 'react';
 import { createRoot, Root } from 'react-dom/client';
@@ -35,6 +42,11 @@ export function configure(
 }
 
 export class NeoRunModel extends DOMWidgetModel {
+  static serializers: ISerializers = {
+    ...DOMWidgetModel.serializers,
+    chart: { deserialize: unpack_models }
+  };
+
   defaults(): Backbone.ObjectHash {
     return {
       ...super.defaults(),
@@ -49,7 +61,8 @@ export class NeoRunModel extends DOMWidgetModel {
       notice: '',
       tail: [],
       shown: [],
-      finished: false
+      finished: false,
+      chart: null
     };
   }
 }
@@ -67,8 +80,15 @@ export class NeoRunView extends DOMWidgetView {
       interval: logInterval
     });
     this._logs.changed.connect(() => this._draw());
-    this._root = createRoot(this.el);
+    // React draws the panel; child widgets (the metrics chart) go below it.
+    const panel = document.createElement('div');
+    this._chartHost = document.createElement('div');
+    this._chartHost.className = 'jp-neo-runwidget-extra';
+    this.el.append(panel, this._chartHost);
+    this._root = createRoot(panel);
     this.listenTo(this.model, 'change', () => this._draw());
+    this.listenTo(this.model, 'change:chart', () => void this._showChart());
+    void this._showChart();
     this._clock = window.setInterval(() => {
       if (!this.model.get('finished')) {
         this._draw();
@@ -77,7 +97,20 @@ export class NeoRunView extends DOMWidgetView {
     this._draw();
   }
 
+  /** Show the chart's widget (issue 18's curves) once the kernel sends it. */
+  private async _showChart(): Promise<void> {
+    const model = this.model.get('chart') as WidgetModel | null;
+    if (!model || this._chartView || !this._chartHost) {
+      return;
+    }
+    const view = (await this.create_child_view(model)) as DOMWidgetView;
+    this._chartView = view;
+    // One lumino at run time (shared); two copies of its types at build time.
+    Widget.attach(view.luminoWidget as unknown as Widget, this._chartHost);
+  }
+
   remove(): void {
+    this._chartView?.remove();
     window.clearInterval(this._clock);
     this._logs?.dispose();
     this._root?.unmount();
@@ -110,4 +143,6 @@ export class NeoRunView extends DOMWidgetView {
   private _logs: LogFollower | null = null;
   private _root: Root | null = null;
   private _clock = 0;
+  private _chartHost: HTMLElement | null = null;
+  private _chartView: DOMWidgetView | null = null;
 }

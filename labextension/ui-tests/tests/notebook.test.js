@@ -30,9 +30,11 @@ let page;
 const SCRIPTS = {
   'steps.py': [
     'import os, time',
+    'from jupyter_neo import log',
     'rank = int(os.environ["RANK"])',
     'for step in range(1, 100000):',
     '    print(f"rank {rank} step {step}", flush=True)',
+    '    log(step=step, loss=1.0 / step + 0.01 * rank)',
     '    time.sleep(0.2)',
     ''
   ],
@@ -245,6 +247,12 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
     { timeout: 30_000 }
   );
   assert.doesNotMatch(await logText(widget), /rank [013] step/);
+  // The training curve (jupyter_neo.log on every rank) sits under the log pane.
+  await cells()
+    .nth(1)
+    .locator('.jp-neo-runwidget-extra svg')
+    .first()
+    .waitFor({ timeout: 60_000 });
   await shot('widget-running', cells().nth(1));
   if (DOCS_DIR) {
     await cells()
