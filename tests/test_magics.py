@@ -167,6 +167,8 @@ def test_widget_state_and_a_stop_from_elsewhere_ends_like_an_interrupt(
     assert widget.widget.notice.startswith("reserved a new gang"), "no silent spending"
     assert "%neo release" in widget.widget.notice
     assert result.id in widget.text()
+    result.release()  # the gang this run reserved, given back from the result
+    assert neo_magics(shell).client.status() == []
 
 
 def test_logs_and_release_default_to_the_last_run_and_the_only_reservation(
