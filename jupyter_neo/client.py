@@ -231,6 +231,7 @@ class Client:
         hot: bool = False,
         sync: bool = True,
         pump: Callable[[], None] | None = None,
+        label: str | None = None,
         **request: Any,
     ) -> Run:
         """Run a script (or ``kind="module"``/``"cmd"``) on every rank of a gang; returns the finished run.
@@ -248,6 +249,7 @@ class Client:
             workspace=Path(workspace).resolve(),
             hot=hot,
             sync=sync,
+            label=label,
         )
         spec.validate()
         gang = self.request(gpus=gpus, workspace=workspace, **request) if gpus is not None else None

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
+STOP_RECORD_POLLS = 50  # x 0.1 s: how long neo stop waits for the run's controller to record the end
 DEPENDENCY_FILES = {
     "requirements.txt",
     "pyproject.toml",
@@ -293,6 +294,7 @@ class Core:
                 pod.stats = await asyncio.wait_for(conn.call("stats"), timeout)
 
         await asyncio.gather(*(one(p, c) for p, c in zip(res.pods, conns, strict=True)))
+        idle_release(res)
         return res
 
     async def ping(self, ref: str) -> list[float]:
@@ -542,7 +544,14 @@ class Core:
                 self.store.save_run(run)
             return run
         conns = await self.connect(res)
-        await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)})
+        await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)}, asked=True)
+        # The controller following the run records its end (as stopped, in the words of an
+        # interrupt); wait a moment for it, so every surface answers with the final state.
+        for _ in range(STOP_RECORD_POLLS):
+            run = self.store.run(run.id)
+            if run.done:
+                return self.store.run(run_id)
+            await asyncio.sleep(0.1)
         return self.store.run(run_id)
 
     # ------------------------------------------------------------------ reconcile
@@ -615,6 +624,22 @@ def live(res: Reservation, to_do: str) -> Reservation:
         f"reservation {res.id} is {res.state.value}{why}; cannot {to_do}",
         "reserve a new gang (neo reserve) and use its id (neo status)",
     )
+
+
+def idle_release(res: Reservation) -> None:
+    """Fill ``busy`` and ``idle_release_at`` from the pods' stats (their agents keep the lease).
+
+    The gang goes when its first pod does, so the most idle pod decides.
+    """
+    stats = [p.stats for p in res.pods if p.stats and "idle_for" in p.stats]
+    if not stats:
+        return
+    res.busy = any(bool(s.get("busy")) for s in stats)
+    if res.busy or not res.idle_ttl:
+        res.idle_release_at = None
+        return
+    idle = max(float(s["idle_for"]) for s in stats)
+    res.idle_release_at = utcnow() + timedelta(seconds=max(0.0, res.idle_ttl - idle))
 
 
 def holds_data(res: Reservation, refs: Sequence[str]) -> bool:

@@ -15,10 +15,9 @@ Every error is one line (IPython's ``UsageError``), never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
+import re
 import shlex
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +35,28 @@ from jupyter_neo.widgets import make_view
 CELL_DIR = ".neo"
 
 
+NEO_COMMAND = re.compile(r"(?<![\w%/-])neo (?=[a-z])")
+
+
+def notebook_words(text: str) -> str:
+    """Commands as a notebook user types them: ``neo release ID`` -> ``%neo release ID``."""
+    return NEO_COMMAND.sub("%neo ", text)
+
+
 def one_line(exc: NeoError) -> str:
-    """An error as one line: the message, then the hint in parentheses."""
+    """An error as one line: the message, then the hint in parentheses, commands in ``%neo`` form."""
     message = " ".join(exc.message.split())
-    return f"{message} (hint: {exc.hint})" if exc.hint else message
+    return notebook_words(f"{message} (hint: {exc.hint})" if exc.hint else message)
+
+
+def cell_label(code: str, count: int | None) -> str:
+    """A readable name for a cell's run: ``cell [3]: train(model)`` (its first line of code)."""
+    first = next(
+        (ln.strip() for ln in code.splitlines() if ln.strip() and not ln.strip().startswith("#")), ""
+    )
+    first = first if len(first) <= 40 else first[:39] + "\u2026"
+    where = f"cell [{count}]" if count else "cell"
+    return f"{where}: {first}" if first else where
 
 
 class RunResult:
@@ -95,6 +112,15 @@ class RunResult:
     def refresh(self) -> RunResult:
         self.record = self._client.get_run(self.id)
         return self
+
+    def stop(self) -> RunResult:
+        """Stop the run on every rank (what the widget's Stop and ``%neo stop`` do)."""
+        self.record = self._client.stop_run(self.id)
+        return self
+
+    def release(self) -> None:
+        """Give the run's gang back now, rather than at its idle TTL (``%neo release ID``)."""
+        self._client.release(self.reservation)
 
     def __repr__(self) -> str:
         return (
@@ -164,12 +190,14 @@ class NeoMagics(Magics):
     def _run(self, args: argparse.Namespace, cell: str | None) -> RunResult | None:
         from jupyter_neo.cli.runs import rank_filter, run_call, script_and_args
 
+        label = None
         if cell is not None:
             if args.module or args.cmd:
                 raise UsageError("%%neo run runs the cell as the script; drop -m / --cmd")
             script = write_cell(Path(args.path), cell)
             args.args = script_and_args(args)
             args.script = script
+            label = cell_label(cell, getattr(self.shell, "execution_count", None))
         target, script_args, keywords = run_call(args)
         if args.reservation and not args.no_sync:
             # Sync first with a progress bar (shown only if content moves); the run's own sync is
@@ -180,23 +208,28 @@ class NeoMagics(Magics):
             self.client.sync(args.reservation, args.path, on_transfer=bar.update)
         view = make_view(self.widgets, rank_filter(args.ranks), quiet=args.json)
         seen: list[str] = []
+        held = {r.id for r in self.client.status()}
 
         def on_update(run: Run) -> None:
             if not seen:
                 seen.append(run.id)
+                if run.reservation not in held:
+                    # No silent spending: a gang reserved for this run bills until its idle TTL.
+                    from jupyter_neo.cli.runs import new_gang_notice
+
+                    view.notice(new_gang_notice(self.client, run.reservation, "%neo"))
             view.on_update(run)
 
         try:
-            with widget_events(view) as pump:
-                run = self.client.run(
-                    target,
-                    script_args,
-                    on_line=view.on_line,
-                    on_update=on_update,
-                    progress=view.progress,
-                    pump=pump,
-                    **keywords,
-                )
+            run = self.client.run(
+                target,
+                script_args,
+                on_line=view.on_line,
+                on_update=on_update,
+                progress=view.progress,
+                label=label,
+                **keywords,
+            )
         except KeyboardInterrupt:
             # Client.run cancelled the run; the supervisor stopped every rank and recorded it.
             stopped = self.client.get_run(seen[0]) if seen else None
@@ -211,35 +244,6 @@ class NeoMagics(Magics):
 
             print(json.dumps(run.public(), indent=2))
         return RunResult(self.client, run)
-
-
-@contextlib.contextmanager
-def widget_events(view: object) -> Iterator[Callable[[], None] | None]:
-    """While a cell blocks on a run, let the kernel process widget messages (the Stop button).
-
-    A kernel reads comm messages only between cells; jupyter-ui-poll processes them from inside
-    a blocking cell. Outside a kernel, or for the plain-text view, there is nothing to pump.
-    """
-    from jupyter_neo.widgets import RunWidget
-
-    if not isinstance(view, RunWidget):
-        yield None
-        return
-    try:
-        from jupyter_ui_poll import ui_events
-    except ImportError:
-        yield None
-        return
-    try:
-        events = ui_events()
-        poll = events.__enter__()
-    except (AttributeError, RuntimeError, TypeError):  # not inside an ipykernel
-        yield None
-        return
-    try:
-        yield lambda: poll(10)
-    finally:
-        events.__exit__(None, None, None)
 
 
 def write_cell(workspace: Path, code: str) -> str:

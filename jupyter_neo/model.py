@@ -221,6 +221,13 @@ class Reservation(_Model):
         default_factory=list, description="the datasets it asked for: where ranks find them, or the copy"
     )
     secret: str = Field(default="", exclude=True, repr=False)
+    idle_release_at: datetime | None = Field(
+        default=None,
+        description="live views: when the pods release themselves if nothing happens (from the agents)",
+    )
+    busy: bool | None = Field(
+        default=None, description="live views: a running process keeps the gang from idling"
+    )
 
     @property
     def gpus(self) -> int:
@@ -272,6 +279,11 @@ class RankStatus(_Model):
     state: RunState = RunState.STARTING
     exit_code: int | None = None
     log: str = ""
+    phase: Literal["starting", "importing", "running", "exited"] = Field(
+        default="starting",
+        description="the process's life: starting (launcher up), importing (rank process started), "
+        "running (first output line), exited",
+    )
 
 
 class Run(_Model):
@@ -307,6 +319,13 @@ class Run(_Model):
     iteration: int = 0
     fingerprint: str = Field(default="", description="launch arguments; a change forces a cold restart")
     note: str | None = Field(default=None, description="one line on how the run started (cold/hot and why)")
+    label: str | None = Field(
+        default=None, description="a readable name (a notebook cell's runs: 'cell [3]: train()')"
+    )
+    not_applied: str | None = Field(
+        default=None,
+        description="a hot iteration whose code was not applied, and why (the workers run on with the old code)",
+    )
     metrics: list[dict[str, float | int | str]] = Field(
         default_factory=list,
         description="records of jupyter_neo.log(...) from the ranks: rank, step, time and named values",

@@ -202,3 +202,44 @@ def check_raise(
 
 def window_start(days: float | None = None) -> float:
     return time.time() - (days * 86400.0 if days is not None else SPEND_WINDOW)
+
+
+def short_duration(seconds: float) -> str:
+    """A lease as people say it: ``30m``, ``1h``, ``1h30m``, ``2d``, ``45s``."""
+    s = int(max(0, seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size or (unit == "s" and not parts):
+            count, s = divmod(s, size)
+            if count or not parts:
+                parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def idle_cost(price_per_hour: float, idle_ttl: float | None) -> float | None:
+    """What a gang costs if nobody uses it before its idle release (None: it is never released)."""
+    return round(price_per_hour * idle_ttl / 3600.0, 2) if idle_ttl else None
+
+
+TIMES = "\u00d7"
+
+
+def offer(
+    cluster: str,
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    gpu_type: str,
+    price_per_hour: float,
+    idle_ttl: float | None,
+) -> str:
+    """The one sentence every surface shows before (or as) a gang is reserved.
+
+    ``2 x 8 H100 on lambda-us: $39.84/h, idle release after 30m ≈ $19.92 if unused`` (with a
+    multiplication sign): the price and what an unused gang costs, so nothing is spent silently.
+    """
+    head = f"{nodes} {TIMES} {gpus_per_node} {gpu_type} on {cluster}: {money(price_per_hour)}/h"
+    cost = idle_cost(price_per_hour, idle_ttl)
+    if idle_ttl is None or cost is None:
+        return f"{head}, no idle release: it bills until released"
+    return f"{head}, idle release after {short_duration(idle_ttl)} ≈ {money(cost)} if unused"

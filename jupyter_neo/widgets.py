@@ -1,22 +1,12 @@
-"""Live views of a run for notebooks: one ipywidgets block, or plain text where widgets cannot render.
+"""Live views of a run for notebooks: one widget block, or plain text where widgets cannot render.
 
 A view receives the same callbacks the CLI uses (``progress``, ``on_line``, ``on_update``) and
-renders them; it decides nothing about the run. The callbacks arrive on the :class:`Client`'s
-event-loop thread, not the kernel's main thread, so :class:`RunWidget` keeps its state in plain
-Python under one lock and writes widget traits only from under that lock, batched by a small
-ticker thread (5 updates a second at most, however chatty the ranks are).
-
-The Stop button stops the gang by raising ``KeyboardInterrupt`` in the thread waiting for the run,
-which is exactly what a kernel interrupt does: :meth:`Client.run` cancels the run, and the
-supervisor stops every rank on every node. A kernel delivers a widget click only when it can read
-its shell channel; while ``%neo run`` blocks a cell, the kernel's interrupt (the ■ button) is the
-same gesture.
+renders them; it decides nothing about the run. See :class:`RunWidget` for why the widget's
+buttons talk to the Jupyter server rather than to the kernel (docs/jupyter.md, "The run widget").
 """
 
 from __future__ import annotations
 
-import _thread
-import html
 import sys
 import threading
 import time
@@ -37,6 +27,7 @@ class RunView(Protocol):
     def progress(self, message: str) -> None: ...
     def on_line(self, rank: int | None, node: int, stream: str, line: str) -> None: ...
     def on_update(self, run: Run) -> None: ...
+    def notice(self, text: str) -> None: ...
     def finish(self, run: Run | None, error: str | None = None) -> None: ...
 
 
@@ -76,6 +67,10 @@ class TextRunView:
     def on_update(self, run: Run) -> None:
         pass
 
+    def notice(self, text: str) -> None:
+        if not self.quiet:
+            print(f"!! {text}", file=sys.stderr, flush=True)
+
     def finish(self, run: Run | None, error: str | None = None) -> None:
         if self.quiet:
             return
@@ -92,50 +87,45 @@ def summary(run: Run) -> str:
     shape = f"{run.nodes} node(s) x {run.nproc_per_node}"
     if run.state is RunState.SUCCEEDED:
         return f"run {run.id} succeeded on {shape} in {run.duration:.1f}s"
+    if run.not_applied:
+        return f"run {run.id}: the edit was not applied; the ranks run on"
     return f"run {run.id} {run.state.value} (exit {run.exit_code}) after {run.duration:.1f}s"
 
 
-_COLORS = {
-    "starting": "#888",
-    "running": "#1a73e8",
-    "succeeded": "#188038",
-    "failed": "#d93025",
-    "stopped": "#e37400",
-}
-
-
 class RunWidget:
-    """Status grid per node and rank, elapsed time, a rank's log tail with a selector, and Stop."""
+    """The live run block of a notebook: an ipywidgets model whose front end lives in the sidebar's
+    labextension (``labextension/src/widget/``), so it can act without the kernel.
 
-    def __init__(self, shown_rank: int = 0, waiter: int | None = None) -> None:
-        import ipywidgets as w
+    The kernel pushes state (the run document, progress, the new-gang notice, a merged tail of
+    every rank); the browser does the rest over the server extension's REST API with the page's
+    credentials: a rank's log tail (``GET runs/ID/logs``, polled by the view's model) and Stop
+    (``DELETE runs/ID``). That is why Stop and the rank selector work while ``%neo run`` blocks
+    the cell: a kernel busy in a cell cannot read widget messages, but the Jupyter server can
+    answer the browser. A Stop ends the run exactly as a kernel interrupt, the sidebar's Stop or
+    ``neo stop`` do: ``stopped`` with exit code 130 and the same words (see
+    :data:`jupyter_neo.runs.supervisor.STOPPED`).
 
+    Callbacks arrive on the :class:`Client`'s loop thread: state lives in plain Python under one
+    lock and reaches the traits from a ticker thread (at most 5 updates a second).
+    """
+
+    def __init__(self, shown: set[int] | None = None) -> None:
         self._lock = threading.RLock()
-        self._waiter = waiter if waiter is not None else threading.get_ident()
         self._t0 = time.monotonic()
         self._run: Run | None = None
         self._tails: dict[int, deque[str]] = {}
+        self._merged: deque[str] = deque(maxlen=TAIL_LINES)
         self._status = "starting"
         self._dirty = True
         self._running = True
-        self._stop_requested = False
+        self.shown = shown
+        self.widget = NeoRunWidget(shown=sorted(shown) if shown is not None else [])
         self.display_handle: Any = None
-        """Set by :func:`make_view`; the final state replaces the static (text/plain) render at the end."""
-        self.header = w.HTML()
-        self.grid = w.HTML()
-        self.rank = w.Dropdown(
-            options=[shown_rank], value=shown_rank, description="rank", layout={"width": "10em"}
-        )
-        self.log = w.HTML()
-        self.stop_button = w.Button(
-            description="Stop", button_style="danger", icon="stop", tooltip="stop every rank"
-        )
-        self.stop_button.on_click(lambda _b: self.request_stop())
-        self.rank.observe(lambda _c: self._mark(), names="value")
+        """Set by :func:`make_view`; at the end the output is redrawn, so a saved notebook's
+        ``text/plain`` says how the run ended."""
         self.chart: MetricsChart | None = None
-        """Training curves, added when the first ``jupyter_neo.log`` record arrives."""
-        self.box = w.VBox([self.header, self.grid, w.HBox([self.rank, self.stop_button]), self.log])
-        self._render()
+        """Training curves (issue 18), added when the first ``jupyter_neo.log`` record arrives and
+        shown by the front end under the log pane (``RunPanel``'s ``extra`` slot)."""
         self._ticker = threading.Thread(target=self._tick, name="jupyter-neo-widget", daemon=True)
         self._ticker.start()
 
@@ -150,14 +140,20 @@ class RunWidget:
             return
         with self._lock:
             self._tails.setdefault(rank, deque(maxlen=TAIL_LINES)).append(line)
-            if rank == self.rank.value:
-                self._dirty = True
+            if self.shown is None or rank in self.shown:
+                self._merged.append(f"[rank {rank}] {line}")
+            self._dirty = True
 
     def on_update(self, run: Run) -> None:
         with self._lock:
             self._run = run.model_copy(deep=True)
-            self._status = run.state.value
+            self._status = phase_summary(run)
             self._dirty = True
+
+    def notice(self, text: str) -> None:
+        """Say something the user must not miss (a new gang that bills until its idle release)."""
+        with self._lock:
+            self.widget.notice = text
 
     # ------------------------------------------------------------------ main thread
     def finish(self, run: Run | None, error: str | None = None) -> None:
@@ -168,103 +164,106 @@ class RunWidget:
                 self._status = summary(run)
             if error:
                 self._status = error
-            self.stop_button.disabled = True
-            self.stop_button.description = "Stopped" if self._stop_requested else "Done"
             self._dirty = True
-            self._render()
+            self._push()
+            self.widget.finished = True
         if self.display_handle is not None:
             self.display_handle.update(self)
-
-    def request_stop(self) -> None:
-        """The Stop button: interrupt the thread waiting for the run, as a kernel interrupt would."""
-        with self._lock:
-            if not self._running or self._stop_requested:
-                return
-            self._stop_requested = True
-            self.stop_button.disabled = True
-            self.stop_button.description = "Stopping…"
-            self._status = "stopping every rank"
-        if self._waiter == threading.main_thread().ident:
-            _thread.interrupt_main()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop_requested
 
     def tail(self, rank: int) -> list[str]:
         with self._lock:
             return list(self._tails.get(rank, ()))
 
-    # ------------------------------------------------------------------ rendering
-    def _mark(self) -> None:
-        with self._lock:
-            self._dirty = True
-
+    # ------------------------------------------------------------------ pushing state
     def _tick(self) -> None:
         while True:
             time.sleep(TICK_S)
             with self._lock:
                 if not self._running:
                     return
-                self._render()
+                self._push()
 
-    def _render(self) -> None:
-        run = self._run
-        elapsed = run.duration if run is not None and not self._running else time.monotonic() - self._t0
-        title = f"<b>{html.escape(run.id)}</b>" if run else "<b>neo run</b>"
-        self.header.value = (
-            f"{title} &middot; {html.escape(self._status)} &middot; elapsed {elapsed:.1f}s"
-            + (f" &middot; reservation {html.escape(run.reservation)}" if run else "")
-        )
+    def _push(self) -> None:
         if not self._dirty:
             return
         self._dirty = False
-        if run is not None:
-            ranks = [r.rank for r in run.ranks]
-            if ranks and list(self.rank.options) != ranks:
-                current = self.rank.value if self.rank.value in ranks else ranks[0]
-                self.rank.options = ranks
-                self.rank.value = current
-            self.grid.value = self._grid(run)
-            if run.metrics:
-                self._chart().update(run.metrics)
-        lines = list(self._tails.get(self.rank.value, ()))[-SHOWN_LINES:]
-        self.log.value = (
-            '<pre style="max-height:18em;overflow:auto;margin:0">'
-            + html.escape("\n".join(lines) or "(no output yet)")
-            + "</pre>"
-        )
+        w = self.widget
+        w.status = self._status
+        w.tail = list(self._merged)[-SHOWN_LINES:]
+        if self._run is not None:
+            # The curves travel as the chart's own widgets, not with every run document.
+            w.run = {k: v for k, v in self._run.public().items() if k != "metrics"}
+        if self._run is not None and self._run.metrics:
+            self._chart().update(self._run.metrics)
 
     def _chart(self) -> MetricsChart:
         if self.chart is None:
             self.chart = MetricsChart()
-            self.box.children = (*self.box.children, self.chart.box)
+            self.widget.chart = self.chart.box
         return self.chart
-
-    @staticmethod
-    def _grid(run: Run) -> str:
-        rows = []
-        for node in range(run.nodes):
-            cells = []
-            for r in (r for r in run.ranks if r.node == node):
-                color = _COLORS.get(r.state.value, "#888")
-                label = html.escape(rank_label(r.state.value, r.exit_code))
-                cells.append(f'<td style="padding:2px 8px;color:{color}">rank {r.rank}: {label}</td>')
-            rows.append(f'<tr><td style="padding:2px 8px"><b>node {node}</b></td>{"".join(cells)}</tr>')
-        return f"<table>{''.join(rows)}</table>"
 
     def text(self) -> str:
         """The block as plain text (what a static render of the notebook shows)."""
         with self._lock:
             run = self._run
             head = summary(run) if run is not None and not self._running else self._status
-            lines = list(self._tails.get(self.rank.value, ()))[-SHOWN_LINES:]
-            return "\n".join([head, *(f"[rank {self.rank.value}] {line}" for line in lines)])
+            body = [*([self.widget.notice] if self.widget.notice else []), head]
+            return "\n".join([*body, *list(self._merged)[-SHOWN_LINES:]])
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle: dict[str, Any] = self.box._repr_mimebundle_(**kwargs) or {}
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs) or {}
         bundle["text/plain"] = self.text()
         return bundle
+
+
+def phase_summary(run: Run) -> str:
+    """The run's state as its ranks live it: ``starting (3 of 4 ranks importing)`` or ``running``."""
+    if run.done or not run.ranks:
+        return run.state.value
+    phases = [r.phase for r in run.ranks]
+    if all(p == "running" for p in phases):
+        return "running"
+    waiting = [p for p in phases if p in ("starting", "importing")]
+    importing = phases.count("importing")
+    detail = f"{importing} of {len(phases)} ranks importing" if importing else "ranks starting"
+    return f"starting ({detail})" if len(waiting) == len(phases) else f"running ({detail})"
+
+
+def _widget_class() -> type:
+    import ipywidgets as w
+    from traitlets import Bool, Dict, Instance, List, Unicode
+
+    from jupyter_neo import __version__
+
+    class NeoRunWidget(w.DOMWidget):  # type: ignore[misc]
+        """The synced state of a run block (front end: ``NeoRunView`` in the labextension)."""
+
+        _model_name = Unicode("NeoRunModel").tag(sync=True)
+        _model_module = Unicode("jupyter-neo").tag(sync=True)
+        _model_module_version = Unicode(f"^{__version__}").tag(sync=True)
+        _view_name = Unicode("NeoRunView").tag(sync=True)
+        _view_module = Unicode("jupyter-neo").tag(sync=True)
+        _view_module_version = Unicode(f"^{__version__}").tag(sync=True)
+        run = Dict().tag(sync=True)
+        status = Unicode("starting").tag(sync=True)
+        notice = Unicode("").tag(sync=True)
+        tail: List[str] = List().tag(sync=True)
+        shown: List[int] = List().tag(sync=True)
+        finished = Bool(False).tag(sync=True)
+        chart = Instance(w.Widget, allow_none=True).tag(sync=True, **w.widget_serialization)
+        """More panes under the log (the metrics chart), as child widgets."""
+
+    return NeoRunWidget
+
+
+def NeoRunWidget(**kwargs: Any) -> Any:  # noqa: N802 (a class made on first use: ipywidgets loads lazily)
+    global _NEO_RUN_WIDGET
+    if _NEO_RUN_WIDGET is None:
+        _NEO_RUN_WIDGET = _widget_class()
+    return _NEO_RUN_WIDGET(**kwargs)
+
+
+_NEO_RUN_WIDGET: type | None = None
 
 
 def make_view(widgets: bool | None, shown: set[int] | None, quiet: bool) -> RunView:
@@ -273,11 +272,20 @@ def make_view(widgets: bool | None, shown: set[int] | None, quiet: bool) -> RunV
     if use and not quiet:
         from IPython.display import display
 
-        first = min(shown) if shown else 0
-        widget = RunWidget(shown_rank=first)
+        widget = RunWidget(shown)
         widget.display_handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
         return widget
     return TextRunView(shown, quiet)
+
+
+def human_bytes(n: int) -> str:
+    """``62 B``, ``3.4 KiB``, ``12.0 MiB``, ``1.5 GiB``: a small edit is not "0.0 MiB"."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 class SyncProgress:
@@ -307,12 +315,14 @@ class SyncProgress:
     def update(self, moved: int, planned: int) -> None:
         with self._lock:
             self.moved, self.planned = moved, planned
-            pct = int(100 * moved / planned) if planned else 100
+            if planned <= 0:
+                return  # nothing to move (yet): no bar, and never a full one for 0.0 / 0.0 MiB
+            pct = int(100 * moved / planned)
             pct = self._pct = max(pct, self._pct)  # the plan grows as pods start: never go back
             if self.bar is not None:
                 self.box.layout.display = ""
                 self.bar.value = pct
-                self.label.value = f"{moved / 2**20:.1f} / {planned / 2**20:.1f} MiB"
+                self.label.value = f"{human_bytes(moved)} / {human_bytes(planned)}"
             elif pct // 10 != self._last_decile:
                 self._last_decile = pct // 10
                 print(f"sync: {pct}% ({moved / 2**20:.1f} of {planned / 2**20:.1f} MiB)", flush=True)

@@ -88,7 +88,12 @@ def test_syntax_error_keeps_old_code_and_next_edit_recovers(hot: tuple[Neo, str,
     (ws / "helper.py").write_text("def value(:\n    return 3.0\n")
     code, broken, err = run(neo, rid, ws)
     assert code == 1
-    assert "not applied: helper.py:1" in err and "keep generation 1" in err
+    assert "not applied: syntax error at helper.py:1" in err and "ranks still run generation 1" in err
+    record: Any = neo.json("runs")
+    assert record[0]["not_applied"].startswith("not applied: syntax error at helper.py:1")
+    assert {r["exit_code"] for r in record[0]["ranks"]} == {None}, "no rank crashed"
+    logs = neo.run("logs", record[0]["id"])
+    assert "not applied: syntax error at helper.py:1" in logs.stderr, "neo logs says why it printed nothing"
     assert broken == {}, "no rank ran the broken generation"
     (ws / "helper.py").write_text(helper("3.0"))
     code, fixed, err = run(neo, rid, ws)

@@ -116,9 +116,15 @@ def test_line_run_streams_rank0_and_returns_a_run(shell: InteractiveShell) -> No
         shell.run_cell_magic("neo", "status", cell)
 
 
-def test_widget_shows_the_gang_and_stop_stops_it(
+def test_widget_state_and_a_stop_from_elsewhere_ends_like_an_interrupt(
     shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The widget's Stop goes to the server (DELETE runs/ID -> Core.stop_run), not to the blocked
+    kernel: stopping from another controller while the cell blocks records ``stopped``/130 with the
+    words of a kernel interrupt. (The click itself is driven in Chromium by the browser test.)"""
+    from jupyter_neo.client import Client
+    from jupyter_neo.runs.supervisor import STOPPED
+
     views: list[Any] = []
     real = magics_module.make_view
 
@@ -128,30 +134,73 @@ def test_widget_shows_the_gang_and_stop_stops_it(
 
     monkeypatch.setattr(magics_module, "make_view", spy)
     neo_magics(shell).widgets = True
+    stopped: list[float] = []
 
-    def click_when_running() -> None:
+    def stop_when_running() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if views and "started" in "".join(views[0].tail(1)):
-                views[0].stop_button.click()
+            if views and "started" in "".join(views[0].tail(1)) and "id" in views[0].widget.run:
+                run_id = views[0].widget.run["id"]
+                other = Client()  # another controller, as the Jupyter server is
+                try:
+                    stopped.append(time.monotonic())
+                    other.stop_run(run_id)
+                finally:
+                    other.close()
                 return
             time.sleep(0.05)
 
-    clicker = threading.Thread(target=click_when_running)
-    clicker.start()
-    t0 = time.monotonic()
+    stopper = threading.Thread(target=stop_when_running)
+    stopper.start()
     with capture_output():
         result = shell.run_line_magic(
             "neo", "run --gpus 2 --nodes 2 --ranks 1 --cmd \"sh -c 'echo started; sleep 60'\""
         )
-    clicker.join()
+    stopper.join()
     widget = views[0]
-    assert time.monotonic() - t0 < 30, "Stop ended the run long before its sleep"
-    assert result.state == "stopped"
-    assert widget.stop_requested and widget.stop_button.disabled
-    assert "node 1" in widget.grid.value and "rank 1" in widget.grid.value
-    assert "started" in widget.log.value, "the selected rank's tail is shown"
+    assert stopped and time.monotonic() - stopped[0] < 15, "the stop ended the run long before its sleep"
+    assert (result.state, result.exit_code, result.error) == ("stopped", 130, STOPPED)
+    assert widget.widget.run["state"] == "stopped" and widget.widget.finished
+    assert widget.widget.shown == [1]
+    assert [r["state"] for r in widget.widget.run["ranks"]] == ["stopped", "stopped"]
+    assert any("started" in line for line in widget.widget.tail), "the shown ranks' merged tail"
+    assert widget.widget.notice.startswith("reserved a new gang"), "no silent spending"
+    assert "%neo release" in widget.widget.notice
     assert result.id in widget.text()
+    result.release()  # the gang this run reserved, given back from the result
+    assert neo_magics(shell).client.status() == []
+
+
+def test_logs_and_release_default_to_the_last_run_and_the_only_reservation(
+    shell: InteractiveShell,
+) -> None:
+    neo_magics(shell).widgets = False
+    with capture_output() as cap:
+        result = shell.run_line_magic("neo", "run --gpus 2 --nodes 2 --cmd 'echo hello-from-logs'")
+    assert result.ok
+    assert "reserved a new gang" in cap.stderr and "%neo release" in cap.stderr
+    with capture_output() as cap:
+        shell.run_line_magic("neo", "logs")
+    assert "hello-from-logs" in cap.stdout
+    with capture_output():
+        shell.run_line_magic("neo", "release")
+    assert neo_magics(shell).client.status() == []
+    with pytest.raises(UsageError, match=r"none is active"):
+        shell.run_line_magic("neo", "release")
+
+
+def test_errors_name_notebook_commands() -> None:
+    from jupyter_neo.errors import InvalidRequest
+
+    text = magics_module.one_line(
+        InvalidRequest("reservation r-1 is released", "reserve a new gang (neo reserve) or neo status")
+    )
+    assert "(%neo reserve) or %neo status" in text and "jupyter-neo" not in text
+    assert (
+        magics_module.notebook_words("see jupyter-neo docs; run neo logs")
+        == "see jupyter-neo docs; run %neo logs"
+    )
+    assert magics_module.cell_label("# hi\nimport torch\n", 3) == "cell [3]: import torch"
 
 
 def test_first_large_sync_shows_progress_and_a_noop_shows_none(
@@ -173,3 +222,17 @@ def test_first_large_sync_shows_progress_and_a_noop_shows_none(
         shell.run_line_magic("neo", "sync bar")
     assert not [line for line in again.stdout.splitlines() if line.startswith("sync: ")]
     assert "in sync" in again.stdout
+
+
+def test_sync_bar_stays_hidden_and_empty_while_nothing_is_planned() -> None:
+    """A sync that plans 0 bytes showed a full bar labelled "0.0 / 0.0 MiB"."""
+    from jupyter_neo.widgets import SyncProgress
+
+    with capture_output():
+        bar = SyncProgress(widgets=True)
+    bar.update(0, 0)
+    assert bar.bar.value == 0 and bar.box.layout.display == "none" and bar.label.value == ""
+    bar.update(2**20, 4 * 2**20)
+    assert bar.bar.value == 25 and bar.box.layout.display == "" and bar.label.value == "1.0 MiB / 4.0 MiB"
+    bar.update(62, 62)  # a one-line edit: its size, not "0.0 / 0.0 MiB"
+    assert bar.label.value == "62 B / 62 B"

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_neo.runs.supervisor import STOPPED
 from tests.conftest import Neo, read_until
 
 pytest.importorskip("torch")
@@ -74,11 +76,14 @@ def test_failing_rank_stops_the_gang_and_shows_its_traceback(gang: tuple[Neo, st
     assert "rank 3 on node 1" in proc.stderr
     run: Any = neo.json("runs")
     assert run[0]["state"] == "failed" and run[0]["failed_rank"] == 3
+    # The culprit's traceback starts in the user's script, not in the agent's rank entry or runpy.
+    assert 'File "train_ddp.py"' in run[0]["error"] or 'train_ddp.py", line' in run[0]["error"]
+    assert "runpy" not in run[0]["error"] and "neo_agent/rank.py" not in run[0]["error"]
     assert workers(neo) == []
 
 
-def test_sigint_stops_every_rank_and_exits_130(gang: tuple[Neo, str, Path]) -> None:
-    neo, rid, ws = gang
+def spin(neo: Neo, rid: str, ws: Path) -> subprocess.Popen[str]:
+    """``neo run`` of four ranks that joined a process group and then sleep; returns once all print."""
     (ws / "spin.py").write_text(
         "import time, torch.distributed as dist\n"
         "dist.init_process_group('gloo')\n"
@@ -87,12 +92,36 @@ def test_sigint_stops_every_rank_and_exits_130(gang: tuple[Neo, str, Path]) -> N
     )
     proc = neo.popen("run", "-r", rid, "--ranks", "all", "spin.py", cwd=ws)
     read_until(proc.stdout, "spinning", count=4)
+    return proc
+
+
+def test_sigint_stops_every_rank_and_exits_130(gang: tuple[Neo, str, Path]) -> None:
+    neo, rid, ws = gang
+    proc = spin(neo, rid, ws)
     assert len(workers(neo)) >= 6, "two launchers and four ranks are running"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert workers(neo) == []
     run: Any = neo.json("runs")
     assert run[0]["state"] == "stopped" and run[0]["exit_code"] == 130
+    assert run[0]["error"] == STOPPED
+    assert {r["phase"] for r in run[0]["ranks"]} == {"exited"}
+
+
+def test_neo_stop_from_elsewhere_ends_like_an_interrupt(gang: tuple[Neo, str, Path]) -> None:
+    """``neo stop`` (and the REST DELETE the Stop buttons call) while another process supervises:
+    not a failure of the killed ranks, but ``stopped``/130 with the words of an interrupt."""
+    neo, rid, ws = gang
+    proc = spin(neo, rid, ws)
+    running: Any = neo.json("runs")
+    assert [r["phase"] for r in running[0]["ranks"]] == ["running"] * 4, "each rank printed"
+    stop = neo.run("stop", running[0]["id"])
+    assert stop.returncode == 0 and "stopped" in stop.stderr, stop.stderr
+    assert proc.wait(timeout=60) == 130
+    assert workers(neo) == []
+    run: Any = neo.json("runs")
+    assert (run[0]["state"], run[0]["exit_code"], run[0]["error"]) == ("stopped", 130, STOPPED)
+    assert {r["state"] for r in run[0]["ranks"]} == {"stopped"}
 
 
 def test_timeout_kills_a_hung_run(gang: tuple[Neo, str, Path]) -> None:

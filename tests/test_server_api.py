@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,7 @@ def route_calls() -> list[tuple[str, str]]:
 
 async def test_no_route_answers_without_credentials(jp_fetch: Any) -> None:
     calls = route_calls()
-    assert len(calls) == 12  # every (verb, route) of ROUTES, GET datasets included
+    assert len(calls) == 13  # every (verb, route) of ROUTES
     for method, path in calls:
         with pytest.raises(HTTPClientError) as info:
             await jp_fetch(
@@ -275,3 +276,34 @@ async def test_reservation_list_carries_live_pod_stats(api: Any) -> None:
         assert stats["cpus"] >= 1 and len(stats["loadavg"]) == 3
         # Local pods have virtual GPUs: their slots, with no utilisation figure (nvidia-smi absent).
         assert [g["index"] for g in stats["gpus"]] == pod["gpus"]
+
+
+async def test_preview_prices_a_request_without_reserving(api: Any) -> None:
+    # The bare timestamp is what JupyterLab's ServerConnection adds to every GET.
+    query = {"gpus": 4, "nodes": 2, "idle_ttl": "30m", "name": "x", "budget": 9, "1795953540940": ""}
+    code, doc = await api("GET", "placement/preview", **query)
+    assert code == 200, doc
+    # 2 x 2 GPUs at $1.50/GPU-h = $6.00/h; 30 minutes unused = $3.00.
+    assert (doc["cluster"], doc["nodes"], doc["gpus_per_node"]) == ("small", 2, 2)
+    assert doc["price_per_hour"] == 6.0 and doc["idle_ttl"] == 1800 and doc["idle_cost"] == 3.0
+    assert doc["text"] == "2 \u00d7 2 virtual on small: $6.00/h, idle release after 30m ≈ $3.00 if unused"
+    code, listed = await api("GET", "reservations")
+    assert listed["reservations"] == [], "a preview holds nothing"
+    code, doc = await api("GET", "placement/preview", gpus=64)
+    assert code == 400 and "64" in doc["message"]
+    code, doc = await api("GET", "placement/preview", gpus=2, idle_ttl="none")
+    assert code == 200 and doc["idle_cost"] is None and "no idle release" in doc["text"]
+    code, doc = await api("GET", "placement/preview", gpus=2, color="red")
+    assert code == 400 and "color" in doc["message"]
+
+
+async def test_reservations_carry_the_idle_release_the_agents_keep(api: Any) -> None:
+    code, _ = await api("POST", "reservations", {"gpus": 2, "nodes": 2, "idle_ttl": "10m"})
+    assert code == 201
+    code, doc = await api("GET", "reservations")
+    res = doc["reservations"][0]
+    assert res["busy"] is False
+    left = datetime.fromisoformat(res["idle_release_at"]) - datetime.now(UTC)
+    assert timedelta(minutes=9) < left <= timedelta(minutes=10)
+    for pod in res["pods"]:
+        assert pod["stats"]["idle_ttl"] == 600 and pod["stats"]["idle_for"] < 60

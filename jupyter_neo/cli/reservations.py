@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("release", help="give a reservation back")
-    p.add_argument("id", nargs="?")
+    p.add_argument("id", nargs="?", help="default: the only active reservation")
     p.add_argument("--all", action="store_true", help="release every active reservation")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_release)
@@ -149,8 +149,16 @@ def cmd_extend(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_release(client: Client, args: argparse.Namespace) -> int:
-    if args.all == bool(args.id):
+    if args.all and args.id:
         raise InvalidRequest("say which reservation to release", "neo release ID, or neo release --all")
+    if not args.all and not args.id:
+        live = client.status()
+        if len(live) != 1:  # with exactly one, there is nothing to say
+            held = f"{len(live)} are active" if live else "none is active"
+            raise InvalidRequest(
+                f"say which reservation to release ({held})", "neo release ID, or neo release --all"
+            )
+        args.id = live[0].id
     released = client.release_all() if args.all else [client.release(args.id)]
     if args.json:
         output.emit_json([r.public() for r in released])

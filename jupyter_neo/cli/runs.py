@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("logs", help="a rank's output of a run")
-    p.add_argument("run")
+    p.add_argument("run", nargs="?", help="default: the last run")
     p.add_argument("--rank", type=int, default=0)
     p.add_argument("--tail", type=int, default=0, help="only the last N lines")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
@@ -136,7 +136,14 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
 
     if args.watch and not args.hot:
         raise InvalidRequest("--watch needs --hot", "neo run --hot --watch train.py")
-    options: dict[str, Any] = dict(on_line=on_line, progress=output.progress, **keywords)
+    held = {r.id for r in client.status()}
+
+    def on_update(run: Run) -> None:
+        if run.reservation not in held:  # a gang reserved for this run: say what it costs, once
+            held.add(run.reservation)
+            output.err.print(f"[bold yellow]{new_gang_notice(client, run.reservation)}[/bold yellow]")
+
+    options: dict[str, Any] = dict(on_line=on_line, on_update=on_update, progress=output.progress, **keywords)
     if args.watch:
         return watch_loop(client, args.path, target, script_args, options)
     run = client.run(target, script_args, **options)
@@ -145,6 +152,25 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
     else:
         summarize(run)
     return run.exit_code or 0
+
+
+def new_gang_notice(client: Client, reservation: str, command: str = "neo") -> str:
+    """What a run that reserved its own gang says at once: where, what it costs, how it ends.
+
+    Called from run callbacks, on the client's loop thread: reads the store, never awaits.
+    """
+    from jupyter_neo import money
+
+    res = client.core.store.reservation(reservation)
+    offer = money.offer(
+        res.cluster,
+        nodes=res.nodes,
+        gpus_per_node=res.gpus_per_node,
+        gpu_type=res.gpu_type,
+        price_per_hour=res.price_per_hour,
+        idle_ttl=res.idle_ttl,
+    )
+    return f"reserved a new gang {res.id}: {offer}; it stays warm for the next run ({command} release {res.id} stops it)"
 
 
 def watch_loop(
@@ -217,7 +243,15 @@ def cmd_runs(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_logs(client: Client, args: argparse.Namespace) -> int:
+    if args.run is None:
+        last = client.runs(1)
+        if not last:
+            raise InvalidRequest("no runs yet", "start one with neo run")
+        args.run = last[0].id
     run = client.get_run(args.run)
+    if run.not_applied:
+        # A skipped hot iteration printed nothing: say why it did nothing.
+        sys.stderr.write(run.not_applied + "\n")
     path = Path(run.log_dir) / f"rank{args.rank}.log"
     if not any(r.rank == args.rank for r in run.ranks):
         raise InvalidRequest(f"run {run.id} has no rank {args.rank}", f"ranks are 0..{len(run.ranks) - 1}")

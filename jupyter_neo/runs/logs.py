@@ -19,6 +19,7 @@ from typing import IO, Any
 from jupyter_neo.private import open_private, private_dir
 
 FAILED_MARKER = "NEO_RANK_FAILED "
+STARTED_MARKER = "NEO_RANK_STARTED "
 HOT_MARKER = "NEO_HOT "
 METRIC_MARKER = "NEO_METRIC "
 PREFIX = re.compile(rb"^\[neo-rank (\d+)\]:")
@@ -37,14 +38,17 @@ class RunLogs:
         self,
         log_dir: Path,
         on_line: LineCallback,
+        *,
         plain: bool = False,
         on_hot: Callable[[int, dict[str, Any]], None] | None = None,
+        on_phase: Callable[[int, str], None] | None = None,
         on_metric: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.dir = log_dir
         private_dir(self.dir)  # a run's output is its owner's, whatever the umask
         self.on_line = on_line
         self.on_hot = on_hot
+        self.on_phase = on_phase or (lambda rank, phase: None)
         self.on_metric = on_metric
         self.first_output: dict[int, float] = {}
         """rank -> monotonic time of its first user line (hot iterations measure from here)"""
@@ -111,8 +115,12 @@ class RunLogs:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 self.failures.setdefault(rank, float(json.loads(text[len(FAILED_MARKER) :])["time"]))
             return
-        if rank is not None:
-            self.first_output.setdefault(rank, time.monotonic())
+        if rank is not None and text.startswith(STARTED_MARKER):
+            self.on_phase(rank, "importing")
+            return
+        if rank is not None and rank not in self.first_output:
+            self.first_output[rank] = time.monotonic()
+            self.on_phase(rank, "running")
         f = self._file(self.rank_path(rank) if rank is not None else self.node_path(node))
         f.write(body + b"\n")
         f.flush()

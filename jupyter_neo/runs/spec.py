@@ -34,6 +34,8 @@ class RunSpec:
     sync: bool = True
     grace: float = 5.0
     hot: bool = False
+    label: str | None = None
+    """A readable name for the run (a notebook cell's first line); not part of the fingerprint."""
 
     def fingerprint(self, nodes: int, nproc: int) -> str:
         """The world a hot session was launched with (shape and environment); a change needs a

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from jupyter_neo.core import Core
 
 EXIT_INTERRUPTED = 130
+STOPPED = "stopped on request; every rank was stopped"
+"""The words of every stop: a kernel interrupt, a Stop button (widget or sidebar), ``neo stop``."""
 EXIT_TIMEOUT = 124
 EXIT_LOST = 255
 PROBE_PERIOD = 2.0
@@ -131,11 +134,13 @@ class RunSupervisor:
             for n in range(res.nodes)
             for lr in range(per_node)
         ]
+        self.run.label = spec.label
         self.logs = RunLogs(
             log_dir,
             on_line or (lambda *a: None),
             plain=spec.launcher == "plain",
             on_hot=self._on_hot,
+            on_phase=self._on_phase,
             on_metric=self._on_metric,
         )
         self.procs: dict[int, str] = {}
@@ -145,6 +150,7 @@ class RunSupervisor:
         self.hot_reports: dict[int, dict[str, Any]] = {}
         self.iteration_done: asyncio.Event | None = None
         self.notified_at = 0.0
+        self.stop_asked = False
 
     def _save(self) -> None:
         self.core.store.save_run(self.run)
@@ -179,6 +185,9 @@ class RunSupervisor:
             run.timings["launch"] = round(time.perf_counter() - t0, 4)
             run.state = RunState.RUNNING
             self._set_ranks(RunState.RUNNING)
+            for rank in run.ranks:
+                if rank.phase == "starting" and self.session is not None:
+                    rank.phase = "running"  # hot workers are up already
             self._save()
             await asyncio.wait_for(self._supervise(), self.spec.timeout)
         except TimeoutError:
@@ -190,7 +199,7 @@ class RunSupervisor:
             )
         except asyncio.CancelledError:
             await asyncio.shield(self._stop_all())
-            self._finish(RunState.STOPPED, EXIT_INTERRUPTED, "interrupted; every rank was stopped")
+            self._finish(RunState.STOPPED, EXIT_INTERRUPTED, STOPPED)
             raise
         except NeoError as exc:
             await asyncio.shield(self._stop_all())
@@ -309,6 +318,8 @@ class RunSupervisor:
         finally:
             for task in (attach, probe):
                 task.cancel()
+        if reply.get("stopped"):
+            self.stop_asked = True
         code = reply.get("returncode")
         return int(code) if code is not None else EXIT_LOST
 
@@ -362,16 +373,45 @@ class RunSupervisor:
             if failure is not None:
                 await self._stop_all()
                 await asyncio.gather(*(p for p in pending if p is not iteration), return_exceptions=True)
+                if not self.stop_asked:
+                    self.stop_asked = await self._stop_was_asked()
         finally:
             for task in [*tasks, iteration, heartbeat]:
                 task.cancel()
         self.logs.flush()
-        if failure is not None:
+        if failure is not None and self.stop_asked:
+            # Another controller stopped the run (neo stop, a Stop button): the same end as an
+            # interrupt of this one, not a failure.
+            self._finish(RunState.STOPPED, EXIT_INTERRUPTED, STOPPED)
+        elif failure is not None:
             self._fail(*failure)
         elif self.spec.hot:
             self._finish_iteration()
         else:
             self._finish(RunState.SUCCEEDED, 0, None)
+
+    async def _stop_was_asked(self) -> bool:
+        """Did any node's agent get a stop request for this run's launcher?
+
+        Asked only when a launcher ended badly: with a stop racing a peer's crash, the node that
+        saw the stop first may not be the one whose end was noticed first.
+        """
+
+        async def asked(node: int) -> bool:
+            with contextlib.suppress(NeoError, OSError, TimeoutError):
+                procs = (await asyncio.wait_for(self.conns[node].call("procs"), 5))["procs"]
+                return any(p["proc"] == self.procs.get(node) and p.get("stopped") for p in procs)
+            return False
+
+        return any(await asyncio.gather(*(asked(n) for n in self.procs)))
+
+    def _on_phase(self, rank: int, phase: str) -> None:
+        """A rank moved on (importing: its process started; running: its first line)."""
+        order = ("starting", "importing", "running", "exited")
+        for status in self.run.ranks:
+            if status.rank == rank and order.index(phase) > order.index(status.phase):
+                status.phase = phase  # type: ignore[assignment]
+                self._save()
 
     async def _heartbeat(self) -> None:
         """Keep the pods' idle timers from running out while the gang is busy with this run."""
@@ -400,7 +440,14 @@ class RunSupervisor:
         event = failed[culprit]
         run.failed_rank = culprit
         if event.get("event") == "skipped":
-            why = f"not applied: {event.get('error')}; the workers keep generation {event.get('kept')}'s code"
+            # Nothing crashed: the new code did not compile, the workers run on with the old one.
+            why = not_applied(str(event.get("error")), event.get("kept"))
+            run.not_applied = why
+            for rank in run.ranks:
+                rank.state, rank.exit_code, rank.phase = RunState.RUNNING, None, "running"
+            run.state, run.exit_code, run.ended, run.error = RunState.FAILED, 1, utcnow(), why
+            self._save()
+            return
         else:
             lines = "\n".join(list(self.logs.tails.get(culprit, []))[-20:])
             why = f"rank {culprit} raised {event.get('error')} (the workers stay warm)\n{lines}"
@@ -443,6 +490,9 @@ class RunSupervisor:
         if error and not run.error:
             run.error = error
         self._set_ranks(RunState.STOPPED if state is not RunState.SUCCEEDED else RunState.SUCCEEDED)
+        if not self.spec.hot:
+            for rank in run.ranks:
+                rank.phase = "exited"
         self._save()
 
     def _mark_degraded(self, reason: str) -> None:
@@ -456,14 +506,28 @@ class RunSupervisor:
         await stop_launchers({n: (self.conns[n], p) for n, p in self.procs.items()}, self.spec.grace)
 
 
-async def stop_launchers(procs: dict[int, tuple[AgentConnection, str]], grace: float = 5.0) -> None:
+def not_applied(error: str, kept: object) -> str:
+    """``not applied: syntax error at train_ddp.py:30 — ranks still run generation 2``."""
+    where = error
+    match = re.match(r"(?P<file>[^:\s]+\.py):(?P<line>\d+): (?P<msg>.*)", error)
+    if match:
+        where = f"syntax error at {match['file']}:{match['line']} ({match['msg']})"
+    return f"not applied: {where} \u2014 ranks still run generation {kept}"
+
+
+async def stop_launchers(
+    procs: dict[int, tuple[AgentConnection, str]], grace: float = 5.0, *, asked: bool = False
+) -> None:
     """Stop each node's launcher: SIGTERM, wait ``grace``, SIGKILL what is left (the agent then
     also kills every process carrying the launcher's tag). Best effort per node, all in parallel.
+
+    ``asked``: a user asked for the stop (not a failure of a peer); the agents mark the process so
+    the controller following the run records it as stopped, with the same words as an interrupt.
     """
 
     async def stop(conn: AgentConnection, proc: str) -> None:
         with contextlib.suppress(NeoError, OSError):
-            await conn.call("signal", proc=proc, signal="SIGTERM")
+            await conn.call("signal", proc=proc, signal="SIGTERM", stop=asked)
             reply = await conn.call("wait", proc=proc, timeout=grace)
             if not reply.get("exited"):
                 await conn.call("signal", proc=proc, signal="SIGKILL")

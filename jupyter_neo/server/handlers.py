@@ -64,6 +64,22 @@ class NeoHandler(APIHandler):
             raise InvalidRequest("the request body must be a JSON object")
         return body
 
+    def request_query(self) -> dict[str, Any]:
+        """A gang request from the query string: ``residency`` and ``data`` repeat
+        (``?data=imagenet&data=web``); the token, the XSRF field and the bare timestamp that
+        JupyterLab's ServerConnection adds to GETs against caches are not fields."""
+        lists = ("residency", "data")
+        query: dict[str, Any] = {
+            k: v[-1].decode()
+            for k, v in self.request.query_arguments.items()
+            if k not in (*lists, "_xsrf", "token") and not k.isdigit()
+        }
+        for key in lists:
+            values = self.get_query_arguments(key)
+            if values:
+                query[key] = values
+        return query
+
     def int_arg(self, name: str, default: int) -> int:
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
@@ -115,16 +131,19 @@ class PlacementHandler(NeoHandler):
     @authorized
     async def get(self) -> None:
         async def work() -> dict[str, Any]:
-            lists = ("residency", "data")  # repeatable: ?data=imagenet&data=web
-            query: dict[str, Any] = {
-                k: v[-1].decode() for k, v in self.request.query_arguments.items() if k not in lists
-            }
-            for key in lists:
-                values = self.get_query_arguments(key)
-                if values:
-                    query[key] = values
-            query = {k: v for k, v in query.items() if k not in ("_xsrf", "token")}
-            return {"candidates": await self.manager.placement(query)}
+            return {"candidates": await self.manager.placement(self.request_query())}
+
+        await self.reply(work)
+
+
+class PreviewHandler(NeoHandler):
+    """``GET placement/preview``: the price of a gang request before reserving it."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        async def work() -> dict[str, Any]:
+            return await self.manager.preview(self.request_query())
 
         await self.reply(work)
 
@@ -204,6 +223,7 @@ class RunLogsHandler(NeoHandler):
 ROUTES: list[tuple[str, type[NeoHandler]]] = [
     ("clusters", ClustersHandler),
     ("placement", PlacementHandler),
+    ("placement/preview", PreviewHandler),
     ("datasets", DatasetsHandler),
     ("reservations", ReservationsHandler),
     ("reservations/{rid}", ReservationHandler),

@@ -16,13 +16,15 @@ live UIs hear of every change, not only of those made through REST.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from jupyter_neo import money, placement
 from jupyter_neo.client import gang_request
 from jupyter_neo.core import Core
-from jupyter_neo.errors import InvalidRequest
+from jupyter_neo.errors import InvalidRequest, NeoError
 from jupyter_neo.model import REQUEST_FIELDS
 from jupyter_neo.runs.logs import tail_file
 
@@ -31,6 +33,7 @@ Emit = Callable[[ChangeKind, str, str], None]
 
 RESERVE_FIELDS = REQUEST_FIELDS  # a POST body is a gang request, field for field
 PLACEMENT_FIELDS = ("gpus", "nodes", "gpu_type", "cluster", "region", "residency", "max_price", "data")
+PREVIEW_FIELDS = (*PLACEMENT_FIELDS, "idle_ttl", "budget", "name")
 EXTEND_FIELDS = ("idle_ttl", "budget")
 
 
@@ -54,6 +57,7 @@ class NeoManager:
         self._polls = 0
         self._poll_lock = asyncio.Lock()
         self.closed = False
+        self._warming: set[asyncio.Future[None]] = set()
 
     def changed(self, kind: ChangeKind, ident: str, state: str) -> None:
         """Emit one change (and remember it, so the watcher does not announce it twice)."""
@@ -73,6 +77,44 @@ class NeoManager:
         request = gang_request(self.core.config, **query)
         return [c.public() for c in await self.core.explain(request)]
 
+    async def preview(self, query: dict[str, Any]) -> dict[str, Any]:
+        """What ``POST reservations`` with this body would hold and cost, reserving nothing.
+
+        The same placement as a reserve (the cheapest feasible cluster first); a request no cluster
+        can take fails with the reserve's own message. ``name`` and ``budget`` are accepted (the
+        form sends its whole body) and do not change the price.
+        """
+        _check_fields(query, PREVIEW_FIELDS)
+        if "gpus" not in query:
+            raise InvalidRequest("gpus is required", "e.g. ?gpus=16")
+        fields = {k: v for k, v in query.items() if k not in ("name", "budget")}
+        idle_ttl = fields.pop("idle_ttl", "default")
+        request = gang_request(self.core.config, idle_ttl=idle_ttl, **fields)
+        candidates = await self.core.explain(request)
+        feasible = [c for c in candidates if c.rejected is None]
+        if not feasible:
+            raise placement.no_fit_error(request, candidates, self.core.config.defaults.residency)
+        best = feasible[0]
+        c = best.cluster
+        return {
+            "cluster": c.name,
+            "nodes": best.nodes,
+            "gpus_per_node": best.gpus_per_node,
+            "gpu_type": c.gpu_type,
+            "price_per_hour": best.price_per_hour,
+            "idle_ttl": request.idle_ttl,
+            "idle_cost": money.idle_cost(best.price_per_hour, request.idle_ttl),
+            "free_gpus": best.free_gpus,
+            "text": money.offer(
+                c.name,
+                nodes=best.nodes,
+                gpus_per_node=best.gpus_per_node,
+                gpu_type=c.gpu_type,
+                price_per_hour=best.price_per_hour,
+                idle_ttl=request.idle_ttl,
+            ),
+        }
+
     async def datasets(self) -> list[dict[str, Any]]:
         """Every dataset: size, residency, which clusters hold it and where it may be copied."""
         return self.core.datasets()
@@ -84,7 +126,9 @@ class NeoManager:
         return [r.public() for r in rows]
 
     async def reservation(self, ref: str) -> dict[str, Any]:
-        return (await self.core.status_one(ref)).public()
+        """One reservation with its pods' live stats, as in the list (the sidebar fetches one
+        after a change event and must not lose the idle-release countdown)."""
+        return (await self.core.with_stats(await self.core.status_one(ref))).public()
 
     async def reserve(self, body: dict[str, Any]) -> dict[str, Any]:
         """Reserve a gang all-or-nothing; the body has the CLI's flags as fields (``idle_ttl: "30m"``)."""
@@ -174,9 +218,29 @@ class NeoManager:
         for key, state in now.items():
             if before.get(key) != state:
                 self._emit(key[0], key[1], state)
+                if key[0] == "run" and state in ("starting", "running"):
+                    self._warm(key[1])
+
+    def _warm(self, run_id: str) -> None:
+        """Open the connections to a new run's pods now, so a Stop click acts at once.
+
+        A Stop from a browser (``DELETE runs/ID``) is a user waiting: without this, the server
+        would first start an agent stream per pod (a process each on the local backend).
+        """
+
+        async def connect() -> None:
+            with contextlib.suppress(NeoError, OSError, TimeoutError):
+                run = await asyncio.to_thread(self.core.store.run, run_id)
+                await self.core.connect(await asyncio.to_thread(self.core.store.reservation, run.reservation))
+
+        task = asyncio.ensure_future(connect())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     async def close(self) -> None:
         """Stop watching: wait for a look in progress, then close every agent connection."""
         self.closed = True
+        for task in list(self._warming):
+            task.cancel()
         async with self._poll_lock:
             await self.core.close()

@@ -9,6 +9,7 @@ import type {
   ILogTail,
   IReservation,
   IReservationPatch,
+  IPreview,
   IReserveRequest,
   IRun
 } from './types';
@@ -25,6 +26,18 @@ export interface INeoClient {
   run(id: string): Promise<IRun>;
   stopRun(id: string): Promise<IRun>;
   logs(id: string, rank: number, tail?: number): Promise<ILogTail>;
+  preview(request: IReserveRequest): Promise<IPreview>;
+}
+
+/** A gang request as query parameters (`gpus=16&nodes=2&idle_ttl=30m`). */
+export function requestQuery(request: IReserveRequest): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(request)) {
+    if (value !== undefined && value !== null && value !== '') {
+      params.append(key, String(value));
+    }
+  }
+  return params.toString();
 }
 
 /**
@@ -97,6 +110,10 @@ export class NeoClient implements INeoClient {
     return this._get<ILogTail>(
       `runs/${encodeURIComponent(id)}/logs?rank=${rank}&tail=${tail}`
     );
+  }
+
+  preview(request: IReserveRequest): Promise<IPreview> {
+    return this._get<IPreview>(`placement/preview?${requestQuery(request)}`);
   }
 
   private _get<T>(endPoint: string): Promise<T> {

@@ -15,6 +15,8 @@ import {
   Notification,
   showDialog
 } from '@jupyterlab/apputils';
+import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 // The sidebar is added to the shell at activation, so these load at once.
@@ -40,13 +42,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-neo:plugin',
   description: 'Reserve multi-node GPU gangs and watch runs from JupyterLab.',
   autoStart: true,
-  optional: [ICommandPalette, ILayoutRestorer, ILabShell, IStatusBar],
+  optional: [
+    ICommandPalette,
+    ILayoutRestorer,
+    ILabShell,
+    IStatusBar,
+    ISettingRegistry
+  ],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     restorer: ILayoutRestorer | null,
     labShell: ILabShell | null,
-    statusBar: IStatusBar | null
+    statusBar: IStatusBar | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     let sidebar: NeoSidebar | null = null;
     const model = new NeoModel({
@@ -70,6 +79,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     void model.start().catch(() => undefined);
+
+    // Poll periods come from the settings (schema/plugin.json) and follow
+    // their changes.
+    if (settingRegistry) {
+      void settingRegistry
+        .load(plugin.id)
+        .then(settings => {
+          const apply = () =>
+            model.configure(settings.composite as NeoModel.ISettings);
+          apply();
+          settings.changed.connect(apply);
+        })
+        .catch(reason =>
+          console.warn('jupyter-neo: settings not loaded', reason)
+        );
+    }
 
     const openSidebar = () => app.shell.activateById(sidebar!.id);
 
@@ -145,4 +170,49 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+/**
+ * The `%neo run` widget's front end (see `widget/runwidget.tsx`): registered
+ * with ipywidgets' registry, talking to the REST API with the page's
+ * credentials.
+ */
+const runWidget: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-neo:run-widget',
+  description: 'The live block of %neo run in notebooks.',
+  autoStart: true,
+  requires: [IJupyterWidgetRegistry],
+  optional: [ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    registry: IJupyterWidgetRegistry,
+    settingRegistry: ISettingRegistry | null
+  ) => {
+    const settings = app.serviceManager.serverSettings;
+    registry.registerWidget({
+      name: 'jupyter-neo',
+      version: '0.1.0',
+      exports: async () => {
+        const module = await import('./widget/runwidget');
+        module.configure(settings);
+        return module as unknown as { [key: string]: any };
+      }
+    });
+    if (settingRegistry) {
+      void settingRegistry
+        .load(plugin.id)
+        .then(s => {
+          const apply = () =>
+            void import('./widget/runwidget').then(m =>
+              m.configure(settings, {
+                logInterval:
+                  1000 * ((s.composite as NeoModel.ISettings).logInterval ?? 2)
+              })
+            );
+          apply();
+          s.changed.connect(apply);
+        })
+        .catch(() => undefined);
+    }
+  }
+};
+
+export default [plugin, runWidget];

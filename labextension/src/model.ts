@@ -13,9 +13,11 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import type { INeoClient } from './client';
 import { NeoAPIError } from './errors';
+import { LogFollower } from './logs';
 import type {
   ICluster,
   IChangeEvent,
+  IPreview,
   IReservation,
   IReserveRequest,
   IRun
@@ -89,6 +91,15 @@ export function without<T extends IHasId>(list: readonly T[], id: string): T[] {
   return list.filter(x => x.id !== id);
 }
 
+/** Runs newest first (by start time, then id: ids sort by time too). */
+export function newestFirst(list: readonly IRun[]): IRun[] {
+  return [...list].sort((a, b) => {
+    const ta = Date.parse(a.started) || 0;
+    const tb = Date.parse(b.started) || 0;
+    return tb - ta || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+  });
+}
+
 /** Reservations the sidebar lists: the ones not released. */
 export function liveReservations(
   list: readonly IReservation[]
@@ -159,6 +170,14 @@ export namespace NeoModel {
     clustersDelay?: number;
     /** When the poll stands by; default: when the page is hidden. */
     standby?: Poll.Standby | (() => boolean | Poll.Standby);
+    /** Log tail poll period in ms while a run is active (default 2 s). */
+    logInterval?: number;
+  }
+
+  /** The user-settable intervals (schema/plugin.json), in seconds. */
+  export interface ISettings {
+    refreshInterval?: number;
+    logInterval?: number;
   }
 }
 
@@ -178,10 +197,35 @@ export class NeoModel {
       name: 'jupyter-neo:refresh',
       standby: options.standby ?? 'when-hidden'
     });
+    this.logs = new LogFollower({
+      fetch: (id, rank, tail) => this.client.logs(id, rank, tail),
+      interval: options.logInterval
+    });
+    this.logs.changed.connect(() => this._changed.emit());
   }
 
   readonly client: INeoClient;
   readonly poll: Poll;
+  /** The open run's log tail (one at a time), polled through this model. */
+  readonly logs: LogFollower;
+
+  /** Apply the settings: poll periods in seconds. */
+  configure(settings: NeoModel.ISettings): void {
+    if (settings.refreshInterval && settings.refreshInterval > 0) {
+      this.poll.frequency = {
+        ...this.poll.frequency,
+        interval: settings.refreshInterval * 1000
+      };
+    }
+    if (settings.logInterval && settings.logInterval > 0) {
+      this.logs.interval = settings.logInterval * 1000;
+    }
+  }
+
+  /** Price a request without reserving (the form's preview). */
+  preview(request: IReserveRequest): Promise<IPreview> {
+    return this.client.preview(request);
+  }
 
   /** Emitted whenever anything shown may have changed. */
   get changed(): ISignal<this, void> {
@@ -197,6 +241,7 @@ export class NeoModel {
     return this._reservations;
   }
 
+  /** Runs, newest first. */
   get runs(): readonly IRun[] {
     return this._runs;
   }
@@ -252,7 +297,7 @@ export class NeoModel {
       this._reservations = liveReservations(
         mergeSnapshot(this._reservations, reservations, keep)
       );
-      this._runs = mergeSnapshot(this._runs, runs, keep);
+      this._runs = newestFirst(mergeSnapshot(this._runs, runs, keep));
       this._setStatus('ok', '');
     } catch (error) {
       if (this._disposed) {
@@ -290,7 +335,7 @@ export class NeoModel {
       fetch = result.fetch;
     } else {
       const result = applyChange(this._runs, event);
-      this._runs = result.list;
+      this._runs = newestFirst(result.list);
       fetch = result.fetch;
     }
     this._changed.emit();
@@ -342,7 +387,7 @@ export class NeoModel {
   /** Stop a run. */
   async stopRun(id: string): Promise<IRun> {
     const run = await this.client.stopRun(id);
-    this._runs = upsert(this._runs, run);
+    this._runs = newestFirst(upsert(this._runs, run));
     this._touch(id);
     this._changed.emit();
     return run;
@@ -358,6 +403,7 @@ export class NeoModel {
       this._clustersTimer = null;
     }
     this.poll.dispose();
+    this.logs.dispose();
     Signal.clearData(this);
   }
 
@@ -404,7 +450,7 @@ export class NeoModel {
       const run = await this.client.run(event.id);
       if (!this._disposed && this._touched.get(event.id) === mark) {
         this._touch(run.id);
-        this._runs = upsert(this._runs, run);
+        this._runs = newestFirst(upsert(this._runs, run));
         this._changed.emit();
       }
     }

@@ -76,6 +76,13 @@ export interface IReservation {
   budget_warned: boolean;
   cost: number;
   budget_used: number | null;
+  /**
+   * When the pods release themselves if nothing happens (from the agents'
+   * last activity; live views only, null when unknown or without a TTL).
+   */
+  idle_release_at?: string | null;
+  /** A run keeps the gang busy: the idle clock does not run. */
+  busy?: boolean;
 }
 
 export type RunState =
@@ -88,7 +95,11 @@ export interface IRank {
   state: RunState;
   exit_code: number | null;
   log: string;
+  /** The process's life: starting, importing, running, exited. */
+  phase?: RankPhase;
 }
+
+export type RankPhase = 'starting' | 'importing' | 'running' | 'exited';
 
 /** A run as the server writes it (`Run.public()` in `jupyter_neo/model.py`). */
 export interface IRun {
@@ -113,6 +124,24 @@ export interface IRun {
   failed_rank: number | null;
   /** One line on how the run started (cold/hot and why). */
   note: string | null;
+  /** A readable name (a notebook cell's runs: `cell [3]: train(...)`). */
+  label?: string | null;
+  /** A hot iteration that was not applied, and why (the workers kept the old code). */
+  not_applied?: string | null;
+}
+
+/** `GET placement/preview`: what a reservation would be and cost. */
+export interface IPreview {
+  cluster: string;
+  nodes: number;
+  gpus_per_node: number;
+  gpu_type: string;
+  price_per_hour: number;
+  idle_ttl: number | null;
+  /** USD an unused gang costs before its idle release (null: no TTL). */
+  idle_cost: number | null;
+  /** `2 × 8 H100 on lambda-us: $39.84/h, idle release after 30m ≈ $19.92 if unused` */
+  text: string;
 }
 
 /** Body of `POST reservations`. */

@@ -60,6 +60,7 @@ class Proc:
         self.subscribers: Set["asyncio.Queue[Any]"] = set()
         self.done = asyncio.Event()
         self.keeps_alive = True  # False: an idle warm worker, stopped at idle expiry like the pod
+        self.stopped = False  # a controller asked to stop it (neo stop, Stop buttons, DELETE /runs/ID)
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class Proc:
             "ended": self.ended,
             "returncode": self.returncode,
             "bytes": dict(self.sizes),
+            "stopped": self.stopped,
         }
 
 
@@ -473,7 +475,7 @@ class Agent:
             if backlog:
                 emit({"stream": stream_name}, backlog)
         if not follow or proc.done.is_set():
-            return {"returncode": proc.returncode, "exited": proc.done.is_set()}
+            return {"returncode": proc.returncode, "exited": proc.done.is_set(), "stopped": proc.stopped}
         proc.subscribers.add(queue)
         try:
             while True:
@@ -483,7 +485,7 @@ class Agent:
                 emit({"stream": item[0]}, item[1])
         finally:
             proc.subscribers.discard(queue)
-        return {"returncode": proc.returncode, "exited": True}
+        return {"returncode": proc.returncode, "exited": True, "stopped": proc.stopped}
 
     def _kill(self, proc: Proc, sig: int) -> bool:
         """Signal the process group and, for SIGKILL, every process carrying the proc's tag."""
@@ -504,7 +506,15 @@ class Agent:
         name = str(h.get("signal", "SIGTERM"))
         if name not in ("SIGTERM", "SIGINT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGQUIT"):
             raise RequestError("signal %s is not allowed" % name, "bad_signal")
-        delivered = self._kill(proc, getattr(signal, name)) if proc.returncode is None else False
+        sig = getattr(signal, name)
+        if h.get("stop") and proc.returncode is None:
+            # Marked before the signal lands, so whoever follows the process learns that its
+            # end was asked for, not a crash. A user waits on a stop: the signal goes to every
+            # process of the run at once (torchrun starts its workers in sessions of their own
+            # and would forward it only after noticing).
+            proc.stopped = True
+            kill_tagged("%s:%s" % (self.dir, proc.id), sig)
+        delivered = self._kill(proc, sig) if proc.returncode is None else False
         return {"delivered": delivered}
 
     async def op_wait(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
@@ -522,7 +532,13 @@ class Agent:
     async def op_stats(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         from neo_agent import stats
 
-        return await stats.collect(self.env.get("CUDA_VISIBLE_DEVICES", ""))
+        out = await stats.collect(self.env.get("CUDA_VISIBLE_DEVICES", ""))
+        # The lease as this agent enforces it, for live views' idle-release countdowns: seconds
+        # since the last activity, and whether a running process keeps the pod from idling.
+        out["idle_for"] = max(0.0, _now() - self.last_activity)
+        out["busy"] = any(proc.returncode is None and proc.keeps_alive for proc in self.procs.values())
+        out["idle_ttl"] = self.idle_ttl
+        return out
 
     async def op_free_port(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         """A TCP port free on this pod right now (for torchrun's rendezvous on the leader)."""

@@ -18,6 +18,7 @@ from typing import List
 from neo_agent.rank_api import install
 
 MARKER = "NEO_RANK_FAILED "
+STARTED = "NEO_RANK_STARTED "
 
 
 def main(argv: List[str]) -> None:
@@ -27,6 +28,9 @@ def main(argv: List[str]) -> None:
     module = argv[0] == "-m"
     target = argv[1] if module else argv[0]
     args = argv[2:] if module else argv[1:]
+    # The process is up: what follows until the script's first line is imports (torch: seconds).
+    sys.stderr.write(STARTED + json.dumps({"time": time.time()}) + "\n")
+    sys.stderr.flush()
     # Look like a plain ``python SCRIPT``: drop the agent zip from the import path.
     sys.path[:] = [p for p in sys.path if not p.endswith(".pyz")]
     install()
@@ -49,6 +53,12 @@ def main(argv: List[str]) -> None:
         }
         sys.stdout.flush()
         sys.stderr.write(MARKER + json.dumps(record) + "\n")
-        traceback.print_exc()
+        # The user's frames only: this entry and runpy are not what a person debugs.
+        tb = exc.__traceback__
+        while tb is not None and (
+            tb.tb_frame.f_code.co_filename == __file__ or "runpy" in tb.tb_frame.f_code.co_filename
+        ):
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
         sys.stderr.flush()
         sys.exit(1)

@@ -1,4 +1,4 @@
-import type { ICluster, IReservation, IRun } from '../types';
+import type { ICluster, IPreview, IReservation, IRun } from '../types';
 
 export function cluster(over: Partial<ICluster> = {}): ICluster {
   return {
@@ -79,6 +79,20 @@ export function run(over: Partial<IRun> = {}): IRun {
     failed_node: null,
     failed_rank: null,
     note: null,
+    ...over
+  };
+}
+
+export function preview(over: Partial<IPreview> = {}): IPreview {
+  return {
+    cluster: 'lambda-us',
+    nodes: 2,
+    gpus_per_node: 8,
+    gpu_type: 'H100',
+    price_per_hour: 39.84,
+    idle_ttl: 1800,
+    idle_cost: 19.92,
+    text: '2 \u00d7 8 H100 on lambda-us: $39.84/h, idle release after 30m \u2248 $19.92 if unused',
     ...over
   };
 }

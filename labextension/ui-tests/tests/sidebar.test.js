@@ -14,12 +14,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 
-import { chromium } from 'playwright-core';
+import { launch } from './browser.js';
 
 const URL = process.env.NEO_LAB_URL ?? 'http://127.0.0.1:8899';
 const TOKEN = process.env.NEO_LAB_TOKEN ?? 'neotest';
 const ARTIFACTS = process.env.NEO_ARTIFACTS ?? 'test-artifacts';
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const GPUS = process.env.NEO_TEST_GPUS ?? '2';
 const NODES = process.env.NEO_TEST_NODES ?? '2';
 const CLUSTER = process.env.NEO_TEST_CLUSTER ?? 'cheapest';
@@ -83,22 +82,7 @@ async function waitForServer(timeoutMs = 90_000) {
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   await waitForServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run'
-    ]
-  });
-  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.setDefaultTimeout(30_000);
-  page.on('pageerror', error => console.error('[page error]', error.message));
+  ({ browser, page } = await launch());
   await page.goto(`${URL}/lab?token=${TOKEN}`);
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
 });
@@ -171,6 +155,14 @@ test('reserve 2 nodes, see it ready, see a run, release it, see it gone', async 
   await page.locator(tid('neo-form-nodes')).fill(NODES);
   await page.locator(tid('neo-form-cluster')).selectOption(CLUSTER);
   await page.locator(tid('neo-form-idle-ttl')).fill('30m');
+  // The price before committing, from the server's placement.
+  const preview = page.locator(tid('neo-form-preview'));
+  await preview.waitFor({ timeout: 30_000 });
+  assert.match(
+    await preview.innerText(),
+    /^\d+ \u00d7 \d+ .+ on .+: \$[\d,]+\.\d\d\/h, idle release after 30m \u2248 \$[\d,]+\.\d\d if unused$/
+  );
+  await screenshot('price-preview');
   await page.locator(tid('neo-form-submit')).click();
 
   // The new row appears (pending or already ready).
