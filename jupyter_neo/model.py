@@ -190,6 +190,8 @@ class RunState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     STOPPED = "stopped"
+    LOST = "lost"
+    """Its controller died (or its pods went away) before it could see the end; see ``error``."""
 
 
 class RankStatus(_Model):
@@ -236,10 +238,22 @@ class Run(_Model):
     iteration: int = 0
     fingerprint: str = Field(default="", description="launch arguments; a change forces a cold restart")
     note: str | None = Field(default=None, description="one line on how the run started (cold/hot and why)")
+    detached: bool = Field(default=False, description="runs on without a controller (neo run --detach)")
+    lease: float | None = Field(
+        default=None,
+        description="run lease: the pods stop the run after this many seconds without a heartbeat",
+    )
+    controller: dict[str, float] | None = Field(
+        default=None, description="pid and start time of the process supervising the run"
+    )
+    collected: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="bytes of each node's output already in the rank logs (detached runs)",
+    )
 
     @property
     def done(self) -> bool:
-        return self.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED)
+        return self.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED, RunState.LOST)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

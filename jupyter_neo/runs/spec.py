@@ -34,6 +34,7 @@ class RunSpec:
     sync: bool = True
     grace: float = 5.0
     hot: bool = False
+    detach: bool = False
 
     def fingerprint(self, nodes: int, nproc: int) -> str:
         """What a hot session was launched with; any change needs a cold restart."""
@@ -54,6 +55,8 @@ class RunSpec:
                     f"script {self.target!r} is outside the workspace {root}",
                     "run from a directory that contains the script",
                 )
+        if self.detach and self.hot:
+            raise InvalidRequest("--detach cannot be combined with --hot", "drop one of them")
         if self.nproc_per_node is not None and self.nproc_per_node < 1:
             raise InvalidRequest("--nproc-per-node must be at least 1")
         for key in self.env:
