@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 15.0
 SETTLE_TIMEOUT = 120.0
 STREAMS = ("stdout", "stderr")
+POD_STOPPING = "pod stopping: "  # the agent's reason for processes it stopped on its own exit
 
 # Reads a launcher's output and exit record from a pod whose agent is gone (fixed code, run as
 # ``python -c DUMP PROCDIR OFFSET_STDOUT OFFSET_STDERR``): one JSON line, then the bytes.
@@ -116,6 +117,8 @@ async def settle(core: Core, run: Run, *, ending: str | None = None, stop_reason
         conns = await asyncio.wait_for(core.connect(res), CONNECT_TIMEOUT)
     except (NeoError, OSError, TimeoutError):
         conns = None
+    if conns is None and ending is None and stop_reason is None:
+        return run  # pods unreachable right now: reconcile releases a gang whose pods are gone
     stopped_by_us = False
     if conns is not None:
         states = await asyncio.gather(*(_proc_state(c, n) for c, n in zip(conns, names, strict=True)))
@@ -266,11 +269,15 @@ def _conclude(
     lines = list(logs.tails.get(culprit, []))[-20:] if culprit is not None else []
     lines = lines or list(logs.node_tails.get(bad or 0, []))[-20:]
     tail = ("\n" + "\n".join(lines)) if lines else ""
+    pod_stop = (agent_reason or "").startswith(POD_STOPPING)
     if stop_reason:
         return _record(core, run, RunState.STOPPED, EXIT_INTERRUPTED, stop_reason + tail)
-    if ending:
+    if ending and (stopped_by_us or pod_stop):
         return _record(core, run, RunState.STOPPED, code, f"the reservation was given back ({ending}){tail}")
-    if run.detached and not stopped_by_us and not (agent_reason or "").startswith("pod stopping"):
+    if pod_stop:
+        why = (agent_reason or "")[len(POD_STOPPING) :]
+        return _record(core, run, RunState.STOPPED, code, f"its pods stopped it ({why}){tail}")
+    if run.detached and not stopped_by_us:
         run.failed_node, run.failed_rank = bad, culprit
         where = f"rank {culprit}" if culprit is not None else f"node {bad}"
         return _record(core, run, RunState.FAILED, code, f"{where} failed{tail}")

@@ -191,7 +191,9 @@ class Cgroups:
         mount, own = _cgroup2_mount(), _own_cgroup()
         if mount is None or own is None:
             return None
-        root = os.path.join(mount, own.lstrip("/"), "neo-agent-%d" % os.getpid())
+        parent = os.path.join(mount, own.lstrip("/"))
+        _remove_stale(parent)
+        root = os.path.join(parent, "neo-agent-%d" % os.getpid())
         try:
             os.mkdir(root, 0o755)
             probe = os.path.join(root, "probe")
@@ -222,6 +224,23 @@ class Cgroups:
                 kill(path)
                 remove(path)
         remove(self.root)
+
+
+def _remove_stale(parent: str) -> None:
+    """Remove empty groups left by agents that were killed outright (rmdir fails on busy ones)."""
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return
+    for entry in entries:
+        match = re.match(r"neo-agent-(\d+)$", entry)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        root = os.path.join(parent, entry)
+        for child in os.listdir(root) if os.path.isdir(root) else []:
+            if os.path.isdir(os.path.join(root, child)):
+                remove(os.path.join(root, child), wait=0)
+        remove(root, wait=0)
 
 
 def enter(path: str) -> None:

@@ -24,7 +24,7 @@ while True:
 # argv names nothing of jupyter-neo: only a cgroup or a subreaper can still find it.
 ESCAPER = """
 import os, sys, time
-pidfile = sys.argv[1]
+pidfile = "%s.%s" % (sys.argv[1], os.environ.get("RANK", "0"))
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
@@ -56,10 +56,10 @@ def workers(neo: Neo) -> list[str]:
     return [p for p in neo.processes() if " serve " not in p]
 
 
-def escapee(pidfile: Path) -> psutil.Process | None:
-    """The double-forked sleeper, if it still lives (checked by pid *and* argv: pids get reused)."""
+def escapee(pidfile: Path, rank: int = 0) -> psutil.Process | None:
+    """Rank ``rank``'s double-forked sleeper, if it still lives (checked by pid *and* argv)."""
     try:
-        proc = psutil.Process(int(pidfile.read_text()))
+        proc = psutil.Process(int(Path(f"{pidfile}.{rank}").read_text()))
         return proc if proc.cmdline() == ["sleep", "3607"] and proc.status() != psutil.STATUS_ZOMBIE else None
     except (OSError, ValueError, psutil.Error):
         return None

@@ -5,8 +5,10 @@ controller without holding the gang forever."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,8 +78,9 @@ def test_pods_stop_a_run_whose_controller_died_and_the_record_keeps_its_tail(
 def test_neo_stop_on_a_run_whose_controller_died_stops_it_in_one_line(gang: tuple[Neo, str, Path]) -> None:
     neo, rid, ws = gang
     kill_controller_mid_run(neo, rid, ws, "quiet.py")
-    # The run's id from the store itself: any neo command would already settle the run.
-    run_id = neo.client().core.store.open_runs()[0].id
+    # The run's id from the state file itself: any neo command would already settle the run.
+    with contextlib.closing(sqlite3.connect(neo.home / "state.sqlite")) as db:
+        (run_id,) = db.execute("SELECT id FROM runs WHERE state IN ('starting', 'running')").fetchone()
     stop = neo.run("stop", run_id)
     assert stop.returncode == 0, stop.stderr
     one_line(stop.stderr)
