@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
+from jupyter_neo.datasets.spec import DatasetUse
+
 BackendName = Literal["local", "kubernetes", "slurm", "ssh"]
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
@@ -90,6 +92,9 @@ class GangRequest(_Model):
     idle_ttl: float | None = Field(default=1800.0, description="seconds idle before release; None = never")
     budget: float | None = Field(default=None, gt=0, description="USD cap for the whole reservation")
     name: str | None = None
+    data: list[str] = Field(
+        default_factory=list, description="datasets the gang needs: NAME (read-only) or NAME:rw"
+    )
 
     @field_validator("name")
     @classmethod
@@ -153,6 +158,9 @@ class Reservation(_Model):
         default=None, description="when the budget runs out; enforced in the pods"
     )
     budget_warned: bool = False
+    datasets: list[DatasetUse] = Field(
+        default_factory=list, description="the datasets it asked for: where ranks find them, or the copy"
+    )
     secret: str = Field(default="", exclude=True, repr=False)
 
     @property
@@ -249,6 +257,10 @@ class Run(_Model):
     collected: dict[str, dict[str, int]] = Field(
         default_factory=dict,
         description="bytes of each node's output already in the rank logs (detached runs)",
+    )
+    metrics: list[dict[str, float | int | str]] = Field(
+        default_factory=list,
+        description="records of jupyter_neo.log(...) from the ranks: rank, step, time and named values",
     )
 
     @property

@@ -18,6 +18,7 @@ from jupyter_neo.transport.streams import ByteStream
 
 if TYPE_CHECKING:
     from jupyter_neo.config import Config
+    from jupyter_neo.datasets.spec import DatasetUse
     from jupyter_neo.model import Cluster, Pod, Reservation
     from jupyter_neo.store import Store
 
@@ -91,6 +92,18 @@ class Backend(abc.ABC):
 
     async def open_agent_stream(self, pod: Pod) -> ByteStream:
         return await self.open_stream(pod, stub_argv(self.python(pod), self.agent_dir(pod)))
+
+    def data_path(self, res: Reservation, use: DatasetUse) -> str | None:
+        """Where every rank finds a dataset this cluster holds (``NEO_DATA_<NAME>``); None if absent.
+
+        The default is a ``path`` location as it is: a folder on every node (Slurm, SSH). Backends
+        that can mount (Kubernetes: ``/data/<name>``) or link (local) say otherwise.
+        """
+        loc = use.location
+        return loc.path if loc is not None and loc.path is not None else None
+
+    def check_datasets(self, res: Reservation) -> None:  # noqa: B027 (optional hook)
+        """Refuse, before anything is held, a dataset location this backend can see is missing."""
 
     async def pod_lost(self, res: Reservation, pod: Pod) -> None:  # noqa: B027 (optional hook)
         """A pod's agent vanished mid-run: make sure nothing it started keeps running."""
