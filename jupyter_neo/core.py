@@ -101,6 +101,7 @@ class Core:
                     price_per_gpu_hour=cluster.price_per_gpu_hour,
                     allocatable_gpus=cap.allocatable,
                     requested_gpus=cap.requested,
+                    hosts=cap.hosts,
                 )
             )
         return out

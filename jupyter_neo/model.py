@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from jupyter_neo.datasets.spec import DatasetUse
 
@@ -52,9 +52,41 @@ class Cluster(_Model):
             raise ValueError("cluster names are lower-case letters, digits and '-' (at most 40 characters)")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet_nodes(cls, data: Any) -> Any:
+        """An SSH fleet has as many nodes as it lists hosts: ``nodes:`` may be left out."""
+        if isinstance(data, dict) and data.get("backend") == "ssh" and "nodes" not in data:
+            hosts = (data.get("options") or {}).get("hosts")
+            if isinstance(hosts, list) and hosts:
+                return {**data, "nodes": len(hosts)}
+        return data
+
     @property
     def total_gpus(self) -> int:
         return self.nodes * self.gpus_per_node
+
+
+class HostHold(_Model):
+    """GPUs of one host held by one reservation (an SSH fleet's lease files say who and until when)."""
+
+    reservation: str
+    owner: str
+    gpus: list[int]
+    expires_in: float = Field(description="seconds until the lease expires unless its holder renews it")
+
+
+class HostStatus(_Model):
+    """One host of an SSH fleet right now: GPUs, who holds them, or why it cannot be used."""
+
+    name: str
+    destination: str
+    hostname: str | None = None
+    gpus: int = 0
+    gpu_model: str | None = None
+    free: int = 0
+    held: list[HostHold] = Field(default_factory=list)
+    problem: str | None = None
 
 
 class ClusterStatus(_Model):
@@ -77,6 +109,7 @@ class ClusterStatus(_Model):
     requested_gpus: int | None = Field(
         default=None, description="GPUs requested by running pods (kubernetes)"
     )
+    hosts: list[HostStatus] | None = Field(default=None, description="per host (ssh fleets)")
 
 
 class GangRequest(_Model):

@@ -129,6 +129,23 @@ def data_cell(r: Reservation) -> str:
     )
 
 
+def hosts_table(cluster: ClusterStatus) -> Table:
+    """An SSH fleet's hosts: GPUs, free, and who holds the rest (from the hosts' lease files)."""
+    t = Table(box=None, header_style="bold", title=f"{cluster.name} hosts", title_justify="left")
+    for col in ("HOST", "HOSTNAME", "GPU", "FREE/TOTAL", "HELD BY"):
+        t.add_column(col)
+    for h in cluster.hosts or []:
+        held = ", ".join(
+            f"{x.owner} {','.join(map(str, x.gpus))} ({x.reservation}, {format_duration(x.expires_in)})"
+            for x in h.held
+        )
+        if h.problem:
+            t.add_row(h.name, h.hostname or "-", "-", "-", f"[red]{h.problem}[/red]")
+        else:
+            t.add_row(h.name, h.hostname or "-", h.gpu_model or cluster.gpu_type, f"{h.free}/{h.gpus}", held)
+    return t
+
+
 def reservations_table(rows: list[Reservation]) -> Table:
     t = Table(box=None, header_style="bold")
     with_data = any(r.datasets for r in rows)

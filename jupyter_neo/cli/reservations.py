@@ -73,6 +73,10 @@ def cmd_clusters(client: Client, args: argparse.Namespace) -> int:
         output.emit_json([c.model_dump(mode="json") for c in rows])
     else:
         output.out.print(output.clusters_table(rows))
+        for row in rows:
+            if row.hosts:
+                output.out.print()
+                output.out.print(output.hosts_table(row))
     return 0
 
 

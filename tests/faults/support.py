@@ -1,82 +1,119 @@
-"""What every fault test checks afterwards, and the rank scripts they inject."""
+"""Helpers for the fault-injection tests: a real tmpfs, a process caught mid-read, one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import psutil
+import pytest
 
 from tests.conftest import Neo
 
-# A rank that prints a timestamped tick every 0.1 s forever: a run that never ends by itself.
-TICKER = """
-import sys, time
-print("up", flush=True)
-while True:
-    print("tick %.3f" % time.time(), flush=True)
-    time.sleep(0.1)
-"""
-
-# A rank that double-forks into a new session, clears its environment and execs a sleeper whose
-# argv names nothing of jupyter-neo: only a cgroup or a subreaper can still find it.
-ESCAPER = """
-import os, sys, time
-pidfile = "%s.%s" % (sys.argv[1], os.environ.get("RANK", "0"))
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        with open(pidfile + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
-        os.rename(pidfile + ".tmp", pidfile)
-        os.execve("/bin/sleep", ["sleep", "3607"], {})
-    os._exit(0)
-print("up", flush=True)
-while len(sys.argv) < 3:
-    time.sleep(0.2)
-"""
+MiB = 2**20
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy (generous timeouts: the machine is shared)."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def workers(neo: Neo) -> list[str]:
-    """Live processes of the sandbox other than the resident agents."""
-    return [p for p in neo.processes() if " serve " not in p]
-
-
-def escapee(pidfile: Path, rank: int = 0) -> psutil.Process | None:
-    """Rank ``rank``'s double-forked sleeper, if it still lives (checked by pid *and* argv)."""
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real, small tmpfs mounted at ``path`` (root only); unmounted on the way out."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "harden-sync-tmpfs", str(path)], check=True
+    )
     try:
-        proc = psutil.Process(int(Path(f"{pidfile}.{rank}").read_text()))
-        return proc if proc.cmdline() == ["sleep", "3607"] and proc.status() != psutil.STATUS_ZOMBIE else None
-    except (OSError, ValueError, psutil.Error):
-        return None
+        yield path
+    finally:
+        for _ in range(50):
+            if subprocess.run(["umount", str(path)], check=False, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def one_line(stderr: str) -> None:
-    """A user-facing error: no traceback, and short."""
+def write_pattern(path: Path, size: int, seed: int) -> None:
+    """A file of ``size`` bytes that compresses badly (a random MiB repeated), written in chunks."""
+    block = random.Random(seed).randbytes(MiB)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, MiB)
+            f.write(block[:n])
+            left -= n
+
+
+def wait_for_open(pid: int, under: Path, timeout: float = 60.0) -> str:
+    """Block until process ``pid`` holds a file below ``under`` open; return its path.
+
+    This is how a test acts *between* two steps of a real sync without patching it: the scan
+    hashes large files in the same pass as the rest of their directory, so while one of them is
+    open the walk is mid-way, and what the test does now lands between scan and read.
+    """
+    needle = str(under) + os.sep
+    deadline = time.monotonic() + timeout
+    fd_dir = f"/proc/{pid}/fd"
+    while time.monotonic() < deadline:
+        try:
+            names = os.listdir(fd_dir)
+        except FileNotFoundError:
+            raise AssertionError(f"process {pid} ended before it opened anything below {under}") from None
+        for name in names:
+            try:
+                target = os.readlink(os.path.join(fd_dir, name))
+            except OSError:
+                continue
+            if target.startswith(needle):
+                return target
+        time.sleep(0.0005)
+    raise AssertionError(f"process {pid} never opened a file below {under}")
+
+
+def assert_one_line_error(stderr: str, *needles: str) -> None:
+    """The CLI failed with one ``error:`` line (plus its optional hint) and no traceback."""
     assert "Traceback" not in stderr, stderr
-    assert len([line for line in stderr.splitlines() if line.strip()]) <= 3, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    other = [
+        line for line in stderr.splitlines() if line.strip() and not line.startswith(("error:", "  hint:"))
+    ]
+    assert not other, f"more than the error and its hint:\n{stderr}"
+    for needle in needles:
+        assert needle.lower() in errors[0].lower(), f"{needle!r} not in {errors[0]!r}"
 
 
-def assert_settled(neo: Neo) -> None:
-    """After a fault: nothing of the sandbox runs, no GPU is held, no record is left open."""
-    wait_for(lambda: neo.processes() == [], 30, "every pod process to be gone")
-    status = neo.json("status")
-    assert status == [], status
-    clusters: Any = neo.json("clusters")
-    assert clusters[0]["free_gpus"] == clusters[0]["total_gpus"], clusters
-    runs: Any = neo.json("runs")
-    assert all(r["state"] not in ("starting", "running") for r in runs), runs
+def agent_pid(agent_dir: Path) -> int:
+    return int((agent_dir / "agent.pid").read_text())
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The high-water mark of a live process's resident memory (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def sync_while(
+    neo: Neo, rid: str, ws: Path, act: Callable[[], None], under: Path | None = None
+) -> tuple[int, str]:
+    """Run ``neo sync`` and call ``act`` while it holds a file below ``under`` open (mid-scan).
+
+    Returns (exit status, stderr); a sync that does not end within two minutes is killed and
+    reported as a hang.
+    """
+    proc = neo.popen("sync", rid, "--path", str(ws))
+    wait_for_open(proc.pid, under or ws)
+    act()
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("neo sync hung after the fault") from None
+    return proc.returncode, err

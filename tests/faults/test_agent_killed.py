@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Neo, read_until
-from tests.faults.support import ESCAPER, assert_settled, escapee, wait_for, workers
+from tests.faults.run_support import ESCAPER, assert_settled, escapee, wait_for, workers
 from tests.faults.test_session_escape import cgroups_writable
 
 pytest.importorskip("torch")

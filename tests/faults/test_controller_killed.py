@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Neo, read_until
-from tests.faults.support import TICKER, assert_settled, one_line, wait_for, workers
+from tests.faults.run_support import TICKER, assert_settled, one_line, wait_for, workers
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow

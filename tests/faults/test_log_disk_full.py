@@ -5,8 +5,6 @@ Real, small tmpfs mounts; root only (CI runs as root)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,36 +12,24 @@ from typing import Any
 import pytest
 
 from tests.conftest import Neo
-from tests.faults.support import assert_settled, one_line, workers
+from tests.faults.run_support import assert_settled, one_line, workers
+from tests.faults.support import tmpfs
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 FLOOD = "import sys\nline = 'x' * 1000\nprint('up', flush=True)\nwhile True:\n    print(line, flush=True)\n"
 
 
-def mount_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=False
-    )
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 @pytest.fixture
 def full_run_logs(neo: Neo) -> Iterator[Path]:
-    yield from mount_tmpfs(neo.home / "runs", "1m")
+    with tmpfs(neo.home / "runs", "1m") as path:
+        yield path
 
 
 @pytest.fixture
 def full_pod_disk(neo: Neo) -> Iterator[Path]:
-    yield from mount_tmpfs(neo.home / "local", "12m")
+    with tmpfs(neo.home / "local", "12m") as path:
+        yield path
 
 
 def test_run_logs_filling_the_disk_end_the_run_in_one_line(

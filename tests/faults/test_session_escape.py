@@ -12,7 +12,7 @@ import pytest
 from neo_agent import reaper
 
 from tests.conftest import Neo, read_until
-from tests.faults.support import ESCAPER, assert_settled, escapee, wait_for, workers
+from tests.faults.run_support import ESCAPER, assert_settled, escapee, wait_for, workers
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Neo, read_until
 from tests.engines.slurm.harness import SlurmCluster
-from tests.faults.support import one_line
+from tests.faults.run_support import one_line
 from tests.slurm_support import live_procs_mentioning, neo_jobs, wait_for
 
 pytest_plugins = ["tests.engines.slurm.conftest_fixture", "tests.slurm_fixture"]

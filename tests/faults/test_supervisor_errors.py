@@ -14,7 +14,7 @@ from jupyter_neo.backends.local import LocalBackend
 from jupyter_neo.errors import NeoError
 from jupyter_neo.transport.connection import AgentConnection
 from tests.conftest import Neo
-from tests.faults.support import assert_settled, one_line
+from tests.faults.run_support import assert_settled, one_line
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
