@@ -65,6 +65,14 @@ def escapee(pidfile: Path, rank: int = 0) -> psutil.Process | None:
         return None
 
 
+def kill_escapees(pidfile: Path) -> None:
+    """Kill the sleepers a failed test left (nothing else can find them: that is the point)."""
+    for rank in range(8):
+        proc = escapee(pidfile, rank)
+        if proc is not None:
+            proc.kill()
+
+
 def one_line(stderr: str) -> None:
     """A user-facing error: no traceback, and short."""
     assert "Traceback" not in stderr, stderr

@@ -12,18 +12,19 @@ from typing import Any
 import pytest
 
 from tests.conftest import Neo, read_until
-from tests.faults.run_support import ESCAPER, assert_settled, escapee, wait_for, workers
+from tests.faults.run_support import ESCAPER, assert_settled, escapee, kill_escapees, wait_for, workers
 from tests.faults.test_session_escape import cgroups_writable
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 
-def test_kill_9_of_one_agent_mid_run(neo: Neo, tmp_path: Path) -> None:
+def test_kill_9_of_one_agent_mid_run(neo: Neo, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "escape.py").write_text(ESCAPER)
     pidfile = tmp_path / "escapee.pid"
+    request.addfinalizer(lambda: kill_escapees(pidfile))
     res: Any = neo.json("reserve", "--gpus", "2", "--nodes", "2")
     rid = res["id"]
     proc = neo.popen("run", "-r", rid, "--ranks", "all", "escape.py", str(pidfile), cwd=ws)

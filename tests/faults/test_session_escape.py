@@ -12,7 +12,7 @@ import pytest
 from neo_agent import reaper
 
 from tests.conftest import Neo, read_until
-from tests.faults.run_support import ESCAPER, assert_settled, escapee, wait_for, workers
+from tests.faults.run_support import ESCAPER, assert_settled, escapee, kill_escapees, wait_for, workers
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -38,7 +38,10 @@ def gang(request: pytest.FixtureRequest, neo: Neo, tmp_path: Path) -> Iterator[t
     res: Any = neo.json("reserve", "--gpus", "1")
     record = next(Path(neo.home).glob(f"local/local/{res['id']}/node*/agent")) / "cgroup"
     recorded = record.read_text().strip() if record.exists() else ""
-    yield neo, res["id"], ws
+    try:
+        yield neo, res["id"], ws
+    finally:
+        kill_escapees(tmp_path / "escapee.pid")
     neo.run("release", "--all")
     assert_settled(neo)
     # The mechanism under test was the one in use (checked last: the escape is what matters).
