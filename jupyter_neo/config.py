@@ -34,6 +34,8 @@ class Defaults(BaseModel):
     idle_ttl: str | float | None = "30m"
     residency: list[str] = Field(default_factory=list)
     user_budget: USD | None = None
+    run_lease: str | float = "60s"
+    """A supervised run's pods stop it after this long without a heartbeat from its controller."""
 
 
 class ConfigFile(BaseModel):
@@ -62,6 +64,12 @@ class Config:
     @property
     def default_idle_ttl(self) -> float | None:
         return parse_duration(self.defaults.idle_ttl)
+
+    @property
+    def run_lease(self) -> float:
+        """``$NEO_RUN_LEASE`` (tests, one-off overrides), else ``defaults.run_lease``; at least 1 s."""
+        text = os.environ.get("NEO_RUN_LEASE") or self.defaults.run_lease
+        return max(1.0, parse_duration(text) or 60.0)
 
     def cluster(self, name: str) -> Cluster:
         for cluster in self.clusters:
@@ -159,6 +167,10 @@ def parse_config_text(text: str, source: str = "<config>") -> ConfigFile:
         parse_duration(parsed.defaults.idle_ttl)
     except Exception as exc:
         raise ConfigError(f"{source}: defaults.idle_ttl: {exc}") from None
+    try:
+        parse_duration(parsed.defaults.run_lease)
+    except Exception as exc:
+        raise ConfigError(f"{source}: defaults.run_lease: {exc}") from None
     check_datasets(parsed, node, source)
     return parsed
 

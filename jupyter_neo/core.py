@@ -37,6 +37,7 @@ from jupyter_neo.model import (
     utcnow,
 )
 from jupyter_neo.runs.logs import LineCallback
+from jupyter_neo.runs.settle import settle, settle_open_runs, unsupervised
 from jupyter_neo.runs.spec import RunSpec
 from jupyter_neo.runs.supervisor import HotSession, RunSupervisor, nproc_for, stop_launchers
 from jupyter_neo.store import Store
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
 STOP_RECORD_POLLS = 50  # x 0.1 s: how long neo stop waits for the run's controller to record the end
+AGENT_STOP_WAIT = 10.0  # the agent's own stop: SIGTERM, 3 s grace, SIGKILL, reap
 DEPENDENCY_FILES = {
     "requirements.txt",
     "pyproject.toml",
@@ -388,9 +390,12 @@ class Core:
         """Stop every agent (best effort), then let the backend verify nothing remains.
 
         ``ended`` is when the pods stopped by themselves (what their agents reported), which is
-        what the reservation is charged to; by default, now.
+        what the reservation is charged to; by default, now. Runs nobody supervises are settled
+        first: their output is read from the pods while the pods still hold it.
         """
         backend = self.backend(res.cluster)
+        if res.pods and res.state is not ReservationState.PENDING:
+            await asyncio.shield(settle_open_runs(self, res, ending=reason))
 
         async def stop(pod: Pod) -> None:
             key = (res.id, pod.name)
@@ -399,6 +404,11 @@ class Core:
                 if conn is None or conn.closed:
                     conn = await self.open_connection(res, pod, timeout=5)
                 await asyncio.wait_for(conn.call("shutdown", purge=True), 5)
+                # Let the agent finish its own orderly stop (it kills what its runs started,
+                # also what escaped their sessions) before the backend's blunter release.
+                end = time.monotonic() + AGENT_STOP_WAIT
+                while not conn.closed and time.monotonic() < end:
+                    await asyncio.sleep(0.05)
             if conn is not None:
                 await conn.close()
 
@@ -527,22 +537,21 @@ class Core:
         )
 
     async def stop_run(self, run_id: str) -> Run:
-        """Stop a run started by another controller process: signal its launchers through the agents."""
+        """Stop a run wherever it is supervised: signal its launchers through the agents.
+
+        A run nobody supervises (detached, or its controller died) is also settled here: its
+        output collected and its record finished as ``stopped``.
+        """
         run = self.store.run(run_id)
         if run.hot and run.session and run.session != run.id:
             return await self.stop_run(run.session)
         if run.done and not run.hot:
             return run
         res = self.store.reservation(run.reservation)
-        if not res.active:
-            # Its pods are gone, and every process in them: nothing is left to signal.
-            if not run.done:
-                run.state, run.ended = RunState.STOPPED, run.ended or res.released_at or utcnow()
-                run.error = run.error or f"reservation {res.id} was released" + (
-                    f": {res.reason}" if res.reason else ""
-                )
-                self.store.save_run(run)
-            return run
+        if res.state not in (ReservationState.READY, ReservationState.DEGRADED):
+            return await settle(self, run) if not run.done else run
+        if not run.done and unsupervised(run):
+            return await settle(self, run, stop_reason="stopped by neo stop; every rank was stopped")
         conns = await self.connect(res)
         await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)}, asked=True)
         # The controller following the run records its end (as stopped, in the words of an
@@ -553,6 +562,19 @@ class Core:
                 return self.store.run(run_id)
             await asyncio.sleep(0.1)
         return self.store.run(run_id)
+
+    async def run_record(self, run_id: str) -> Run:
+        """One run's record; an unsupervised open run is brought up to date from its pods first."""
+        run = self.store.run(run_id)
+        if not run.done and unsupervised(run):
+            with contextlib.suppress(NeoError, OSError, TimeoutError):
+                run = await settle(self, run)
+        return run
+
+    async def runs(self, limit: int = 50) -> list[Run]:
+        """Recent runs, with unsupervised ones brought up to date first (see runs/settle.py)."""
+        await self.reconcile()
+        return self.store.runs(limit)
 
     # ------------------------------------------------------------------ reconcile
     async def reconcile(self, force: bool = False) -> None:
@@ -582,6 +604,7 @@ class Core:
                     )
                 else:
                     await self._teardown(res, f"pods gone: {why}", ended)
+        await settle_open_runs(self)
         await self.enforce_budgets()
 
     async def enforce_budgets(self) -> list[tuple[Reservation, str]]:

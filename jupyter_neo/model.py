@@ -268,6 +268,8 @@ class RunState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     STOPPED = "stopped"
+    LOST = "lost"
+    """Its controller died (or its pods went away) before it could see the end; see ``error``."""
 
 
 class RankStatus(_Model):
@@ -326,6 +328,18 @@ class Run(_Model):
         default=None,
         description="a hot iteration whose code was not applied, and why (the workers run on with the old code)",
     )
+    detached: bool = Field(default=False, description="runs on without a controller (neo run --detach)")
+    lease: float | None = Field(
+        default=None,
+        description="run lease: the pods stop the run after this many seconds without a heartbeat",
+    )
+    controller: dict[str, float] | None = Field(
+        default=None, description="pid and start time of the process supervising the run"
+    )
+    collected: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="bytes of each node's output already in the rank logs (detached runs)",
+    )
     metrics: list[dict[str, float | int | str]] = Field(
         default_factory=list,
         description="records of jupyter_neo.log(...) from the ranks: rank, step, time and named values",
@@ -333,7 +347,7 @@ class Run(_Model):
 
     @property
     def done(self) -> bool:
-        return self.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED)
+        return self.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED, RunState.LOST)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

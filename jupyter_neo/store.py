@@ -548,6 +548,15 @@ class Store:
         )
         return [run for run in map(self._load_run, rows) if run is not None]
 
+    def open_runs(self) -> list[Run]:
+        """Runs whose record has no end yet (starting or running), oldest first."""
+        rows = (
+            self._conn()
+            .execute("SELECT doc FROM runs WHERE state IN ('starting', 'running') ORDER BY rowid")
+            .fetchall()
+        )
+        return [Run.model_validate_json(r["doc"]) for r in rows]
+
     # ----------------------------------------------------------------- preflight results
     def save_check(self, reservation: str, report: dict[str, Any]) -> None:
         self._conn().execute(

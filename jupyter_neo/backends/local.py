@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+from neo_agent import reaper
 
 from jupyter_neo.backends.base import Backend
 from jupyter_neo.datasets.spec import DatasetUse
@@ -240,8 +241,30 @@ def procs_under(root: Path) -> list[psutil.Process]:
     return found
 
 
+def agent_dirs_under(root: Path, depth: int = 5) -> list[Path]:
+    """Agent directories below ``root`` (pods' ``.../node<i>/agent``), not walking workspaces."""
+    found: list[Path] = []
+    for dirpath, dirnames, _files in os.walk(root):
+        here = Path(dirpath)
+        if here.name == "agent" and (here / "agent.log").exists():
+            found.append(here)
+            dirnames[:] = []
+            continue
+        if len(here.relative_to(root).parts) >= depth:
+            dirnames[:] = []
+        dirnames[:] = [d for d in dirnames if d not in ("ws", "runs", "procs")]
+    return found
+
+
 def kill_tree_under(root: Path, grace: float = 2.0) -> None:
-    """SIGTERM then SIGKILL every pod process below ``root``; returns when none is left."""
+    """SIGTERM then SIGKILL every pod process below ``root``; returns when none is left.
+
+    Processes that left their session and environment are still in their launcher's cgroup,
+    which the agent recorded: those groups are killed too, even when the agent itself is gone.
+    """
+    if root.exists():
+        for agent_dir in agent_dirs_under(root):
+            reaper.kill_recorded(str(agent_dir))
     procs = procs_under(root)
     for proc in procs:
         with contextlib.suppress(psutil.Error):

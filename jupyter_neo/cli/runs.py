@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--watch", action="store_true", help="with --hot: re-run on every saved change until Ctrl-C"
     )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the run and return; it runs on without this process (idle TTL and budget still apply)",
+    )
     p.add_argument("--json", action="store_true", help="print only the run record as JSON")
     p.add_argument("script", nargs="?", help="script, relative to the workspace")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
@@ -118,6 +123,7 @@ def run_call(args: argparse.Namespace) -> tuple[str, list[str], dict[str, Any]]:
         "workspace": args.path,
         "hot": args.hot,
         "sync": not args.no_sync,
+        "detach": args.detach,
         **_request(args),
     }
     return target, script_args, keywords
@@ -202,6 +208,12 @@ def summarize(run: Run) -> None:
     timing = " ".join(f"{k}={v:.2f}s" for k, v in run.timings.items() if not k.endswith("noop"))
     if run.note:
         output.err.print(f"[dim]{run.note}[/dim]")
+    if run.detached and not run.done:
+        output.err.print(
+            f"run {run.id} started detached on {run.reservation} ({run.nodes} node(s) x {run.nproc_per_node}); "
+            f"follow: neo logs {run.id} -f; stop: neo stop {run.id}"
+        )
+        return
     if run.state.value == "succeeded":
         output.err.print(
             f"[green]run {run.id} succeeded[/green] on {run.nodes} node(s) x {run.nproc_per_node} "

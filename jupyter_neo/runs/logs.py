@@ -42,6 +42,7 @@ class RunLogs:
         plain: bool = False,
         on_hot: Callable[[int, dict[str, Any]], None] | None = None,
         on_phase: Callable[[int, str], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
         on_metric: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.dir = log_dir
@@ -49,6 +50,9 @@ class RunLogs:
         self.on_line = on_line
         self.on_hot = on_hot
         self.on_phase = on_phase or (lambda rank, phase: None)
+        self.on_error = on_error
+        self.write_error: str | None = None
+        """Why the logs could not be written (a full disk): later lines only reach the screen."""
         self.on_metric = on_metric
         self.first_output: dict[int, float] = {}
         """rank -> monotonic time of its first user line (hot iterations measure from here)"""
@@ -86,7 +90,25 @@ class RunLogs:
             self._line(node, stream, rest)
         self._partial.clear()
         for f in self._files.values():
+            with contextlib.suppress(OSError):
+                f.flush()
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Append to a log file; the first failure (ENOSPC, EDQUOT...) is reported once, not raised.
+
+        Raising here would surface in the middle of a connection's read loop, far from anyone
+        who can end the run cleanly; the supervisor is told through ``on_error`` instead.
+        """
+        if self.write_error is not None:
+            return
+        try:
+            f = self._file(path)
+            f.write(data)
             f.flush()
+        except OSError as exc:
+            self.write_error = f"cannot write the run's logs: {exc.strerror or exc} ({path})"
+            if self.on_error is not None:
+                self.on_error(self.write_error)
 
     def _line(self, node: int, stream: str, raw: bytes) -> None:
         rank: int | None
@@ -121,9 +143,7 @@ class RunLogs:
         if rank is not None and rank not in self.first_output:
             self.first_output[rank] = time.monotonic()
             self.on_phase(rank, "running")
-        f = self._file(self.rank_path(rank) if rank is not None else self.node_path(node))
-        f.write(body + b"\n")
-        f.flush()
+        self._write(self.rank_path(rank) if rank is not None else self.node_path(node), body + b"\n")
         tails = (
             self.tails.setdefault(rank, deque(maxlen=40))
             if rank is not None
@@ -132,10 +152,18 @@ class RunLogs:
         tails.append(text)
         self.on_line(rank, node, stream, text)
 
-    def close(self) -> None:
+    def unfinished(self, node: int, stream: str) -> int:
+        """Bytes of a node's stream held back because their line has not ended yet."""
+        return len(self._partial.get((node, stream), b""))
+
+    def close(self, finish_lines: bool = True) -> None:
+        """Close the files; ``finish_lines=False`` drops unended lines instead of writing them."""
+        if not finish_lines:
+            self._partial.clear()
         self.flush()
         for f in self._files.values():
-            f.close()
+            with contextlib.suppress(OSError):
+                f.close()
         self._files.clear()
 
 

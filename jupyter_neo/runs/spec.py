@@ -36,6 +36,7 @@ class RunSpec:
     hot: bool = False
     label: str | None = None
     """A readable name for the run (a notebook cell's first line); not part of the fingerprint."""
+    detach: bool = False
 
     def fingerprint(self, nodes: int, nproc: int) -> str:
         """The world a hot session was launched with (shape and environment); a change needs a
@@ -58,6 +59,8 @@ class RunSpec:
                     f"script {self.target!r} is outside the workspace {root}",
                     "run from a directory that contains the script",
                 )
+        if self.detach and self.hot:
+            raise InvalidRequest("--detach cannot be combined with --hot", "drop one of them")
         if self.nproc_per_node is not None and self.nproc_per_node < 1:
             raise InvalidRequest("--nproc-per-node must be at least 1")
         for key in self.env:

@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import re
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jupyter_neo.errors import BackendError, InvalidRequest, NeoError
-from jupyter_neo.identity import owner
+from jupyter_neo.identity import controller_identity, owner
 from jupyter_neo.model import RankStatus, Reservation, ReservationState, Run, RunState, new_id, utcnow
 from jupyter_neo.runs.launch import NodeLaunch, entry_argv, node_argv, run_env
 from jupyter_neo.runs.logs import LineCallback, RunLogs, failed_ranks
@@ -121,6 +122,10 @@ class RunSupervisor:
         if spec.hot:
             self.run.session = session.id if session else self.run.id
             self.run.iteration = session.iteration + 1 if session else 1
+        # Hot workers live across iterations (idle_ok, stopped at idle TTL like the pod): no lease.
+        self.run.detached = spec.detach
+        self.run.lease = None if spec.detach or spec.hot else core.config.run_lease
+        self.run.controller = controller_identity()
         per_node = 1 if spec.launcher == "plain" else nproc
         log_dir = core.config.home / "runs" / self.run.id
         self.run.log_dir = str(log_dir)
@@ -141,6 +146,7 @@ class RunSupervisor:
             plain=spec.launcher == "plain",
             on_hot=self._on_hot,
             on_phase=self._on_phase,
+            on_error=self._on_log_error,
             on_metric=self._on_metric,
         )
         self.procs: dict[int, str] = {}
@@ -149,6 +155,7 @@ class RunSupervisor:
         self.offsets: dict[int, dict[str, int]] = {}
         self.hot_reports: dict[int, dict[str, Any]] = {}
         self.iteration_done: asyncio.Event | None = None
+        self.log_failed: asyncio.Event | None = None
         self.notified_at = 0.0
         self.stop_asked = False
 
@@ -166,11 +173,18 @@ class RunSupervisor:
                 rank.exit_code = code if code is not None else rank.exit_code
 
     async def execute(self, timings: dict[str, float] | None = None) -> Run:
-        """Run to completion; always records the end, stops every node on any way out but success."""
+        """Run to completion; always records the end, stops every node on any way out but success.
+
+        Every way out, including a bug here or an unexpected reply (anything raised), stops every
+        node and finishes the record; the pods' run lease covers the one way this code cannot
+        see (the controller process killed outright).
+        """
         run = self.run
         run.timings.update(timings or {})
         self.iteration_done = asyncio.Event()
+        self.log_failed = asyncio.Event()
         self._save()
+        heartbeat: asyncio.Future[None] | None = None
         try:
             t0 = time.perf_counter()
             self.conns = await self.core.connect(self.res)
@@ -178,6 +192,8 @@ class RunSupervisor:
                 report = await self.core.sync(self.res, self.spec.workspace)
                 run.timings["sync"] = round(time.perf_counter() - t0, 4)
                 run.timings["sync_noop"] = float(bool(getattr(report, "noop", False)))
+            if not self.spec.detach:
+                heartbeat = asyncio.ensure_future(self._heartbeat())
             if self.session is not None:
                 await self._notify_iteration(self.session)
             else:
@@ -189,27 +205,55 @@ class RunSupervisor:
                 if rank.phase == "starting" and self.session is not None:
                     rank.phase = "running"  # hot workers are up already
             self._save()
-            await asyncio.wait_for(self._supervise(), self.spec.timeout)
-        except TimeoutError:
-            await asyncio.shield(self._stop_all())
-            self._finish(
-                RunState.FAILED,
-                EXIT_TIMEOUT,
-                f"timed out after {self.spec.timeout:.0f}s; every rank was stopped",
-            )
-        except asyncio.CancelledError:
-            await asyncio.shield(self._stop_all())
-            self._finish(RunState.STOPPED, EXIT_INTERRUPTED, STOPPED)
-            raise
-        except NeoError as exc:
-            await asyncio.shield(self._stop_all())
-            self._finish(RunState.FAILED, EXIT_LOST, str(exc))
+            if not self.spec.detach:
+                await asyncio.wait_for(self._supervise(), self.spec.timeout)
+        except BaseException as exc:
+            try:
+                await asyncio.shield(self._stop_all())
+            finally:
+                self._end_on(exc)
+            if isinstance(exc, TimeoutError):
+                return run
+            if not isinstance(exc, NeoError | asyncio.CancelledError | KeyboardInterrupt):
+                raise NeoError(
+                    f"run {run.id} failed: internal error {type(exc).__name__}: {exc}; every rank was stopped",
+                    f"the traceback is in {self.logs.dir / 'supervisor-error.txt'}",
+                ) from exc
             raise
         finally:
-            self.logs.close()
+            if heartbeat is not None:
+                heartbeat.cancel()
+            with contextlib.suppress(OSError):
+                self.logs.close()
             for conn in self.watch_conns:
-                await conn.close()
+                with contextlib.suppress(Exception):
+                    await conn.close()
         return run
+
+    def _end_on(self, exc: BaseException) -> None:
+        """Finish the record for a run that ends by ``exc`` (never raises: this is the last word)."""
+        # A failing store (disk full) must not hide ``exc``: reconcile settles the record later.
+        with contextlib.suppress(Exception):
+            if isinstance(exc, TimeoutError):
+                self._finish(
+                    RunState.FAILED,
+                    EXIT_TIMEOUT,
+                    f"timed out after {self.spec.timeout or 0:.0f}s; every rank was stopped",
+                )
+            elif isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                self._finish(RunState.STOPPED, EXIT_INTERRUPTED, STOPPED)
+            elif isinstance(exc, NeoError):
+                self._finish(RunState.FAILED, EXIT_LOST, str(exc))
+            else:
+                with contextlib.suppress(OSError):
+                    (self.logs.dir / "supervisor-error.txt").write_text(
+                        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                    )
+                self._finish(
+                    RunState.FAILED,
+                    EXIT_LOST,
+                    f"internal error in the run's supervisor: {type(exc).__name__}: {exc}; every rank was stopped",
+                )
 
     async def _launch(self) -> None:
         leader = self.res.pods[0]
@@ -237,7 +281,12 @@ class RunSupervisor:
             argv = node_argv(self.spec, self.res, at)
             env = run_env(self.spec, self.res, at, self.run.id)
             reply = await self.conns[node].call(
-                "exec", argv=argv, env=env, name=f"{self.run.id}-n{node}", idle_ok=self.spec.hot
+                "exec",
+                argv=argv,
+                env=env,
+                name=f"{self.run.id}-n{node}",
+                idle_ok=self.spec.hot,
+                lease=self.run.lease,
             )
             self.procs[node] = str(reply["proc"])
 
@@ -343,19 +392,22 @@ class RunSupervisor:
         tasks: dict[asyncio.Future[Any], int] = {
             asyncio.ensure_future(self._watch(n)): n for n in range(self.res.nodes)
         }
-        heartbeat = asyncio.ensure_future(self._heartbeat())
-        assert self.iteration_done is not None
+        assert self.iteration_done is not None and self.log_failed is not None
         iteration = asyncio.ensure_future(self.iteration_done.wait())
+        log_failed = asyncio.ensure_future(self.log_failed.wait())
         failure: tuple[int, int, str | None] | None = None
         try:
-            pending: set[asyncio.Future[Any]] = set(tasks)
+            pending: set[asyncio.Future[Any]] = {*tasks, log_failed}
             if self.spec.hot:
                 pending.add(iteration)
-            while pending and failure is None and not iteration.done():
+            while any(t in pending for t in tasks) and failure is None and not iteration.done():
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task is iteration:
                         continue
+                    if task is log_failed:
+                        failure = (0, EXIT_LOST, self.logs.write_error)
+                        break
                     node = tasks[task]
                     try:
                         code = task.result()
@@ -372,11 +424,14 @@ class RunSupervisor:
                 self._save()
             if failure is not None:
                 await self._stop_all()
-                await asyncio.gather(*(p for p in pending if p is not iteration), return_exceptions=True)
+                await asyncio.gather(
+                    *(p for p in pending if p is not iteration and p is not log_failed),
+                    return_exceptions=True,
+                )
                 if not self.stop_asked:
                     self.stop_asked = await self._stop_was_asked()
         finally:
-            for task in [*tasks, iteration, heartbeat]:
+            for task in [*tasks, iteration, log_failed]:
                 task.cancel()
         self.logs.flush()
         if failure is not None and self.stop_asked:
@@ -414,11 +469,26 @@ class RunSupervisor:
                 self._save()
 
     async def _heartbeat(self) -> None:
-        """Keep the pods' idle timers from running out while the gang is busy with this run."""
-        period = min(30.0, max(1.0, (self.res.idle_ttl or 90.0) / 3))
+        """Renew the run's lease on every pod (and so its idle timer) while this controller lives.
+
+        Four heartbeats per lease, so one or two lost to a slow network or a busy loop do not
+        stop a healthy run; a killed controller's run stops within one lease.
+        """
+        lease = self.run.lease or 90.0
+        period = min(15.0, max(0.2, lease / 4), max(0.2, (self.res.idle_ttl or 90.0) / 3))
+
+        async def beat(node: int) -> None:
+            if node < len(self.conns):
+                proc = self.procs.get(node, f"{self.run.id}-n{node}")
+                await asyncio.wait_for(self.conns[node].call("heartbeat", procs=[proc]), max(1.0, period * 2))
+
         while True:
             await asyncio.sleep(period)
-            await asyncio.gather(*(c.call("touch") for c in self.conns), return_exceptions=True)
+            await asyncio.gather(*(beat(n) for n in range(self.res.nodes)), return_exceptions=True)
+
+    def _on_log_error(self, message: str) -> None:
+        if self.log_failed is not None:
+            self.log_failed.set()
 
     def _finish_iteration(self) -> None:
         """Every rank reported: record the iteration's outcome; the workers stay warm."""
@@ -503,7 +573,10 @@ class RunSupervisor:
             self.core.store.save_reservation(res)
 
     async def _stop_all(self) -> None:
-        await stop_launchers({n: (self.conns[n], p) for n, p in self.procs.items()}, self.spec.grace)
+        """Stop every node's launcher, also ones whose ``exec`` reply never arrived (by name)."""
+        with contextlib.suppress(Exception):
+            names = {n: self.procs.get(n, f"{self.run.id}-n{n}") for n in range(len(self.conns))}
+            await stop_launchers({n: (self.conns[n], p) for n, p in names.items()}, self.spec.grace)
 
 
 def not_applied(error: str, kept: object) -> str:
@@ -526,12 +599,12 @@ async def stop_launchers(
     """
 
     async def stop(conn: AgentConnection, proc: str) -> None:
-        with contextlib.suppress(NeoError, OSError):
-            await conn.call("signal", proc=proc, signal="SIGTERM", stop=asked)
-            reply = await conn.call("wait", proc=proc, timeout=grace)
+        with contextlib.suppress(NeoError, OSError, TimeoutError):
+            await asyncio.wait_for(conn.call("signal", proc=proc, signal="SIGTERM", stop=asked), 10)
+            reply = await asyncio.wait_for(conn.call("wait", proc=proc, timeout=grace), grace + 10)
             if not reply.get("exited"):
-                await conn.call("signal", proc=proc, signal="SIGKILL")
-                await conn.call("wait", proc=proc, timeout=5)
+                await asyncio.wait_for(conn.call("signal", proc=proc, signal="SIGKILL"), 10)
+                await asyncio.wait_for(conn.call("wait", proc=proc, timeout=5), 15)
 
     await asyncio.gather(*(stop(c, p) for c, p in procs.values()), return_exceptions=True)
 

@@ -86,7 +86,7 @@ export interface IReservation {
 }
 
 export type RunState =
-  'starting' | 'running' | 'succeeded' | 'failed' | 'stopped';
+  'starting' | 'running' | 'succeeded' | 'failed' | 'stopped' | 'lost';
 
 export interface IRank {
   rank: number;
@@ -181,5 +181,6 @@ export const CHANGE_SCHEMA_ID = 'https://events.jupyter-neo.dev/change/v1';
 export const FINAL_RUN_STATES: ReadonlySet<string> = new Set([
   'succeeded',
   'failed',
-  'stopped'
+  'stopped',
+  'lost'
 ]);

@@ -11,21 +11,24 @@ started and exits.
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from neo_agent import AGENT_VERSION, PROTOCOL_VERSION, validate
+from neo_agent import AGENT_VERSION, PROTOCOL_VERSION, reaper, validate
 from neo_agent import protocol as wire
 from neo_agent.validate import FieldError
 
 STOP_GRACE = 3.0
 LEASE_TICK = 0.25
+PIPE_POLL = 0.2
 # A connection must authenticate this soon after ``hello``: a silent peer holds nothing for long.
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -61,6 +64,12 @@ class Proc:
         self.done = asyncio.Event()
         self.keeps_alive = True  # False: an idle warm worker, stopped at idle expiry like the pod
         self.stopped = False  # a controller asked to stop it (neo stop, Stop buttons, DELETE /runs/ID)
+        self.lease: Optional[float] = None  # run lease: stop unless heartbeated within this many s
+        self.heartbeat = self.started
+        self.last_output = self.started
+        self.end_reason: Optional[str] = None  # why the agent stopped it (run lease, shutdown)
+        self.log_error: Optional[str] = None  # the pod's disk refused the output (kept streaming)
+        self.cgroup: Optional[str] = None
 
     def describe(self) -> Dict[str, Any]:
         return {
@@ -72,6 +81,9 @@ class Proc:
             "returncode": self.returncode,
             "bytes": dict(self.sizes),
             "stopped": self.stopped,
+            "lease": self.lease,
+            "reason": self.end_reason,
+            "log_error": self.log_error,
         }
 
 
@@ -89,6 +101,8 @@ class Agent:
         self.seq = 0
         self.server: Optional[asyncio.AbstractServer] = None
         self.stopping: Optional[asyncio.Future] = None  # type: ignore[type-arg]
+        self.cgroups: Optional[reaper.Cgroups] = None
+        self.spawning = 0  # launchers forked but not yet registered: not orphans
         self._background: Set["asyncio.Future[Any]"] = set()
         self.handlers = {
             "ping": self.op_ping,
@@ -106,6 +120,7 @@ class Agent:
             "stats": self.op_stats,
             "free_port": self.op_free_port,
             "hot_gen": self.op_hot_gen,
+            "heartbeat": self.op_heartbeat,
             "shutdown": self.op_shutdown,
         }
         self.extra_ops()
@@ -401,10 +416,13 @@ class Agent:
         env[TAG_VAR] = "%s:%s" % (self.dir, pid_id)
         if pid_id in self.procs and self.procs[pid_id].returncode is None:
             raise RequestError("process %r is still running" % pid_id, "conflict")
+        lease = run_lease(h.get("lease"))
         log_dir = os.path.join(self.dir, "procs", pid_id)
         os.makedirs(log_dir, exist_ok=True)
         for stream in ("stdout", "stderr"):
             open(os.path.join(log_dir, stream), "wb").close()
+        cgroup = self.cgroups.create("%d-%s" % (self.seq, pid_id)) if self.cgroups else None
+        self.spawning += 1
         try:
             popen = await asyncio.create_subprocess_exec(
                 *argv,
@@ -414,38 +432,82 @@ class Agent:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=launcher_setup(cgroup),
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            if cgroup:
+                reaper.remove(cgroup)
             raise RequestError("cannot start %s: %s" % (argv[0], exc), "exec_failed") from None
+        finally:
+            self.spawning -= 1
         proc = Proc(pid_id, argv, log_dir, popen)
         proc.keeps_alive = not h.get("idle_ok")
+        proc.lease = lease
+        proc.cgroup = cgroup
         self.procs[pid_id] = proc
-        self._write_json(os.path.join("procs", pid_id, "proc.json"), {"pid": proc.pid, "argv": argv})
+        self._write_json(
+            os.path.join("procs", pid_id, "proc.json"),
+            {"pid": proc.pid, "argv": argv, "lease": lease, "cgroup": cgroup},
+        )
         self._spawn(self._pump(proc))
         return {"proc": pid_id, "pid": proc.pid}
 
     async def _pump(self, proc: Proc) -> None:
         async def copy(stream_name: str, stream: Optional[asyncio.StreamReader]) -> None:
             assert stream is not None
-            with open(os.path.join(proc.log_dir, stream_name), "ab") as log:
-                while True:
-                    chunk = await stream.read(1 << 16)
-                    if not chunk:
-                        return
-                    log.write(chunk)
-                    log.flush()
-                    proc.sizes[stream_name] += len(chunk)
-                    for queue in list(proc.subscribers):
-                        queue.put_nowait((stream_name, chunk))
+            log: Optional[Any] = None
+            try:
+                log = open(os.path.join(proc.log_dir, stream_name), "ab")  # noqa: SIM115 (outlives a block)
+            except OSError as exc:
+                proc.log_error = proc.log_error or str(exc)
+            while True:
+                chunk = await stream.read(1 << 16)
+                if not chunk:
+                    break
+                proc.last_output = _now()
+                if log is not None:
+                    # A full disk must not stop the pump: the process would block on a full pipe
+                    # and its exit would never be seen. Live readers still get every byte.
+                    try:
+                        log.write(chunk)
+                        log.flush()
+                        proc.sizes[stream_name] += len(chunk)
+                    except OSError as exc:
+                        proc.log_error = proc.log_error or str(exc)
+                        with contextlib.suppress(OSError):
+                            log.close()
+                        log = None
+                for queue in list(proc.subscribers):
+                    queue.put_nowait((stream_name, chunk))
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    log.close()
 
-        await asyncio.gather(copy("stdout", proc.popen.stdout), copy("stderr", proc.popen.stderr))
-        proc.returncode = await proc.popen.wait()
+        copies = asyncio.gather(copy("stdout", proc.popen.stdout), copy("stderr", proc.popen.stderr))
+        # A process the launcher left behind may hold its pipes open forever (a daemon inheriting
+        # stdout): the launcher's exit, not the pipes' end, ends the run.
+        while not copies.done() and proc.popen.returncode is None:
+            await asyncio.wait([copies], timeout=PIPE_POLL)
+        if not copies.done():
+            self._kill(proc, signal.SIGKILL)
+            try:
+                await asyncio.wait_for(asyncio.shield(copies), STOP_GRACE)
+            except asyncio.TimeoutError:
+                copies.cancel()
+        returncode = proc.popen.returncode
+        proc.returncode = returncode if returncode is not None else await proc.popen.wait()
         proc.ended = _now()
         self.last_activity = _now()
-        self._write_json(os.path.join("procs", proc.id, "exit.json"), {"returncode": proc.returncode})
-        # Reap anything the process left behind, in its group or in sessions of their own
-        # (torchrun starts each worker in a new session): no process survives a finished run.
+        # Reap anything the process left behind, in its group, in sessions of their own (torchrun
+        # starts each worker in a new session) or adopted by the agent: no process survives a run.
         self._kill(proc, signal.SIGKILL)
+        if proc.cgroup:
+            reaper.remove(proc.cgroup, wait=0.5)
+        with contextlib.suppress(OSError):
+            self._write_json(
+                os.path.join("procs", proc.id, "exit.json"),
+                {"returncode": proc.returncode, "reason": proc.end_reason, "log_error": proc.log_error},
+            )
         proc.done.set()
         for queue in list(proc.subscribers):
             queue.put_nowait(None)
@@ -488,11 +550,29 @@ class Agent:
         return {"returncode": proc.returncode, "exited": True, "stopped": proc.stopped}
 
     def _kill(self, proc: Proc, sig: int) -> bool:
-        """Signal the process group and, for SIGKILL, every process carrying the proc's tag."""
-        delivered = self._killpg(proc.pid, sig)
-        if sig == signal.SIGKILL:
-            delivered = kill_tagged("%s:%s" % (self.dir, proc.id), sig) or delivered
+        """Signal the process group; for SIGKILL, everything the proc started, however it hid.
+
+        The tree is walked before the group is killed (a killed launcher's descendants move to
+        the agent); the cgroup catches what forks meanwhile; the tag what left both long ago.
+        """
+        if sig != signal.SIGKILL:
+            return self._killpg(proc.pid, sig)
+        delivered = False
+        if proc.returncode is None:
+            delivered = reaper.kill_tree(proc.pid)
+        if proc.cgroup:
+            delivered = reaper.kill(proc.cgroup) or delivered
+        delivered = self._killpg(proc.pid, sig) or delivered
+        delivered = kill_tagged("%s:%s" % (self.dir, proc.id), sig) or delivered
+        delivered = self.reap_orphans() > 0 or delivered
         return delivered
+
+    def reap_orphans(self) -> int:
+        """Kill and collect processes the agent adopted from launchers that are gone."""
+        if self.spawning:
+            return 0  # a launcher being started is a child in another session too
+        live = {p.pid for p in self.procs.values() if p.returncode is None}
+        return reaper.reap_orphans(live)
 
     def _killpg(self, pid: int, sig: int) -> bool:
         try:
@@ -571,28 +651,83 @@ class Agent:
         os.replace(tmp, os.path.join(control, "gen"))
         return {"control": control}
 
+    async def op_heartbeat(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """A controller still supervises these runs: renew their run leases (see :func:`run_lease`).
+
+        ``lease`` (seconds, or null to detach) changes the lease of the named processes, so a
+        controller that takes over a run (or lets it go on alone) says so in the same message.
+        """
+        names = h.get("procs")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise RequestError("procs must be a list of process ids", "bad_request")
+        change = "lease" in h
+        lease = run_lease(h.get("lease")) if change else None
+        now = _now()
+        state = {}
+        for name in names:
+            proc = self.procs.get(name)
+            if proc is None:
+                state[name] = "unknown"
+                continue
+            if proc.returncode is None:
+                proc.heartbeat = now
+                if change:
+                    proc.lease = lease
+            state[name] = "running" if proc.returncode is None else "exited"
+        return {"procs": state}
+
+    def check_run_leases(self, now: float) -> None:
+        """Stop every supervised process whose controller stopped heartbeating it."""
+        for proc in list(self.procs.values()):
+            if (
+                proc.returncode is None
+                and proc.lease is not None
+                and proc.end_reason is None
+                and now - proc.heartbeat > proc.lease
+            ):
+                proc.end_reason = "run lease expired: no heartbeat from its controller for %gs" % proc.lease
+                self._spawn(self.stop_proc(proc))
+
+    def holds_pod(self, now: float) -> bool:
+        """Whether a running process keeps the pod from its idle TTL.
+
+        A supervised process (run lease) does while its controller heartbeats it; a detached one
+        (no lease) only while it shows life by writing output within the idle TTL, so a hung
+        detached run cannot hold the gang forever. Idle-ok processes (warm hot workers) never do.
+        """
+        ttl = float(self.idle_ttl) if self.idle_ttl is not None else None
+        for proc in self.procs.values():
+            if proc.returncode is not None or not proc.keeps_alive:
+                continue
+            if proc.lease is not None or ttl is None or now - proc.last_output <= ttl:
+                return True
+        return False
+
+    async def stop_proc(self, proc: Proc, grace: float = STOP_GRACE) -> None:
+        """SIGTERM the group, wait ``grace``, then SIGKILL everything the process started."""
+        self._killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.done.wait(), grace)
+        except asyncio.TimeoutError:
+            pass
+        self._kill(proc, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(proc.done.wait(), 2.0)
+        except asyncio.TimeoutError:
+            pass
+
     async def op_shutdown(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         purge = validate.boolean(h, "purge")
         asyncio.get_event_loop().call_later(0.05, self.begin_stop, "shutdown requested", purge)
         return {"stopping": True}
 
     # ---------------------------------------------------------------- lifecycle
-    async def stop_processes(self, grace: float = STOP_GRACE) -> None:
+    async def stop_processes(self, grace: float = STOP_GRACE, reason: str = "") -> None:
         running = [proc for proc in self.procs.values() if proc.returncode is None]
         for proc in running:
-            self._killpg(proc.pid, signal.SIGTERM)
-        if running:
-            try:
-                await asyncio.wait_for(asyncio.gather(*(proc.done.wait() for proc in running)), grace)
-            except asyncio.TimeoutError:
-                pass
-        for proc in running:
-            self._kill(proc, signal.SIGKILL)
-        for proc in running:
-            try:
-                await asyncio.wait_for(proc.done.wait(), 2.0)
-            except asyncio.TimeoutError:
-                pass
+            proc.end_reason = proc.end_reason or reason or None
+        await asyncio.gather(*(self.stop_proc(proc, grace) for proc in running))
+        self.reap_orphans()
 
     def begin_stop(self, reason: str, purge: bool = False) -> None:
         if self.stopping is None:
@@ -601,8 +736,11 @@ class Agent:
     async def _stop(self, reason: str, purge: bool) -> None:
         if self.server is not None:
             self.server.close()
-        await self.stop_processes()
-        self._write_json("exit.json", {"reason": reason, "time": _now()})
+        await self.stop_processes(reason="pod stopping: %s" % reason)
+        if self.cgroups is not None:
+            self.cgroups.close()
+        with contextlib.suppress(OSError):
+            self._write_json("exit.json", {"reason": reason, "time": _now()})
         try:
             os.unlink(os.path.join(self.dir, "agent.sock"))
         except OSError:
@@ -622,6 +760,8 @@ class Agent:
 
     def _lease_tick(self) -> None:
         now = _now()
+        self.check_run_leases(now)
+        self.reap_orphans()
         if self.deadline is not None and now >= float(self.deadline):
             self.begin_stop("lease deadline reached")
         elif self.secret is None and now - self.last_activity > 60:
@@ -629,7 +769,7 @@ class Agent:
         elif (
             self.idle_ttl is not None
             and now - self.last_activity > float(self.idle_ttl)
-            and not any(proc.returncode is None and proc.keeps_alive for proc in self.procs.values())
+            and not self.holds_pod(now)
         ):
             self.begin_stop("idle for more than %ss" % self.idle_ttl)
 
@@ -650,6 +790,37 @@ def _check_exec_fields(h: Dict[str, Any]) -> None:
 
 
 TAG_VAR = "NEO_PROC_TAG"
+MIN_RUN_LEASE = 0.5
+
+
+def run_lease(value: Any) -> Optional[float]:
+    """Validate a run lease: seconds without a controller heartbeat before the agent stops a run.
+
+    None means no lease (a detached run, or a plain exec): only the pod's idle TTL and deadline
+    apply to it.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RequestError("lease must be a number of seconds or null", "bad_request")
+    lease = float(value)
+    if not math.isfinite(lease) or lease < MIN_RUN_LEASE:
+        raise RequestError("lease must be a finite number of seconds >= %s" % MIN_RUN_LEASE, "bad_request")
+    return lease
+
+
+def launcher_setup(cgroup: Optional[str]) -> Any:
+    """What a launcher does between fork and exec: join its cgroup, adopt its own orphans."""
+
+    def setup() -> None:
+        if cgroup:
+            try:
+                reaper.enter(cgroup)
+            except OSError:
+                pass
+        reaper.set_subreaper()
+
+    return setup
 
 
 def kill_tagged(tag: str, sig: int) -> bool:
@@ -684,6 +855,12 @@ def serve(agent_dir: str) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     agent = Agent(agent_dir)
+    reaper.set_subreaper()
+    agent.cgroups = reaper.Cgroups.open()
+    with contextlib.suppress(OSError):
+        with open("cgroup.tmp", "w") as f:
+            f.write(agent.cgroups.root if agent.cgroups else "")
+        os.replace("cgroup.tmp", "cgroup")
     old_umask = os.umask(0o077)
     server = loop.run_until_complete(asyncio.start_unix_server(agent.handle, path="agent.sock"))
     os.umask(old_umask)
