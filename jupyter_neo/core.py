@@ -32,14 +32,13 @@ from jupyter_neo.model import (
     Reservation,
     ReservationState,
     Run,
-    RunState,
     new_id,
     utcnow,
 )
 from jupyter_neo.runs.logs import LineCallback
 from jupyter_neo.runs.settle import settle, settle_open_runs, unsupervised
 from jupyter_neo.runs.spec import RunSpec
-from jupyter_neo.runs.supervisor import HotSession, RunSupervisor, nproc_for, stop_launchers
+from jupyter_neo.runs.supervisor import STOPPED, HotSession, RunSupervisor, nproc_for, stop_launchers
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
 
@@ -551,7 +550,7 @@ class Core:
         if res.state not in (ReservationState.READY, ReservationState.DEGRADED):
             return await settle(self, run) if not run.done else run
         if not run.done and unsupervised(run):
-            return await settle(self, run, stop_reason="stopped by neo stop; every rank was stopped")
+            return await settle(self, run, stop_reason=STOPPED)
         conns = await self.connect(res)
         await stop_launchers({n: (conn, f"{run.id}-n{n}") for n, conn in enumerate(conns)}, asked=True)
         # The controller following the run records its end (as stopped, in the words of an
