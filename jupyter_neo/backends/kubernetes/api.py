@@ -186,7 +186,12 @@ def translate(exc: Any, what: str, cluster: str, ns: str) -> Exception:
     where = f"cluster {cluster!r} namespace {ns!r}"
     if status == 404:
         return NotFound(f"{where}: {what}: not found ({message})")
-    if status in (401, 403):
+    if status == 401:
+        return BackendError(
+            f"cluster {cluster!r}: the API server rejected the credentials ({message or 'Unauthorized'})",
+            "the kubeconfig's token or certificate is expired or wrong: log in again (refresh the kubeconfig)",
+        )
+    if status == 403:
         return BackendError(f"{where}: {what}: not allowed ({message})", RBAC_HINT)
     if status == 409:
         return BackendError(

@@ -176,8 +176,11 @@ def pod(
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "neo", "mountPath": root},
+            *(v.mount() for v in opts.volumes),
         ],
     }
+    if opts.image_pull_policy:
+        container["imagePullPolicy"] = opts.image_pull_policy
     if security:
         container["securityContext"] = security
     node_selector = dict(opts.node_selector)
@@ -197,6 +200,7 @@ def pod(
         "volumes": [
             {"name": "dshm", "emptyDir": shm},
             {"name": "neo", "emptyDir": {}},
+            *(v.volume() for v in opts.volumes),
         ],
         "tolerations": tolerations,
     }
