@@ -201,7 +201,7 @@ def test_sync_of_a_large_binary_workspace_relays_between_pods_over_the_pod_netwo
     for rank in (0, 1):
         out = kube_cluster.kubectl(
             "-n", NS, "exec", f"neo-{rid}-{rank}", "--", "sha256sum",
-            *(f"/tmp/neo/neo-{rid}-{rank}/ws/current/{rel}" for rel in want),
+            *(f"/tmp/neo/ws/current/{rel}" for rel in want),
         ).stdout  # fmt: skip
         got = {line.split()[1].split("/ws/current/")[1]: line.split()[0] for line in out.splitlines()}
         assert got == want
