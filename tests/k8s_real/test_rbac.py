@@ -96,20 +96,16 @@ def test_a_gang_that_cannot_be_placed_is_rolled_back_quoting_the_scheduler(
     assert left_in(kube_cluster, NS) == []
 
 
+@pytest.mark.parametrize(
+    ("cluster", "namespace", "named"),
+    [("kube-noexec", NS_NOEXEC, "(pods/exec)"), ("kube-default", "default", "namespace 'default'")],
+    ids=["role-without-pods-exec", "namespace-without-binding"],
+)
 def test_a_missing_permission_is_one_line_naming_it_and_leaves_nothing(
-    uneo: Neo, kube_cluster: KubeCluster
+    uneo: Neo, kube_cluster: KubeCluster, cluster: str, namespace: str, named: str
 ) -> None:
-    proc = uneo.run("reserve", "--cluster", "kube-noexec", "--gpus", "8", timeout=120)
+    proc = uneo.run("reserve", "--cluster", cluster, "--gpus", "8", timeout=120)
     err = error_lines(proc)
-    assert "pods/exec" in err[0] or "pods/exec" in err[1], err
-    assert left_in(kube_cluster, NS_NOEXEC) == []
-
-
-def test_a_namespace_the_user_cannot_write_to_is_one_line_and_leaves_nothing(
-    uneo: Neo, kube_cluster: KubeCluster
-) -> None:
-    proc = uneo.run("reserve", "--cluster", "kube-default", "--gpus", "8", timeout=120)
-    err = error_lines(proc)
-    assert "namespace 'default'" in err[0] and "not allowed" in err[0], err
+    assert named in err[0] and "not allowed" in err[0], err
     assert "rbac.yaml" in err[1]
-    assert left_in(kube_cluster, "default") == []
+    assert left_in(kube_cluster, namespace) == []

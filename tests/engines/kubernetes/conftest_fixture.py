@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NoReturn
 
 import pytest
 
+from tests.engines.availability import unavailable
 from tests.engines.kubernetes.harness import (
     KubeCluster,
     KubeHarnessError,
@@ -27,16 +27,6 @@ from tests.engines.kubernetes.harness import (
     start_cluster,
     stop_cluster,
 )
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if _in_ci():
-        pytest.fail(f"real Kubernetes unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"real Kubernetes unavailable: {reason}")
 
 
 def running_cluster() -> Iterator[KubeCluster]:
@@ -50,7 +40,7 @@ def running_cluster() -> Iterator[KubeCluster]:
             stop_cluster()
             pytest.fail(problem, pytrace=False)
     if cluster is None:
-        _unavailable(problem)
+        unavailable("real Kubernetes", problem)
     yield cluster
     if os.environ.get("NEO_K8S_KEEP") == "1":
         return
