@@ -1,6 +1,6 @@
 """Helpers for the tests against the real two-node Kubernetes (``tests/engines/kubernetes/``).
 
-The pods run ``localhost/neo-python:v1`` (Debian + python3, imported into each node's containerd;
+The pods run ``localhost/neo-python:v2`` (Debian + python3, imported into each node's containerd;
 there is no registry, hence ``image_pull_policy: Never``). torch reaches them without an image
 build: the test virtualenv and the interpreter it was made from are mounted read-only through
 the ``volumes:`` cluster option, and ``options.python`` points at the venv's python.

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 
 NS = "neo-real"
 MiB = 1 << 20
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +256,7 @@ def test_a_pod_created_right_after_its_namespace_is_retried_and_its_pid_1_stops_
             "containers": [
                 {
                     "name": "c",
-                    "image": "localhost/neo-python:v1",
+                    "image": "localhost/neo-python:v2",
                     "imagePullPolicy": "Never",
                     "command": WARM_COMMAND,
                 }

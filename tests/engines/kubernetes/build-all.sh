@@ -22,7 +22,11 @@ install() { # packages...
     || { tail -20 "$CACHE.apt.log" >&2; exit 1; }
 }
 mkdir -p "$(dirname "$CACHE")"
-if [ -f "$CACHE/.complete" ] && [ -x "$B/kubelet" ] && [ -x "$B/kubectl" ]; then
+BINS="kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl"
+complete() { local b; for b in $BINS; do [ -x "$B/$b" ] || return 1; done
+  [ -f "$CACHE/.complete" ] && [ -f "$IMG/$PY_IMAGE_TAR" ] && [ -f "$IMG/pause-image.tar" ]; }
+bins_missing() { local b; for b in $BINS; do [ -x "$B/$b" ] || return 0; done; return 1; }
+if complete; then
   install $(missing $RUNTIME_PKGS)
   exit 0
 fi
@@ -35,6 +39,7 @@ if ! grep -qs '^Types: deb-src' /etc/apt/sources.list.d/neo-k8s-src.sources; the
   rm -f "$CACHE.apt-updated"
 fi
 install $(missing $RUNTIME_PKGS $BUILD_PKGS)
+if bins_missing; then
 t "kubernetes source (Debian source package kubernetes 1.20.5+really1.20.2)"
 [ -f "$W"/deb-src/kubernetes_1.20.5+really1.20.2.orig.tar.gz ] || (cd "$W/deb-src" && apt-get source --download-only kubernetes >/dev/null 2>&1)
 SRC=$W/src/kubernetes-$K8S_VERSION
@@ -50,17 +55,20 @@ if [ ! -f "$SRC/pkg/generated/openapi/zz_generated.openapi.go" ]; then
     >"$CACHE/logs/gen-openapi.log" 2>&1)
 fi
 t "go build"
-for bin in kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl; do
+for bin in $BINS; do
   [ -x "$B/$bin" ] || SRC=$SRC GP=$W/gopath GOCACHE=$W/gocache "$HERE/build.sh" "$bin"
 done
+fi
 t "images"
-if [ ! -f "$IMG/python-image.tar" ]; then
-  # full python3 (the stdlib: asyncio, zipimport...), not python3-minimal
-  nice -n 19 mmdebstrap --variant=essential --include=python3,coreutils,procps \
+if [ ! -f "$IMG/$PY_IMAGE_TAR" ]; then
+  # full python3 (the stdlib: asyncio, zipimport...), not python3-minimal; libstdc++6 for torch's
+  # wheels, which the tests mount from the host venv instead of baking into an image
+  nice -n 19 mmdebstrap --variant=essential --include=python3,coreutils,procps,libstdc++6 \
     --dpkgopt='path-exclude=/usr/share/{doc,man,locale,info}/*' bookworm "$W/python-rootfs.tar" "$MIRROR" \
     >"$CACHE/logs/mmdebstrap.log" 2>&1
-  python3 "$HERE/mkimage.py" "$W/python-rootfs.tar" localhost/neo-python:v1 "$IMG/python-image.tar.part" --cmd python3
-  mv "$IMG/python-image.tar.part" "$IMG/python-image.tar"
+  python3 "$HERE/mkimage.py" "$W/python-rootfs.tar" "$PY_IMAGE" "$IMG/$PY_IMAGE_TAR.part" --cmd python3
+  mv "$IMG/$PY_IMAGE_TAR.part" "$IMG/$PY_IMAGE_TAR"
+  rm -f "$IMG/python-image.tar"   # an older image of an earlier harness version
 fi
 if [ ! -f "$IMG/pause-image.tar" ]; then
   mkdir -p "$W/pause" && gcc -Os -static -o "$W/pause/pause" "$HERE/images/pause.c" && strip "$W/pause/pause"

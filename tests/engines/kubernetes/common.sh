@@ -6,6 +6,9 @@ CACHE=${K8S_CACHE:-/var/cache/jupyter-neo/k8s-$K8S_VERSION}
 B=${K8S_BIN:-$CACHE/bin}; IMG=$CACHE/images
 R=${K8S_RUN:-/var/tmp/neo-k8s}          # per-machine pki, configs and runtime state
 S=$R/state; P=$R/pki; C=$R/conf
+# the pods' image: Debian + python3 + the C++ runtime (what torch wheels need from the system);
+# bump the tag when its contents change, so an older image in a node's containerd is not reused
+PY_IMAGE=localhost/neo-python:v2; PY_IMAGE_TAR=python-image-v2.tar
 ETCD_DIR=${ETCD_DIR:-/dev/shm/neo-k8s-etcd}
 SOCK=$S/containerd/containerd.sock
 BRIDGE=${K8S_BRIDGE:-neok8s0}; POD_SUBNET=${K8S_POD_SUBNET:-10.88.0.0/16}

@@ -23,6 +23,7 @@ from tests.engines.availability import unavailable
 from tests.engines.kubernetes.harness import (
     KubeCluster,
     KubeHarnessError,
+    already_running,
     leftovers,
     start_cluster,
     stop_cluster,
@@ -31,8 +32,9 @@ from tests.engines.kubernetes.harness import (
 
 def running_cluster() -> Iterator[KubeCluster]:
     """Start, yield, stop and verify the stop left nothing (a generator for any fixture scope)."""
+    keep = os.environ.get("NEO_K8S_KEEP") == "1"
     try:
-        cluster: KubeCluster | None = start_cluster()
+        cluster: KubeCluster | None = (already_running() if keep else None) or start_cluster()
         problem = ""
     except KubeHarnessError as exc:
         cluster, problem = None, str(exc)
@@ -42,7 +44,7 @@ def running_cluster() -> Iterator[KubeCluster]:
     if cluster is None:
         unavailable("real Kubernetes", problem)
     yield cluster
-    if os.environ.get("NEO_K8S_KEEP") == "1":
+    if keep:
         return
     stop_cluster()
     left = leftovers()

@@ -27,7 +27,7 @@ BIN = CACHE / "bin"
 BRIDGES = ("neok8s0", "neok8s1")
 N2_CGROUP = "neo-k8s-n2"
 GPUS_PER_NODE = 8
-IMAGE = "localhost/neo-python:v1"
+IMAGE = "localhost/neo-python:v2"  # PY_IMAGE in common.sh
 
 
 class KubeHarnessError(RuntimeError):
@@ -158,6 +158,17 @@ def load_cluster() -> KubeCluster:
     )
     nodes = tuple(sorted(n["metadata"]["name"] for n in cluster.get("nodes")["items"]))
     return KubeCluster(**{**cluster.__dict__, "nodes": nodes})
+
+
+def already_running() -> KubeCluster | None:
+    """The cluster, if both nodes are up already (a kept one: ``NEO_K8S_KEEP=1``)."""
+    if not (RUN / "pki" / "tokens.csv").is_file() or not (BIN / "kubectl").is_file():
+        return None
+    try:
+        cluster = load_cluster()
+    except (AssertionError, KeyError, OSError, ValueError):
+        return None
+    return cluster if len(cluster.nodes) == 2 else None
 
 
 def stop_cluster() -> None:

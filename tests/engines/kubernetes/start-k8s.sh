@@ -75,7 +75,7 @@ launch kube-scheduler kube-scheduler --kubeconfig="$KC" \
 startcd() { # name config sock
   launch "$1" containerd --config "$2"; }
 images() { # containerd-name sock
-  local sock=$2 spec; for spec in "pause-image.tar localhost/pause:3.2" "python-image.tar localhost/neo-python:v1"; do
+  local sock=$2 spec; for spec in "pause-image.tar localhost/pause:3.2" "$PY_IMAGE_TAR $PY_IMAGE"; do
     set -- $spec   # images persist in the containerd root across runs; import only when missing
     ctr -a "$sock" -n k8s.io images ls -q | grep -qx "$2" || ctr -a "$sock" -n k8s.io images import "$IMG/$1" >>"$L/images.log" 2>&1
   done; }
