@@ -232,13 +232,14 @@ def test_torchrun_ddp_across_the_two_nodes_with_torch_from_a_read_only_volume(
 # ---------------------------------------------------------------------------- API quirks of a real 1.20
 
 
-def test_a_pod_created_right_after_its_namespace_is_retried_and_its_pid_1_stops_on_sigterm(
+def test_a_pod_created_right_after_its_namespace_starts_and_its_pid_1_stops_on_sigterm(
     kube_cluster: KubeCluster,
 ) -> None:
-    """1.20 answers 500 "No API token found for service account" for ~50 ms after a namespace is
-    created; the backend's create retries that (and only such transient answers) briefly.
-    Then a graceful delete: the warm PID 1 exits on SIGTERM, so the pod is gone long before its
-    30 s grace period (a PID 1 without a handler ignores SIGTERM and takes all of it)."""
+    """A pod created through the backend's own ``create`` the moment its namespace exists (the
+    window in which 1.20 can answer 500 "No API token found for service account"; it did not
+    reproduce here with or without a token mount, the retry is unit-tested in
+    tests/test_k8s_backend.py). Then a graceful delete: the warm PID 1 exits on SIGTERM, so the
+    pod is gone long before its 30 s grace period (without the handler it takes all of it)."""
     import asyncio
 
     from jupyter_neo.backends.kubernetes.api import KubeApi
