@@ -77,6 +77,7 @@ def main() -> None:
     except (OSError, AssertionError, KeyError):  # not running: start it for this benchmark
         cluster, started = harness.start_cluster(), True
     rows: list[tuple[str, list[float]]] = []
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="neo-bench-k8s-") as tmp:
         root = Path(tmp)
         fresh_namespace(cluster, NS)
@@ -117,11 +118,20 @@ def main() -> None:
             dt, _ = _neo(env, "sync", rid, "--path", str(ws))
             times.append(dt)
         rows.append(("one-line edit -> `neo sync` to 2 pods (CLI wall), s", times))
+        rows.append(
+            (
+                "`neo status` with the gang held (CLI wall), s",
+                [_neo(env, "status")[0] for _ in range(args.reps)],
+            )
+        )
         _neo(env, "release", rid)
         cluster.kubectl("delete", "namespace", NS, "--wait=false")
     if started and os.environ.get("NEO_K8S_KEEP") != "1":
         harness.stop_cluster()
-    print(f"| measure (real 2-node k8s 1.20.2, {args.reps} reps) | median | min | max |\n|---|---|---|---|")
+    load = f"1-min load {load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    print(
+        f"| measure (real 2-node k8s 1.20.2, {args.reps} reps, {load}) | median | min | max |\n|---|---|---|---|"
+    )
     for label, ts in rows:
         print(f"| {label} | {statistics.median(ts):.3f} | {min(ts):.3f} | {max(ts):.3f} |")
     out_dir = Path(__file__).resolve().parent / "results"
