@@ -89,6 +89,8 @@ def main() -> None:
             "NEO_CONFIG": str(cfg),
             "XDG_CONFIG_HOME": str(root),
         }
+        help_times = [_neo(env, "--help")[0] for _ in range(args.reps)]
+        rows.append(("`neo --help` (CLI start, no cluster touched), s", help_times))
         rows.append(
             ("import kubernetes (client + stream), s", [_import_kubernetes() for _ in range(args.reps)])
         )
