@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from jupyter_neo.keep import keep
+from jupyter_neo.metrics import log
 
 _LAZY = {
     "Client": "jupyter_neo.client",
@@ -29,7 +30,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'jupyter_neo' has no attribute {name!r}")
 
 
-__all__ = ["Client", "Cluster", "GangRequest", "NeoError", "Pod", "Reservation", "ReservationState", "keep"]
+__all__ = [
+    "Client",
+    "Cluster",
+    "GangRequest",
+    "NeoError",
+    "Pod",
+    "Reservation",
+    "ReservationState",
+    "keep",
+    "log",
+]
 __version__ = "0.1.0"
 
 

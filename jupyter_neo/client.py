@@ -25,6 +25,7 @@ from jupyter_neo.runs.logs import LineCallback, tail_file
 from jupyter_neo.runs.spec import RunKind, RunSpec
 
 if TYPE_CHECKING:
+    from jupyter_neo.interactive import Ranks
     from jupyter_neo.sync import SyncReport, Watcher
 
 T = TypeVar("T")
@@ -85,8 +86,8 @@ def gang_request(
 ) -> GangRequest:
     """Validate a gang request the same way for every surface (CLI flags, magics, REST bodies).
 
-    The workspace's ``neo.yaml`` policy fills residency, max price and budget when the request
-    does not say (see :mod:`jupyter_neo.money`).
+    The workspace's ``neo.yaml`` policy fills residency, max price, budget and datasets when the
+    request does not say (see :mod:`jupyter_neo.money`).
     """
     from pydantic import ValidationError
 
@@ -99,6 +100,8 @@ def gang_request(
         fields["max_price"] = policy.max_price
     if policy.budget is not None and "budget" not in fields:
         fields["budget"] = policy.budget
+    if policy.datasets and not fields.get("data"):
+        fields["data"] = policy.datasets
     try:
         return GangRequest(idle_ttl=ttl, **fields)
     except ValidationError as exc:
@@ -106,6 +109,19 @@ def gang_request(
         field = ".".join(str(p) for p in err["loc"]) or "request"
         flag = "--" + field.replace("_", "-")
         raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+
+
+def require_data(res: Reservation, refs: list[str]) -> None:
+    """``neo run -r ID --data NAME``: the named gang must hold the data, never silently without it."""
+    from jupyter_neo.core import holds_data
+    from jupyter_neo.errors import Conflict
+
+    missing = [ref for ref in refs if not holds_data(res, [ref])]
+    if missing:
+        raise Conflict(
+            f"reservation {res.id} does not hold dataset {missing[0]} as asked",
+            f"run without --reservation to place a gang with it, or: neo reserve --gpus {res.gpus} --data {missing[0]}",
+        )
 
 
 class Client:
@@ -147,9 +163,15 @@ class Client:
         idle_ttl: str | float | None = "default",
         budget: float | None = None,
         name: str | None = None,
+        data: list[str] | None = None,
+        workspace: str | Path = ".",
         progress: Progress = _quiet,
     ) -> Reservation:
-        """Reserve ``gpus`` GPUs as one gang (all or nothing) and return it ready."""
+        """Reserve ``gpus`` GPUs as one gang (all or nothing) and return it ready.
+
+        ``data`` names datasets the gang needs (``"imagenet"`` read-only, ``"scratch:rw"``): the gang
+        goes where they are or may legally be copied, and ranks find them at ``NEO_DATA_<NAME>``.
+        """
         request = self.request(
             gpus=gpus,
             nodes=nodes,
@@ -161,6 +183,8 @@ class Client:
             idle_ttl=idle_ttl,
             budget=budget,
             name=name,
+            data=data,
+            workspace=workspace,
         )
         return self.run_async(self.core.reserve(request, progress))
 
@@ -230,6 +254,7 @@ class Client:
 
         async def go() -> Run:
             res = await self.core.pick_reservation(reservation, gang, progress)
+            require_data(res, request.get("data") or [])
             return await self.core.run(res, spec, on_line, on_update)
 
         return self.run_async(go(), pump)
@@ -265,6 +290,10 @@ class Client:
             "clusters": clusters,
             "reservations": rows,
         }
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every configured dataset: size, residency and where it lives (``neo datasets``)."""
+        return self.core.datasets()
 
     def runs(self, limit: int = 50) -> list[Run]:
         return self.core.store.runs(limit)
@@ -336,6 +365,12 @@ class Client:
         watcher = Watcher(gang, on_report=on_report, debounce=debounce)
         self.run_async(watcher.start())
         return WatchHandle(self, watcher)
+
+    def ranks(self, reservation: str | None = None, workspace: str | Path = ".") -> Ranks:
+        """Interactive cells on the reservation's warm rank workers (see :mod:`jupyter_neo.interactive`)."""
+        from jupyter_neo.interactive import Ranks
+
+        return Ranks(self, reservation, workspace)
 
     def close(self) -> None:
         self.run_async(self.core.close())

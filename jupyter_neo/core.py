@@ -21,7 +21,7 @@ from jupyter_neo import money, placement
 from jupyter_neo.backends import Backend, backend_for
 from jupyter_neo.backends.base import reserve_progress
 from jupyter_neo.config import Config, load_config
-from jupyter_neo.durations import parse_duration
+from jupyter_neo.durations import format_duration, parse_duration
 from jupyter_neo.errors import BackendError, Conflict, InvalidRequest, NeoError, NoCapacity
 from jupyter_neo.identity import controller_alive, owner
 from jupyter_neo.model import (
@@ -99,12 +99,25 @@ class Core:
                     price_per_gpu_hour=cluster.price_per_gpu_hour,
                     allocatable_gpus=cap.allocatable,
                     requested_gpus=cap.requested,
+                    hosts=cap.hosts,
                 )
             )
         return out
 
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every configured dataset: size, residency, where it lives and where it may be copied."""
+        from jupyter_neo.datasets.catalog import catalog
+
+        return catalog(self.config.datasets, list(self.config.clusters))
+
     async def explain(self, request: GangRequest) -> list[placement.Candidate]:
-        candidates = placement.evaluate(request, list(self.config.clusters), self.config.defaults.residency)
+        candidates = placement.evaluate(
+            request,
+            list(self.config.clusters),
+            self.config.defaults.residency,
+            datasets=self.config.dataset_map,
+            transfer=self.config.transfer,
+        )
         for cand in candidates:
             if cand.rejected is None:
                 cand.free_gpus = await self.backend(cand.cluster.name).free_gpus()
@@ -149,7 +162,17 @@ class Core:
             price_per_hour=cand.price_per_hour,
             owner=owner(),
             secret=secrets.token_hex(32),
+            datasets=[fit.use() for fit in cand.data.fits],
         )
+        backend.check_datasets(res)  # a missing folder is one line, before any capacity is taken
+        for use in res.datasets:
+            use.path = backend.data_path(res, use)
+            if use.copy_estimate is not None:
+                est = use.copy_estimate
+                progress(
+                    f"{use.name} is not on {cluster.name}: copying it from {est.source} would take "
+                    f"~{format_duration(est.seconds)} and {money.money(est.cost)}; jupyter-neo does not copy data"
+                )
         spent = sum(e.cost for e in self.store.ledger(money.window_start(), owner=res.owner))
         res.budget = money.effective_budget(request.budget, self.config.defaults.user_budget, spent)
         money.check_affordable(res.budget, res.price_per_hour, res.idle_ttl)
@@ -204,6 +227,7 @@ class Core:
             "labels": {"reservation": res.id, "pod": pod.name, "rank": str(pod.rank), "cluster": res.cluster},
             "env": {
                 **backend.pod_env(res, pod),
+                **data_env(res),  # after the backend's env: a cluster's env cannot hide a dataset
                 "NEO_RESERVATION": res.id,
                 "NEO_POD": pod.name,
                 "NEO_NODE_RANK": str(pod.rank),
@@ -403,6 +427,7 @@ class Core:
                 and (request.nodes is None or request.nodes == res.nodes)
                 and (request.cluster is None or request.cluster == res.cluster)
                 and (request.gpu_type is None or request.gpu_type.lower() == res.gpu_type.lower())
+                and holds_data(res, request.data)
             ):
                 progress(f"reusing warm reservation {res.id}")
                 return res
@@ -447,24 +472,39 @@ class Core:
             return None, "cold start: first hot run on this reservation"
         last = owners[0]
         iteration = max(r.iteration for r in history if r.session == last.id)
-        conns = await self.connect(res)
-        alive = True
-        for node, conn in enumerate(conns):
-            procs = (await conn.call("procs"))["procs"]
-            mine = next((p for p in procs if p["proc"] == f"{last.id}-n{node}"), None)
-            alive = alive and mine is not None and mine["returncode"] is None
-        if not alive:
+        if not await self.workers_alive(res, last):
             return None, f"cold start: the workers of {last.id} have exited"
         deps = [p for p in changed if p.rsplit("/", 1)[-1] in DEPENDENCY_FILES]
         why = None
         if last.fingerprint != spec.fingerprint(res.nodes, nproc_for(spec, res)):
-            why = "the launch arguments changed"
+            why = "the launch arguments changed (nodes, ranks per node or environment)"
         elif deps:
             why = f"dependencies changed ({', '.join(deps)})"
         if why:
             await self.stop_run(last.id)
             return None, f"cold start: {why}"
         return HotSession(last.id, iteration), f"hot: iteration {iteration + 1} of {last.id}"
+
+    async def workers_alive(self, res: Reservation, session: Run) -> bool:
+        """Whether the hot session's launcher still runs on every pod."""
+        conns = await self.connect(res)
+        for node, conn in enumerate(conns):
+            procs = (await conn.call("procs"))["procs"]
+            mine = next((p for p in procs if p["proc"] == f"{session.id}-n{node}"), None)
+            if mine is None or mine["returncode"] is not None:
+                return False
+        return True
+
+    async def live_session(self, ref: str) -> tuple[Reservation, Run]:
+        """The reservation and its hot session whose workers are alive (what px cells talk to)."""
+        res = await self.status_one(ref)
+        owners = [r for r in self.store.runs(500) if r.hot and r.reservation == res.id and r.session == r.id]
+        if owners and await self.workers_alive(res, owners[0]):
+            return res, owners[0]
+        raise InvalidRequest(
+            f"{res.id} has no live rank workers",
+            "start them with %neo px --start (or run a script with --hot)",
+        )
 
     async def stop_run(self, run_id: str) -> Run:
         """Stop a run started by another controller process: signal its launchers through the agents."""
@@ -533,6 +573,23 @@ class Core:
         for conn in list(self._conns.values()):
             await conn.close()
         self._conns.clear()
+
+
+def holds_data(res: Reservation, refs: Sequence[str]) -> bool:
+    """Whether a warm gang already has every dataset named (``NAME`` or ``NAME:rw``), mounted as asked."""
+    from jupyter_neo.datasets.spec import parse_data_ref
+
+    have = {u.name: u.read_only for u in res.datasets if u.present}
+    for ref in refs:
+        name, read_only = parse_data_ref(ref)
+        if name not in have or (have[name] and not read_only):
+            return False
+    return True
+
+
+def data_env(res: Reservation) -> dict[str, str]:
+    """``NEO_DATA_<NAME>`` for every dataset the pods hold, in every rank's environment."""
+    return {use.env_name: use.path for use in res.datasets if use.path is not None}
 
 
 def expires_in(res: Reservation) -> timedelta | None:

@@ -177,6 +177,9 @@ class KubeOptions(BaseModel):
         default="/tmp/neo",
         description="emptyDir mount holding agent + workspace; '{pod}' expands to the pod name",
     )
+    data_root: str = Field(
+        default="/data", pattern=r"^/", description="datasets are mounted at <data_root>/<name>"
+    )
     python: str = "python3"
     rendezvous: Literal["dns", "pod-ip"] = Field(
         default="dns",

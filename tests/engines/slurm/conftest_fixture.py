@@ -29,8 +29,8 @@ from tests.engines.slurm.harness import (
 )
 
 
-def _unavailable(reason: str) -> NoReturn:
-    unavailable("Slurm test cluster", reason)
+def _unavailable(reason: str, what: str = "Slurm test cluster") -> NoReturn:
+    unavailable(what, reason)
 
 
 @pytest.fixture(scope="session")
