@@ -185,7 +185,10 @@ def test_volumes_option_mounts_host_path_pvc_and_nfs_into_every_pod() -> None:
     ("volume", "message"),
     [
         ({"name": "a", "mount_path": "/a"}, "exactly one of host_path, pvc, nfs"),
-        ({"name": "a", "mount_path": "/a", "pvc": "x", "host_path": "/x"}, "exactly one of host_path, pvc, nfs"),
+        (
+            {"name": "a", "mount_path": "/a", "pvc": "x", "host_path": "/x"},
+            "exactly one of host_path, pvc, nfs",
+        ),
         ({"name": "neo", "mount_path": "/a", "pvc": "x"}, "reserved"),
         ({"name": "Bad_Name", "mount_path": "/a", "pvc": "x"}, "name"),
         ({"name": "a", "mount_path": "rel", "pvc": "x"}, "mount_path"),
