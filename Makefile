@@ -17,7 +17,7 @@ LAB_BUILT  := jupyter_neo/labextension/static/style.js
 LAB_SRC    := $(shell find $(LAB)/src $(LAB)/style -type f -not -path '*/__tests__/*') \
               $(LAB)/package.json $(LAB)/tsconfig.json
 
-.PHONY: demo deps test lint lint-js jest fmt bench clean
+.PHONY: demo deps k8s-harness test lint lint-js jest fmt bench clean
 
 # `pip install -e` also builds the sidebar (hatch-jupyter-builder runs jlpm install + jlpm build);
 # `jupyter-builder develop` then links the venv's share/jupyter/labextensions/jupyter-neo to that
@@ -47,6 +47,13 @@ deps:
 	    echo "deps: missing$$missing; run: sudo apt-get install -y$$missing" >&2; \
 	  fi; \
 	fi
+
+## k8s-harness: the real-Kubernetes test tier (tests/engines/kubernetes/): Debian packages, and
+## Kubernetes v1.20.2 built ONCE per machine into /var/cache/jupyter-neo/k8s-1.20.2 (~10 min on
+## 2 cores; afterwards ~0.1 s). Needs root; without it the real-cluster tests skip and say why.
+k8s-harness:
+	@if [ "$$(id -u)" = 0 ]; then tests/engines/kubernetes/build-all.sh; \
+	else echo "k8s-harness: not root, the real-Kubernetes tests will skip" >&2; fi
 
 $(NODE_STAMP): $(STAMP) $(LAB)/yarn.lock $(LAB)/package.json
 	cd $(LAB) && $(JLPM) install >/dev/null
@@ -84,7 +91,7 @@ fmt: $(STAMP) $(NODE_STAMP)
 	cd $(LAB) && $(JLPM) lint
 
 ## test: lint first, then jest, then every pytest test (the browser test included)
-test: deps lint jest $(LAB_BUILT) $(UI_STAMP)
+test: deps k8s-harness lint jest $(LAB_BUILT) $(UI_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -158,3 +158,43 @@ def test_clusters_show_requested_and_allocatable_gpus_from_nodes_and_pods(neo: N
     table = neo.run("clusters", check=True).stdout
     assert "REQUESTED/ALLOCATABLE" in table and "8/16" in table
     neo.run("release", "--all", check=True)
+
+
+def test_transient_api_answers_are_retried_briefly_and_real_refusals_are_not() -> None:
+    """1.20 answers 500 "No API token found for service account" for a pod created within ~50 ms
+    of its namespace (and newer versions 403 "serviceaccount not found"); 429/503 mean "later".
+    Those are retried for a few seconds; a real refusal (RBAC 403, 409, 422) is not."""
+    from kubernetes.client.exceptions import ApiException
+
+    from jupyter_neo.backends.kubernetes.api import KubeApi, transient
+    from jupyter_neo.errors import BackendError
+
+    token_race = ApiException(status=500)
+    token_race.body = '{"message": "No API token found for service account \\"default\\", retry after the token is automatically created"}'
+    rbac = ApiException(status=403)
+    rbac.body = '{"message": "pods is forbidden: User \\"neo-user\\" cannot create resource \\"pods\\""}'
+    assert transient(token_race) and transient(ApiException(status=503)) and not transient(rbac)
+
+    class Resp:
+        data = b'{"kind": "Pod"}'
+
+    answers: list[Any] = [token_race, token_race, Resp()]
+
+    def flaky(*_: Any, **__: Any) -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    api = KubeApi.__new__(KubeApi)
+    api.cluster, api.ns = "kube", "neo"
+    assert api._call_sync("create Pod p", flaky) == {"kind": "Pod"} and answers == []
+
+    refusals: list[Any] = [rbac, Resp()]
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise refusals.pop(0)
+
+    with pytest.raises(BackendError, match="not allowed"):
+        api._call_sync("create Pod p", refused)
+    assert len(refusals) == 1, "a real refusal is not retried"

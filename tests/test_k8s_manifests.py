@@ -152,3 +152,57 @@ def test_shipped_rbac_manifest_is_valid() -> None:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         kinds.append(doc["kind"])
     assert {"ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
+
+
+def test_volumes_option_mounts_host_path_pvc_and_nfs_into_every_pod() -> None:
+    opts = KubeOptions.model_validate(
+        {
+            "volumes": [
+                {"name": "venv", "mount_path": "/opt/venv", "read_only": True, "host_path": "/srv/venv"},
+                {"name": "data", "mount_path": "/data", "pvc": "imagenet", "read_only": True},
+                {"name": "cache", "mount_path": "/cache", "nfs": {"server": "10.0.0.5", "path": "/export/c"}},
+            ],
+            "image_pull_policy": "Never",
+        }
+    )
+    pod = build_objects("gpu", opts, reservation(), gang="none", node_gpus=8)[-1]
+    validate(pod)
+    c = pod["spec"]["containers"][0]
+    assert c["imagePullPolicy"] == "Never"
+    assert c["volumeMounts"][2:] == [
+        {"name": "venv", "mountPath": "/opt/venv", "readOnly": True},
+        {"name": "data", "mountPath": "/data", "readOnly": True},
+        {"name": "cache", "mountPath": "/cache", "readOnly": False},
+    ]
+    assert pod["spec"]["volumes"][2:] == [
+        {"name": "venv", "hostPath": {"path": "/srv/venv", "type": "Directory"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "imagenet", "readOnly": True}},
+        {"name": "cache", "nfs": {"server": "10.0.0.5", "path": "/export/c", "readOnly": False}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("volume", "message"),
+    [
+        ({"name": "a", "mount_path": "/a"}, "exactly one of host_path, pvc, nfs"),
+        (
+            {"name": "a", "mount_path": "/a", "pvc": "x", "host_path": "/x"},
+            "exactly one of host_path, pvc, nfs",
+        ),
+        ({"name": "neo", "mount_path": "/a", "pvc": "x"}, "reserved"),
+        ({"name": "Bad_Name", "mount_path": "/a", "pvc": "x"}, "name"),
+        ({"name": "a", "mount_path": "rel", "pvc": "x"}, "mount_path"),
+        ({"name": "a", "mount_path": "/dev/shm", "pvc": "x"}, "overlaps /dev/shm"),
+        ({"name": "a", "mount_path": "/tmp", "pvc": "x"}, "overlaps /tmp/neo"),
+    ],
+)
+def test_a_bad_volume_is_one_clear_config_error(neo: Neo, volume: dict[str, Any], message: str) -> None:
+    use_config(
+        neo,
+        "clusters:\n  - name: kube\n    backend: kubernetes\n    nodes: 2\n    gpus_per_node: 8\n"
+        f"    options: {json.dumps({'volumes': [volume]})}\n",
+    )
+    proc = neo.run("reserve", "--gpus", "8", "--dry-run", "--gang", "none")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    first = proc.stderr.strip().splitlines()[0]
+    assert first.startswith("error: cluster 'kube': options.volumes") and message in first, proc.stderr

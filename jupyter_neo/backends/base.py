@@ -93,6 +93,10 @@ class Backend(abc.ABC):
         """Environment for every process the agent starts in this pod."""
         return dict(self.cluster.env)
 
+    def rendezvous_hint(self) -> str:
+        """What to change when a node cannot resolve the leader's address (backend-specific)."""
+        return "every node must resolve the leader's host name; check the nodes' DNS / hosts files"
+
     async def open_agent_stream(self, pod: Pod) -> ByteStream:
         return await self.open_stream(pod, stub_argv(self.python(pod), self.agent_dir(pod)))
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jupyter_neo.errors import BackendError, InvalidRequest, NeoError
+from jupyter_neo.errors import AgentError, BackendError, InvalidRequest, NeoError
 from jupyter_neo.identity import controller_identity, owner
 from jupyter_neo.model import RankStatus, Reservation, ReservationState, Run, RunState, new_id, utcnow
 from jupyter_neo.runs.launch import NodeLaunch, entry_argv, node_argv, run_env
@@ -291,6 +291,7 @@ class RunSupervisor:
             self.procs[node] = str(reply["proc"])
 
         try:
+            await self._check_leader_resolves(leader.address)
             if self.spec.hot:
                 self.watch_conns = await self._open_watch_conns()
             self.notified_at = time.monotonic()
@@ -298,6 +299,32 @@ class RunSupervisor:
         except BaseException:
             await asyncio.shield(self._stop_all())
             raise
+
+    async def _check_leader_resolves(self, address: str) -> None:
+        """Every other node must resolve the leader's address before torchrun is started.
+
+        Without this a rank whose resolver does not know the name (a Kubernetes cluster without
+        DNS for headless Services) retries the rendezvous until torch's own timeout, minutes later,
+        with a message about TCPStore. One cheap agent call per node turns that into one line.
+        """
+        if self.res.nodes < 2 or self.spec.launcher == "plain":
+            return
+
+        async def check(node: int) -> None:
+            try:
+                reply = await self.conns[node].call("resolve", host=address)
+            except AgentError as exc:
+                if exc.agent_code == "unknown_op":  # an agent from before this check: skip it
+                    return
+                raise
+            if not reply.get("addresses"):
+                pod = self.res.pods[node].name
+                raise InvalidRequest(
+                    f"pod {pod} cannot resolve the leader's address {address} ({reply.get('error') or 'no address'})",
+                    self.core.backend(self.res.cluster).rendezvous_hint(),
+                )
+
+        await asyncio.gather(*(check(n) for n in range(1, self.res.nodes)))
 
     async def _open_watch_conns(self) -> list[AgentConnection]:
         """Connections used only to follow output; closing them detaches (the workers live on)."""

@@ -119,6 +119,7 @@ class Agent:
             "procs": self.op_procs,
             "stats": self.op_stats,
             "free_port": self.op_free_port,
+            "resolve": self.op_resolve,
             "hot_gen": self.op_hot_gen,
             "heartbeat": self.op_heartbeat,
             "shutdown": self.op_shutdown,
@@ -627,6 +628,17 @@ class Agent:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("", 0))
             return {"port": sock.getsockname()[1]}
+
+    async def op_resolve(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """Resolve a host name as this pod sees it: whether the rendezvous address reaches anyone."""
+        import socket
+
+        host = str(h.get("host", ""))
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            return {"host": host, "addresses": [], "error": str(exc)}
+        return {"host": host, "addresses": sorted({str(i[4][0]) for i in infos}), "error": ""}
 
     async def op_hot_gen(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         """Tell a hot-reload session's workers to switch to generation ``gen`` (see neo_agent.hot)."""

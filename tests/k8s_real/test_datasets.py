@@ -8,6 +8,7 @@ where that tier is not present or cannot start (see tests/engines/kubernetes/con
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,13 @@ def dneo(kube_cluster: Any, tmp_path: Path) -> Iterator[Neo]:
     kube_cluster.kubectl(
         "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pv, pvc]})
     )
+    # the controller-manager's PV binder binds the pre-bound pair on its next pass (seconds on a
+    # real 1.20); pods of an unbound claim are unschedulable ("unbound immediate
+    # PersistentVolumeClaims"), which is a different test
+    deadline = time.monotonic() + 60
+    while kube_cluster.get("-n", NS, "pvc", "claimed-ro")["status"].get("phase") != "Bound":
+        assert time.monotonic() < deadline, "the PVC was not bound within 60 s"
+        time.sleep(0.5)
     neo = support.sandbox(tmp_path / "neo", dataset_config(kube_cluster, host_dir))
     yield neo
     neo.run("release", "--all")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from jupyter_neo.backends.kubernetes.options import KubeOptions
 from jupyter_neo.errors import BackendError, ConfigError, NotFound
 
 Obj = dict[str, Any]
+TRANSIENT_RETRY_S = 5.0
 RBAC_HINT = "ask an admin to apply server/k8s/rbac.yaml to this namespace (see docs/kubernetes.md)"
 
 
@@ -59,8 +61,18 @@ class KubeApi:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        deadline = time.monotonic() + TRANSIENT_RETRY_S
         try:
-            resp = fn(*args, _preload_content=False, **kw)
+            while True:
+                try:
+                    # raw bodies: 1.20 answers a Service DELETE with a Status that client 37.x
+                    # cannot deserialize into V1Service; we never need the typed models anyway
+                    resp = fn(*args, _preload_content=False, **kw)
+                    break
+                except ApiException as exc:
+                    if not transient(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
             data = resp.data
             return json.loads(data) if data else {}
         except ApiException as exc:
@@ -176,6 +188,23 @@ class KubeApi:
             pass
 
 
+def transient(exc: Any) -> bool:
+    """An answer that means "ask again in a moment", not "no".
+
+    Seen on a real 1.20 apiserver: a pod created within ~50 ms of its namespace gets 500 "No API
+    token found for service account default" (the token controller has not run yet); newer
+    versions answer 403 "serviceaccount default not found" in the same window. 429/503 are
+    the apiserver's own "retry later".
+    """
+    status = int(getattr(exc, "status", 0) or 0)
+    body = str(getattr(exc, "body", "") or "")
+    if status in (429, 503):
+        return True
+    if status == 500 and "No API token found for service account" in body:
+        return True
+    return status == 403 and "serviceaccount" in body and "not found" in body
+
+
 def translate(exc: Any, what: str, cluster: str, ns: str) -> Exception:
     """An ApiException as a NeoError a user can act on."""
     status = int(getattr(exc, "status", 0) or 0)
@@ -186,7 +215,12 @@ def translate(exc: Any, what: str, cluster: str, ns: str) -> Exception:
     where = f"cluster {cluster!r} namespace {ns!r}"
     if status == 404:
         return NotFound(f"{where}: {what}: not found ({message})")
-    if status in (401, 403):
+    if status == 401:
+        return BackendError(
+            f"cluster {cluster!r}: the API server rejected the credentials ({message or 'Unauthorized'})",
+            "the kubeconfig's token or certificate is expired or wrong: log in again (refresh the kubeconfig)",
+        )
+    if status == 403:
         return BackendError(f"{where}: {what}: not allowed ({message})", RBAC_HINT)
     if status == 409:
         return BackendError(

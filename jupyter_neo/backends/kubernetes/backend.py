@@ -16,7 +16,7 @@ from typing import Any
 from jupyter_neo.backends.base import Backend, Capacity
 from jupyter_neo.backends.kubernetes import gang as gangs
 from jupyter_neo.backends.kubernetes import manifests as mf
-from jupyter_neo.backends.kubernetes.api import KubeApi, Obj
+from jupyter_neo.backends.kubernetes.api import RBAC_HINT, KubeApi, Obj
 from jupyter_neo.backends.kubernetes.options import KubeOptions, kube_options
 from jupyter_neo.datasets.spec import DatasetUse
 from jupyter_neo.errors import BackendError, NeoError, NoCapacity
@@ -28,6 +28,7 @@ POLL_S = 0.5
 RELEASE_VERIFY_S = 60.0
 IMAGE_ERRORS = {
     "ErrImagePull",
+    "ErrImageNeverPull",
     "ImagePullBackOff",
     "InvalidImageName",
     "CreateContainerConfigError",
@@ -249,10 +250,23 @@ class KubernetesBackend(Backend):
         except NeoError:
             raise
         except Exception as exc:  # websocket_call wraps every failure as ApiException(status=0)
+            reason = str(getattr(exc, "reason", None) or exc).strip()
+            if "403" in reason or "Forbidden" in reason:
+                raise BackendError(
+                    f"cluster {self.cluster.name!r} namespace {self.opts.namespace!r}: exec into pod "
+                    f"{pod.name} not allowed (pods/exec): {reason.splitlines()[0]}",
+                    RBAC_HINT,
+                ) from None
             raise BackendError(
-                f"pod {pod.name}: exec failed: {getattr(exc, 'reason', None) or exc}",
+                f"pod {pod.name}: exec failed: {reason.splitlines()[0] if reason else exc}",
                 "is the pod running? kubectl get pod " + pod.name,
             ) from None
+
+    def rendezvous_hint(self) -> str:
+        return (
+            "rendezvous: dns needs cluster DNS (CoreDNS/kube-dns) serving the headless Service's pod "
+            "names; set options.rendezvous: pod-ip on clusters without it"
+        )
 
     def agent_dir(self, pod: Pod) -> str:
         return mf.pod_root(self.opts, pod.name) + "/agent"

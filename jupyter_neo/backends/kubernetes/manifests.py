@@ -208,6 +208,8 @@ def pod(
             *(v.mount() for v in dataset_volumes(opts, res)),
         ],
     }
+    if opts.image_pull_policy:
+        container["imagePullPolicy"] = opts.image_pull_policy
     if security:
         container["securityContext"] = security
     node_selector = dict(opts.node_selector)

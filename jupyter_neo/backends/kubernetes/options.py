@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from jupyter_neo.errors import ConfigError
 from jupyter_neo.model import Cluster
@@ -143,6 +151,9 @@ class KubeOptions(BaseModel):
     context: str | None = Field(default=None, description="kubeconfig context (default: current)")
     namespace: str = "default"
     image: str = DEFAULT_IMAGE
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="container imagePullPolicy (default: Kubernetes' own rule)"
+    )
     profile: ProfileName = "generic"
     gang: GangName = "auto"
     queue: str | None = Field(default=None, description="Kueue LocalQueue or Volcano Queue")
@@ -181,21 +192,23 @@ class KubeOptions(BaseModel):
     schedule_timeout_s: float = Field(default=300.0, gt=0)
     start_timeout_s: float = Field(default=900.0, gt=0)
 
-    @model_validator(mode="after")
-    def _volumes_do_not_clash(self) -> KubeOptions:
-        names = [v.name for v in self.volumes]
+    @field_validator("volumes")
+    @classmethod
+    def _volumes_do_not_clash(cls, volumes: list[VolumeSpec], info: ValidationInfo) -> list[VolumeSpec]:
+        names = [v.name for v in volumes]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"volume name {sorted(dup)[0]!r} is used twice")
-        own = ["/dev/shm", self.pod_root.split("{pod}")[0].rstrip("/") or "/"]
-        for v in self.volumes:
+        pod_root = str(info.data.get("pod_root", "/tmp/neo"))
+        own = ["/dev/shm", pod_root.split("{pod}", maxsplit=1)[0].rstrip("/") or "/"]
+        for v in volumes:
             path = v.mount_path.rstrip("/") or "/"
             for taken in own:
                 if path == taken or path.startswith(taken + "/") or taken.startswith(path + "/"):
                     raise ValueError(
                         f"volume {v.name!r}: mount_path {v.mount_path} overlaps {taken} (the pod's own)"
                     )
-        return self
+        return volumes
 
     def profile_spec(self) -> Profile:
         return PROFILES[self.profile]
@@ -209,6 +222,6 @@ def kube_options(cluster: Cluster) -> KubeOptions:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ConfigError(
-            f"cluster {cluster.name!r}: options.{loc}: {err['msg']}",
+            f"cluster {cluster.name!r}: options.{loc}: {err['msg'].removeprefix('Value error, ')}",
             "see docs/kubernetes.md for the kubernetes cluster options",
         ) from None

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 import pytest
 
+from tests.engines.availability import unavailable
 from tests.engines.slurm.harness import (
     SlurmCluster,
     SlurmHarnessError,
@@ -28,15 +29,8 @@ from tests.engines.slurm.harness import (
 )
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def _unavailable(reason: str, what: str = "Slurm test cluster") -> NoReturn:
-    """Skip outside CI, fail inside it: a CI machine that cannot run the engine is a CI bug."""
-    if _in_ci():
-        pytest.fail(f"{what} unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"{what} unavailable: {reason}")
+    unavailable(what, reason)
 
 
 @pytest.fixture(scope="session")
