@@ -70,6 +70,9 @@ class Core:
         self._conns: dict[tuple[str, str], AgentConnection] = {}
         self._conn_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reconciled = False
+        # In the resident controller: one-shot syncs read a change tracker instead of walking the
+        # tree (jupyter_neo.sync.tracker); in-process cores walk, as a fresh process must.
+        self.track_changes = False
 
     def backend(self, cluster_name: str) -> Backend:
         if cluster_name not in self._backends:
@@ -294,6 +297,53 @@ class Core:
     async def history(self) -> list[Reservation]:
         await self.reconcile()
         return self.store.reservations()
+
+    async def dry_run(self, request: GangRequest, gang: str | None, fmt: str) -> str:
+        """The Kubernetes objects ``reserve`` would create, rendered; nothing is created."""
+        from jupyter_neo.backends.kubernetes.dryrun import dry_run_objects, render
+
+        return render(await dry_run_objects(self.config, self.store, request, gang), fmt)
+
+    async def cost(self, since_seconds: float) -> dict[str, Any]:
+        """Spend by cluster and by reservation over the window, from the ledger (``neo cost``)."""
+        await self.reconcile()
+        now = time.time()
+        entries = self.store.ledger(now - since_seconds)
+        clusters: dict[str, dict[str, float]] = {}
+        rows = []
+        for e in entries:
+            end = e.end or now
+            hours = max(0.0, end - max(e.start, now - since_seconds)) / 3600.0
+            c = clusters.setdefault(e.cluster, {"reservations": 0, "gpu_hours": 0.0, "cost": 0.0})
+            c["reservations"] += 1
+            c["gpu_hours"] += hours * e.gpus
+            c["cost"] += e.cost
+            rows.append(
+                {
+                    "reservation": e.reservation,
+                    "cluster": e.cluster,
+                    "owner": e.owner,
+                    "gpus": e.gpus,
+                    "price_per_hour": e.price_per_hour,
+                    "hours": hours,
+                    "cost": e.cost,
+                    "ended": e.end is not None,
+                }
+            )
+        return {
+            "since_seconds": since_seconds,
+            "total": sum(e.cost for e in entries),
+            "clusters": clusters,
+            "reservations": rows,
+        }
+
+    async def record_check(self, reservation: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Analyse ``neo check`` measurements and keep the report with the reservation."""
+        from jupyter_neo.runs.check import analyse
+
+        report = analyse(results)
+        self.store.save_check(reservation, report)
+        return report
 
     async def release(self, ref: str, reason: str = "released by user") -> Reservation:
         res = self.store.reservation(ref)
@@ -529,7 +579,32 @@ class Core:
             r for r in self.store.reservations(active_only=True) if clusters is None or r.cluster in clusters
         ]
 
+    def new_command(self) -> None:
+        """A long-lived core reconciles once per command, as a fresh CLI process would."""
+        self._reconciled = False
+
+    def cold_pods(self, res: Reservation) -> list[Pod]:
+        """Pods of ``res`` with no open connection (never opened, or lost)."""
+        return [p for p in res.pods if (c := self._conns.get((res.id, p.name))) is None or c.closed]
+
+    def tracker_count(self, rid: str) -> int:
+        from jupyter_neo.sync.push import gangs_of
+
+        return sum(1 for g in gangs_of(self) if g.res.id == rid and g.tracker is not None)
+
+    async def forget(self, live: set[str]) -> None:
+        """Close connections and change trackers of reservations that are no longer live."""
+        from jupyter_neo.sync.push import drop_gangs
+
+        for key in [k for k in self._conns if k[0] not in live]:
+            conn = self._conns.pop(key)
+            await conn.close()
+        await drop_gangs(self, live)
+
     async def close(self) -> None:
+        from jupyter_neo.sync.push import drop_gangs
+
+        await drop_gangs(self, set())
         for conn in list(self._conns.values()):
             await conn.close()
         self._conns.clear()

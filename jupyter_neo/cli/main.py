@@ -1,33 +1,34 @@
-"""``neo`` entry point: parse, run one command against a :class:`Client`, render errors as one line."""
+"""``neo`` entry point: a thin client of the resident controller (stdlib imports only).
+
+The command line goes to the controller of ``$NEO_HOME`` (started on demand), which runs it and
+streams the output back; see :mod:`jupyter_neo.controller`. ``neo daemon ...`` manages the
+controller itself. With ``NEO_CONTROLLER=off``, or when no controller can serve, the command runs
+in-process (:func:`jupyter_neo.cli.app.main_in_process`), exactly as it would in the controller.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-
-from jupyter_neo.cli.parser import UsageError, build_parser
-from jupyter_neo.errors import NeoError
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        from jupyter_neo.client import Client
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from jupyter_neo.controller import client, manage
 
-        client = Client()
+    if argv[:1] == ["daemon"]:
+        return manage.main(argv[1:])
+    if os.environ.get("NEO_CONTROLLER", "on") != "off":
         try:
-            return int(args.func(client, args))
-        finally:
-            client.close()
-    except NeoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: whatever was starting or running was stopped", file=sys.stderr)
-        return 130
+            return client.run_command(argv)
+        except client.Refused as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 1
+        except client.Unavailable:
+            pass  # run it here instead
+    from jupyter_neo.cli.app import main_in_process
+
+    return main_in_process(argv)
 
 
 if __name__ == "__main__":
