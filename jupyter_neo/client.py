@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from jupyter_neo.config import Config, load_config
+from jupyter_neo.controller import terminal
 from jupyter_neo.core import Core, Progress, _quiet
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import InvalidRequest
@@ -29,6 +30,29 @@ if TYPE_CHECKING:
     from jupyter_neo.sync import SyncReport, Watcher
 
 T = TypeVar("T")
+
+
+C = TypeVar("C", bound=Callable[..., Any] | None)
+
+
+def bound(callback: C) -> C:
+    """``callback`` bound to the caller's terminal (in the controller: the requesting client).
+
+    Callbacks run wherever the core calls them, e.g. in an agent connection's reader task opened
+    by another request; this pins their output to the request that passed them.
+    """
+    term = terminal.CURRENT.get()
+    if term is None or callback is None:
+        return callback
+
+    def pinned(*args: Any, **kwargs: Any) -> Any:
+        token = terminal.CURRENT.set(term)
+        try:
+            return callback(*args, **kwargs)
+        finally:
+            terminal.CURRENT.reset(token)
+
+    return pinned  # type: ignore[return-value]
 
 
 def run_on(
@@ -225,7 +249,7 @@ class Client:
             budget=budget,
             name=name,
         )
-        return self.run_async(self.core.reserve(request, progress))
+        return self.run_async(self.core.reserve(request, bound(progress)))
 
     def request(self, *, idle_ttl: str | float | None = "default", **fields: Any) -> GangRequest:
         """Validate a gang request the same way for every surface."""
@@ -305,8 +329,8 @@ class Client:
         gang = self.request(gpus=gpus, workspace=spec.workspace, **request) if gpus is not None else None
 
         async def go() -> Run:
-            res = await self.core.pick_reservation(reservation, gang, progress)
-            return await self.core.run(res, spec, on_line, on_update)
+            res = await self.core.pick_reservation(reservation, gang, bound(progress))
+            return await self.core.run(res, spec, bound(on_line), bound(on_update))
 
         return self.run_async(go(), pump)
 
@@ -368,7 +392,13 @@ class Client:
         """
         res = self._reservation(ref_or_res)
         return self.run_async(
-            self.core.sync(res, self.path(root), progress=progress, dry_run=dry_run, on_transfer=on_transfer)
+            self.core.sync(
+                res,
+                self.path(root),
+                progress=bound(progress),
+                dry_run=dry_run,
+                on_transfer=bound(on_transfer),
+            )
         )
 
     def watch(
@@ -385,7 +415,7 @@ class Client:
 
         res = self._reservation(ref_or_res)
         gang = gang_sync_for(self.core, res, self.path(Path(root).expanduser()))
-        watcher = Watcher(gang, on_report=on_report, debounce=debounce)
+        watcher = Watcher(gang, on_report=bound(on_report), debounce=debounce)
         self.run_async(watcher.start())
         return WatchHandle(self, watcher)
 

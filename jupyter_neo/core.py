@@ -221,6 +221,10 @@ class Core:
             await conn.close()
             raise BackendError(f"{pod.name}: the pod's agent belongs to another reservation")
         await conn.call("ping")
+        if backend.direct_after_boot:
+            # The boot stub's relay process is not worth keeping for a warm connection.
+            await conn.close()
+            conn = await self.open_connection(res, pod)
         self._conns[(res.id, pod.name)] = conn
         return conn
 

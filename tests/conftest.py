@@ -62,11 +62,6 @@ class Neo:
         """Live processes (pid + argv) that belong to this sandbox's pods."""
         return describe(procs_under(self.home))
 
-    def agents(self) -> list[str]:
-        """The resident agents among :meth:`processes` (the controller's warm connections add a
-        relay process per pod on the local backend; those are not agents)."""
-        return [p for p in self.processes() if ".pyz serve " in p]
-
     def client(self):  # type: ignore[no-untyped-def]
         from jupyter_neo.client import Client
         from jupyter_neo.config import load_config

@@ -27,7 +27,7 @@ def test_racing_reserves_yield_one_gang(neo: Neo) -> None:
     assert "GPUs free" in loser[2] and "release a reservation" in loser[2]
     winner = json.loads(next(r for r in results if r[0] == 0)[1])
     assert winner["state"] == "ready" and winner["nodes"] == 3
-    assert len(neo.agents()) == 3, "only the winner's pods exist"
+    assert len(neo.processes()) == 3, "only the winner's pods exist"
     assert neo.json("clusters")[0]["free_gpus"] == 8  # type: ignore[index]
     neo.run("release", "--all", check=True)
 

@@ -27,7 +27,7 @@ def test_reserve_16_gives_two_ready_pods_that_answer_pings(neo: Neo) -> None:
         assert key in res
     assert [p["rank"] for p in res["pods"]] == [0, 1]
     assert all({"name", "address", "state"} <= p.keys() and p["state"] == "ready" for p in res["pods"])
-    assert len(neo.agents()) == 2, "one resident agent per pod"
+    assert len(neo.processes()) == 2, "one resident agent per pod"
 
     pings: Any = neo.json("ping", res["id"])
     assert [p["pod"] for p in pings] == [p["name"] for p in res["pods"]]

@@ -46,6 +46,9 @@ class Capacity:
 class Backend(abc.ABC):
     """One cluster's way of holding pods."""
 
+    direct_after_boot = False
+    """True when, once the agent runs, :meth:`open_agent_stream` reaches it without the boot stub."""
+
     def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
         self.cluster = cluster
         self.config = config

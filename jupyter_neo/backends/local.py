@@ -19,15 +19,17 @@ import time
 from pathlib import Path
 
 import psutil
+from neo_agent.boot import SOCKET_NAME
 
 from jupyter_neo.backends.base import Backend
 from jupyter_neo.errors import NoCapacity, NotFound
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Pod, Reservation, ReservationState
-from jupyter_neo.transport.streams import ByteStream, SubprocessStream
+from jupyter_neo.transport.streams import ByteStream, SubprocessStream, UnixSocketStream
 
 
 class LocalBackend(Backend):
+    direct_after_boot = True  # the agent's unix socket is on this machine
     @property
     def root(self) -> Path:
         return self.config.home / "local" / self.cluster.name
@@ -97,6 +99,12 @@ class LocalBackend(Backend):
         return env
 
     async def open_agent_stream(self, pod: Pod) -> ByteStream:
+        """Straight to the agent's socket when it runs (the controller's warm connections), else
+        through the boot stub, which starts it."""
+        with contextlib.suppress(OSError):
+            return await UnixSocketStream.open(
+                os.path.join(self.agent_dir(pod), SOCKET_NAME), label=f"local:{pod.name}"
+            )
         # ``options.start_delay_s`` emulates a cloud that provisions pods one by one (demos, tests).
         delay = float(self.cluster.options.get("start_delay_s", 0)) * pod.rank
         if delay and pod.state == "pending":
