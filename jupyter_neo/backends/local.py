@@ -30,6 +30,7 @@ from jupyter_neo.transport.streams import ByteStream, SubprocessStream, UnixSock
 
 class LocalBackend(Backend):
     direct_after_boot = True  # the agent's unix socket is on this machine
+
     @property
     def root(self) -> Path:
         return self.config.home / "local" / self.cluster.name
