@@ -19,8 +19,9 @@ Correctness rests on three rules:
   sync must not lose the paths it consumed.
 
 Linux only (inotify); elsewhere the controller walks, as before. Uses watchdog's inotify layer
-(``InotifyFD``: one descriptor and reader thread per tracker) rather than its Observer, whose move
-pairing delays events by up to 0.5 s and offers no barrier.
+(the process's shared ``InotifyFD``: one descriptor and reader thread for every tracker, since
+inotify instances are limited per user) rather than its Observer, whose move pairing delays
+events by up to 0.5 s and offers no barrier.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class ChangeTracker:
         self._sentinel_wd = -1
         self._arrived = threading.Event()
         self._fd: Any = None
+        self._dir_id = CallbackId(id(self) * 2) if AVAILABLE else 0
+        self._sentinel_id = CallbackId(id(self) * 2 + 1) if AVAILABLE else 0
         self.full_scans = 0  # how often take() answered None (tests and status)
 
     # ------------------------------------------------------------------ watchdog callbacks
@@ -106,6 +109,8 @@ class ChangeTracker:
     def on_watch_deleted(self, wd: int) -> None:
         with self._lock:
             self._dirs.pop(wd, None)
+            if wd == self._sentinel_wd:
+                self._lost = True
 
     def on_queue_overflow(self) -> None:
         with self._lock:
@@ -137,12 +142,19 @@ class ChangeTracker:
                 self._dirty |= paths
 
     def close(self) -> None:
+        """Remove this tracker's watches from the shared descriptor."""
         fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(Exception):
-                fd.close()
-            with contextlib.suppress(Exception):
-                fd.join(2)
+        if fd is None:
+            return
+        with self._lock:
+            mine = [(wd, self._dir_id) for wd in self._dirs]
+            self._dirs = {}
+        if self._sentinel_wd >= 0:
+            mine.append((self._sentinel_wd, self._sentinel_id))
+            self._sentinel_wd = -1
+        with warnings.catch_warnings(), contextlib.suppress(Exception):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fd.remove_callbacks(mine)
 
     # ------------------------------------------------------------------ internals
     def _barrier(self) -> bool:
@@ -192,7 +204,7 @@ class ChangeTracker:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # a re-used descriptor
-                    wd = self._fd.add_callback(os.fsencode(full), _MASK, self, CallbackId(1))
+                    wd = self._fd.add_callback(os.fsencode(full), _MASK, self, self._dir_id)
             except OSError as exc:
                 if rel == "" or exc.errno not in (2, 20):  # ENOENT/ENOTDIR: gone meanwhile
                     self._lost = True
