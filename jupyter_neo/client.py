@@ -343,10 +343,10 @@ class Client:
         return self.run_async(self.core.record_check(run.reservation, results))
 
     def runs(self, limit: int = 50) -> list[Run]:
-        return self.core.store.runs(limit)
+        return self.run_async(self.core.runs(limit))
 
     def get_run(self, run_id: str) -> Run:
-        return self.core.store.run(run_id)
+        return self.run_async(self.core.run_record(run_id))
 
     def stop_run(self, run_id: str) -> Run:
         """Stop a run that another process (a kernel, a terminal) is supervising."""
@@ -354,7 +354,7 @@ class Client:
 
     def logs(self, run_id: str, rank: int = 0, tail: int = 0) -> list[str]:
         """The lines rank ``rank`` printed (the last ``tail`` of them if given)."""
-        run = self.core.store.run(run_id)
+        run = self.get_run(run_id)
         return tail_file(Path(run.log_dir) / f"rank{rank}.log", tail)
 
     def ping(self, ref: str) -> list[float]:

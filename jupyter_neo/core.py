@@ -23,7 +23,7 @@ from jupyter_neo.backends.base import reserve_progress
 from jupyter_neo.config import Config, load_config
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import BackendError, Conflict, InvalidRequest, NeoError, NoCapacity
-from jupyter_neo.identity import controller_alive, owner
+from jupyter_neo.identity import controller_alive, owner, token_alive
 from jupyter_neo.model import (
     ClusterStatus,
     GangRequest,
@@ -32,12 +32,13 @@ from jupyter_neo.model import (
     Reservation,
     ReservationState,
     Run,
+    RunState,
     new_id,
     utcnow,
 )
 from jupyter_neo.runs.logs import LineCallback
 from jupyter_neo.runs.spec import RunSpec
-from jupyter_neo.runs.supervisor import HotSession, RunSupervisor, nproc_for, stop_launchers
+from jupyter_neo.runs.supervisor import EXIT_LOST, HotSession, RunSupervisor, nproc_for, stop_launchers
 from jupyter_neo.store import Store
 from jupyter_neo.transport.connection import AgentConnection
 
@@ -73,6 +74,7 @@ class Core:
         # In the resident controller: one-shot syncs read a change tracker instead of walking the
         # tree (jupyter_neo.sync.tracker); in-process cores walk, as a fresh process must.
         self.track_changes = False
+        self.tearing_down: set[str] = set()  # being released: not to be reconnected
 
     def backend(self, cluster_name: str) -> Backend:
         if cluster_name not in self._backends:
@@ -198,8 +200,11 @@ class Core:
         claim: dict[str, Any] | None = None,
         timeout: float = CONNECT_TIMEOUT,
     ) -> AgentConnection:
-        """A new authenticated connection to ``pod``'s agent (not cached: see :meth:`connect`)."""
-        stream = await self.backend(res.cluster).open_agent_stream(pod)
+        """A new authenticated connection to ``pod``'s agent (not cached: see :meth:`connect`).
+
+        Only a claim may boot an agent; reconnecting to a claimed pod never starts a fresh one.
+        """
+        stream = await self.backend(res.cluster).open_agent_stream(pod, boot=claim is not None)
         return await AgentConnection.open(stream, res.secret, claim=claim, name=pod.name, timeout=timeout)
 
     async def _claim(self, backend: Backend, res: Reservation, pod: Pod) -> AgentConnection:
@@ -400,6 +405,7 @@ class Core:
 
     async def _teardown(self, res: Reservation, reason: str) -> None:
         """Stop every agent (best effort), then let the backend verify nothing remains."""
+        self.tearing_down.add(res.id)
         backend = self.backend(res.cluster)
 
         async def stop(pod: Pod) -> None:
@@ -520,6 +526,15 @@ class Core:
             return None, f"cold start: {why}"
         return HotSession(last.id, iteration), f"hot: iteration {iteration + 1} of {last.id}"
 
+    async def runs(self, limit: int = 50) -> list[Run]:
+        """Recent run records, after a reconcile (which marks runs whose supervisor died)."""
+        await self.reconcile()
+        return self.store.runs(limit)
+
+    async def run_record(self, run_id: str) -> Run:
+        await self.reconcile()
+        return self.store.run(run_id)
+
     async def stop_run(self, run_id: str) -> Run:
         """Stop a run started by another controller process: signal its launchers through the agents."""
         run = self.store.run(run_id)
@@ -557,6 +572,39 @@ class Core:
                 else:
                     await self._teardown(res, f"pods gone: {why}")
         await self.enforce_budgets()
+        await self._orphan_runs()
+
+    async def _orphan_runs(self) -> None:
+        """Runs whose supervising process died (a killed controller): stop their ranks, mark them.
+
+        The run is not reattached: its launchers are stopped through the agents (nothing keeps
+        running unsupervised) and its record says why, so no record stays ``running`` forever.
+        """
+        for seen in self.store.runs(200):
+            if seen.done or not seen.controller or token_alive(seen.controller):
+                continue
+            run = seen
+            with contextlib.suppress(NeoError, OSError, TimeoutError):
+                res = self.store.reservation(run.reservation)
+                if res.state in (ReservationState.READY, ReservationState.DEGRADED):
+                    target = run.session if run.hot and run.session else run.id
+                    conns = await asyncio.wait_for(self.connect(res), 15)
+                    await stop_launchers({n: (conn, f"{target}-n{n}") for n, conn in enumerate(conns)})
+            run = self.store.run(run.id)
+            if run.done:
+                continue
+            pid = run.controller.partition(":")[0] if run.controller else "?"
+            run.state = RunState.FAILED
+            run.exit_code = EXIT_LOST
+            run.ended = utcnow()
+            run.error = (
+                f"the controller supervising this run (pid {pid}) exited before it finished; "
+                "every rank was stopped and the logs so far are kept"
+            )
+            for rank in run.ranks:
+                if rank.state not in (RunState.SUCCEEDED, RunState.FAILED):
+                    rank.state = RunState.STOPPED
+            self.store.save_run(run)
 
     async def enforce_budgets(self) -> list[tuple[Reservation, str]]:
         """Warn once at 80% of a budget; release at 100% (the pods also stop by themselves).
@@ -589,6 +637,8 @@ class Core:
 
     def cold_pods(self, res: Reservation) -> list[Pod]:
         """Pods of ``res`` with no open connection (never opened, or lost)."""
+        if res.id in self.tearing_down:
+            return []
         return [p for p in res.pods if (c := self._conns.get((res.id, p.name))) is None or c.closed]
 
     def tracker_count(self, rid: str) -> int:

@@ -36,6 +36,22 @@ def controller_alive(pid: int | None, started: float | None) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped (no init in containers)
+            return False
         return started is None or abs(proc.create_time() - started) < 0.01
     except psutil.Error:
+        return False
+
+
+def controller_token() -> str:
+    """This process's identity as one string (``pid:start``), stored with the runs it supervises."""
+    ident = controller_identity()
+    return f"{ident['pid']}:{ident['started']!r}"
+
+
+def token_alive(token: str) -> bool:
+    pid, _, started = token.partition(":")
+    try:
+        return controller_alive(int(pid), float(started))
+    except ValueError:
         return False

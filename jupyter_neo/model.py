@@ -236,6 +236,11 @@ class Run(_Model):
     iteration: int = 0
     fingerprint: str = Field(default="", description="launch arguments; a change forces a cold restart")
     note: str | None = Field(default=None, description="one line on how the run started (cold/hot and why)")
+    controller: str | None = Field(
+        default=None,
+        description="pid:start time of the process supervising the run; gone while the run is "
+        "not done means it was killed, and the next reconcile stops the ranks and marks the run",
+    )
 
     @property
     def done(self) -> bool:

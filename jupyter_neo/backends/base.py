@@ -92,7 +92,12 @@ class Backend(abc.ABC):
         """Environment for every process the agent starts in this pod."""
         return dict(self.cluster.env)
 
-    async def open_agent_stream(self, pod: Pod) -> ByteStream:
+    async def open_agent_stream(self, pod: Pod, *, boot: bool = True) -> ByteStream:
+        """A stream to the pod's agent; the boot stub starts the agent if none runs.
+
+        ``boot=False`` (reconnecting to a claimed pod) asks a backend that can reach a running
+        agent without the stub to do so and to fail rather than start a fresh, unclaimed agent.
+        """
         return await self.open_stream(pod, stub_argv(self.python(pod), self.agent_dir(pod)))
 
     async def pod_lost(self, res: Reservation, pod: Pod) -> None:  # noqa: B027 (optional hook)

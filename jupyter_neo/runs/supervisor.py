@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jupyter_neo.errors import BackendError, InvalidRequest, NeoError
-from jupyter_neo.identity import owner
+from jupyter_neo.identity import controller_token, owner
 from jupyter_neo.model import RankStatus, Reservation, ReservationState, Run, RunState, new_id, utcnow
 from jupyter_neo.runs.launch import NodeLaunch, node_argv, run_env
 from jupyter_neo.runs.logs import LineCallback, RunLogs, failed_ranks
@@ -98,6 +98,7 @@ class RunSupervisor:
             nodes=res.nodes,
             nproc_per_node=nproc,
             owner=owner(),
+            controller=controller_token(),
             hot=spec.hot,
             fingerprint=spec.fingerprint(res.nodes, nproc) if spec.hot else "",
         )
