@@ -184,7 +184,7 @@ class Controller:
             dict(msg.get("env") or {}),
         )
         self.requests.add(cancelled)
-        self.last_busy = time.monotonic()
+        self.last_busy = t0 = time.monotonic()
         work: asyncio.Future[Any] = self.loop.run_in_executor(self.pool, self._run_cli, msg, term, cancelled)
         listen: asyncio.Future[Any] = asyncio.ensure_future(wire.read(reader))
         try:
@@ -201,6 +201,12 @@ class Controller:
         await asyncio.sleep(0)  # output scheduled by the worker goes out before the exit frame
         term.closed = True
         writer.write(wire.encode({"type": "exit", "code": code}))
+        log.info(
+            "neo %s: exit %s in %.1f ms",
+            " ".join(map(str, msg.get("argv") or [])),
+            code,
+            (time.monotonic() - t0) * 1000,
+        )
 
     def _run_cli(self, msg: dict[str, Any], term: terminal.Terminal, cancelled: threading.Event) -> int:
         from jupyter_neo.cli.app import execute
