@@ -6,7 +6,7 @@ import argparse
 
 from jupyter_neo.cli import output
 from jupyter_neo.client import Client
-from jupyter_neo.sync import SyncReport
+from jupyter_neo.sync.report import SyncReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

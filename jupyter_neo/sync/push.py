@@ -36,7 +36,7 @@ Transfer = Callable[[int, int], None]
 """(bytes of content moved so far, bytes planned) during one sync"""
 
 if TYPE_CHECKING:
-    from jupyter_neo.core import Core
+    from jupyter_neo.hosts import SyncHost
     from jupyter_neo.model import Pod, Reservation
     from jupyter_neo.transport.connection import AgentConnection
 
@@ -103,7 +103,9 @@ def _why(old: Entry | None, new: Entry | None) -> str:
 class GangSync:
     """The sync state of one (reservation, workspace root) pair in one controller process."""
 
-    def __init__(self, core: Core, res: Reservation, root: Path, options: SyncOptions | None = None) -> None:
+    def __init__(
+        self, core: SyncHost, res: Reservation, root: Path, options: SyncOptions | None = None
+    ) -> None:
         self.core = core
         self.res = res
         self.root = root
@@ -448,14 +450,14 @@ class GangSync:
             self._on_transfer(self._moved, max(self._planned, self._moved))
 
 
-_registry: weakref.WeakKeyDictionary[Core, dict[tuple[str, str], GangSync]] = weakref.WeakKeyDictionary()
+_registry: weakref.WeakKeyDictionary[SyncHost, dict[tuple[str, str], GangSync]] = weakref.WeakKeyDictionary()
 
 
-def gangs_of(core: Core) -> list[GangSync]:
+def gangs_of(core: SyncHost) -> list[GangSync]:
     return list(_registry.get(core, {}).values())
 
 
-async def drop_gangs(core: Core, live: set[str], idle: float = 5.0) -> None:
+async def drop_gangs(core: SyncHost, live: set[str], idle: float = 5.0) -> None:
     """Forget the sync state (trackers, in-memory manifests) of reservations not in ``live``;
     save the stat caches of the others that changed and then rested for ``idle`` seconds
     (writing the whole cache is O(tree): not on every edit)."""
@@ -470,7 +472,9 @@ async def drop_gangs(core: Core, live: set[str], idle: float = 5.0) -> None:
             await gang.save()
 
 
-def gang_sync_for(core: Core, res: Reservation, root: Path, options: SyncOptions | None = None) -> GangSync:
+def gang_sync_for(
+    core: SyncHost, res: Reservation, root: Path, options: SyncOptions | None = None
+) -> GangSync:
     """The long-lived sync state for (core, reservation, root): the manifest stays in memory."""
     per_core = _registry.setdefault(core, {})
     key = (res.id, str(root))
