@@ -205,7 +205,7 @@ class GangSync:
             root=scan.manifest.root_hex,
             noop=not scan.changes,
             dry_run=dry_run,
-            files=sum(1 for e in scan.manifest.entries.values() if e.kind != "d"),
+            files=scan.manifest.files,
             hashed=scan.hashed,
             scan_ms=scan.seconds * 1000,
             skipped=scan.skipped,
