@@ -75,6 +75,8 @@ class Core:
         # tree (jupyter_neo.sync.tracker); in-process cores walk, as a fresh process must.
         self.track_changes = False
         self.tearing_down: set[str] = set()  # being released: not to be reconnected
+        self._teardowns: dict[str, asyncio.Future[None]] = {}
+        self._reconcile_lock = asyncio.Lock()
 
     def backend(self, cluster_name: str) -> Backend:
         if cluster_name not in self._backends:
@@ -404,7 +406,24 @@ class Core:
         return out
 
     async def _teardown(self, res: Reservation, reason: str) -> None:
-        """Stop every agent (best effort), then let the backend verify nothing remains."""
+        """Stop every agent (best effort), then let the backend verify nothing remains.
+
+        A second teardown of the same reservation while one runs waits for that one."""
+        running = self._teardowns.get(res.id)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        task = asyncio.ensure_future(self._teardown_once(res, reason))
+        self._teardowns[res.id] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._teardowns.pop(res.id, None)
+            else:
+                task.add_done_callback(lambda _: self._teardowns.pop(res.id, None))
+
+    async def _teardown_once(self, res: Reservation, reason: str) -> None:
         self.tearing_down.add(res.id)
         backend = self.backend(res.cluster)
 
@@ -549,10 +568,20 @@ class Core:
 
     # ------------------------------------------------------------------ reconcile
     async def reconcile(self, force: bool = False) -> None:
-        """Bring the store in line with the backends (once per process unless forced)."""
+        """Bring the store in line with the backends (once per process unless forced).
+
+        One at a time per core, after any release in flight: in the resident controller a
+        command's reconcile may meet the background one, and must see its outcome, not race it.
+        """
         if self._reconciled and not force:
             return
         self._reconciled = True
+        async with self._reconcile_lock:
+            if self._teardowns:
+                await asyncio.gather(*list(self._teardowns.values()), return_exceptions=True)
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         for rid, pid, started in self.store.pending_owners():
             if not controller_alive(pid, started):
                 res = self.store.reservation(rid)

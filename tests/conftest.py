@@ -62,6 +62,12 @@ class Neo:
         """Live processes (pid + argv) that belong to this sandbox's pods."""
         return describe(procs_under(self.home))
 
+    def agents(self) -> list[str]:
+        """The resident agents among :meth:`processes`. Where the controller keeps a warm stream
+        through the boot stub (a Kubernetes exec, an ``srun`` step), each pod also shows that
+        stream's relay process, by design: opened once per controller lifetime, not per command."""
+        return [p for p in self.processes() if ".pyz serve " in p]
+
     def client(self):  # type: ignore[no-untyped-def]
         from jupyter_neo.client import Client
         from jupyter_neo.config import load_config
