@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 
 from jupyter_neo.keep import keep
+from jupyter_neo.metrics import log
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ``neo`` starts in ~20 ms
 if TYPE_CHECKING:
@@ -34,7 +35,17 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'jupyter_neo' has no attribute {name!r}")
 
 
-__all__ = ["Client", "Cluster", "GangRequest", "NeoError", "Pod", "Reservation", "ReservationState", "keep"]
+__all__ = [
+    "Client",
+    "Cluster",
+    "GangRequest",
+    "NeoError",
+    "Pod",
+    "Reservation",
+    "ReservationState",
+    "keep",
+    "log",
+]
 __version__ = "0.1.0"
 
 

@@ -27,6 +27,7 @@ from jupyter_neo.runs.logs import LineCallback, tail_file
 from jupyter_neo.runs.spec import RunKind, RunSpec
 
 if TYPE_CHECKING:
+    from jupyter_neo.interactive import Ranks
     from jupyter_neo.sync import SyncReport, Watcher
 
 T = TypeVar("T")
@@ -418,6 +419,12 @@ class Client:
         watcher = Watcher(gang, on_report=bound(on_report), debounce=debounce)
         self.run_async(watcher.start())
         return WatchHandle(self, watcher)
+
+    def ranks(self, reservation: str | None = None, workspace: str | Path = ".") -> Ranks:
+        """Interactive cells on the reservation's warm rank workers (see :mod:`jupyter_neo.interactive`)."""
+        from jupyter_neo.interactive import Ranks
+
+        return Ranks(self, reservation, workspace)
 
     def close(self) -> None:
         if self._owns_core:

@@ -526,18 +526,12 @@ class Core:
             return None, "cold start: first hot run on this reservation"
         last = owners[0]
         iteration = max(r.iteration for r in history if r.session == last.id)
-        conns = await self.connect(res)
-        alive = True
-        for node, conn in enumerate(conns):
-            procs = (await conn.call("procs"))["procs"]
-            mine = next((p for p in procs if p["proc"] == f"{last.id}-n{node}"), None)
-            alive = alive and mine is not None and mine["returncode"] is None
-        if not alive:
+        if not await self.workers_alive(res, last):
             return None, f"cold start: the workers of {last.id} have exited"
         deps = [p for p in changed if p.rsplit("/", 1)[-1] in DEPENDENCY_FILES]
         why = None
         if last.fingerprint != spec.fingerprint(res.nodes, nproc_for(spec, res)):
-            why = "the launch arguments changed"
+            why = "the launch arguments changed (nodes, ranks per node or environment)"
         elif deps:
             why = f"dependencies changed ({', '.join(deps)})"
         if why:
@@ -553,6 +547,27 @@ class Core:
     async def run_record(self, run_id: str) -> Run:
         await self.reconcile()
         return self.store.run(run_id)
+
+    async def workers_alive(self, res: Reservation, session: Run) -> bool:
+        """Whether the hot session's launcher still runs on every pod."""
+        conns = await self.connect(res)
+        for node, conn in enumerate(conns):
+            procs = (await conn.call("procs"))["procs"]
+            mine = next((p for p in procs if p["proc"] == f"{session.id}-n{node}"), None)
+            if mine is None or mine["returncode"] is not None:
+                return False
+        return True
+
+    async def live_session(self, ref: str) -> tuple[Reservation, Run]:
+        """The reservation and its hot session whose workers are alive (what px cells talk to)."""
+        res = await self.status_one(ref)
+        owners = [r for r in self.store.runs(500) if r.hot and r.reservation == res.id and r.session == r.id]
+        if owners and await self.workers_alive(res, owners[0]):
+            return res, owners[0]
+        raise InvalidRequest(
+            f"{res.id} has no live rank workers",
+            "start them with %neo px --start (or run a script with --hot)",
+        )
 
     async def stop_run(self, run_id: str) -> Run:
         """Stop a run started by another controller process: signal its launchers through the agents."""

@@ -29,6 +29,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from jupyter_neo.client import Client
 from jupyter_neo.errors import NeoError
 from jupyter_neo.model import Run, RunState
+from jupyter_neo.px_magics import VERBS as PX_VERBS
+from jupyter_neo.px_magics import PxMagics
 from jupyter_neo.widgets import make_view
 
 CELL_DIR = ".neo"
@@ -110,6 +112,7 @@ class NeoMagics(Magics):
         self._client: Client | None = None
         self.widgets: bool | None = None
         """None: the widget inside a widget-capable kernel, plain text elsewhere; True/False: force."""
+        self.px = PxMagics(self)
 
     @property
     def client(self) -> Client:
@@ -118,6 +121,7 @@ class NeoMagics(Magics):
         return self._client
 
     def close(self) -> None:
+        self.px.close()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -132,6 +136,8 @@ class NeoMagics(Magics):
                 argv = shlex.split(line)
             except ValueError as exc:
                 raise UsageError(f"%neo: cannot split the line: {exc}") from None
+            if argv and argv[0] in PX_VERBS:
+                return self.px.handle(argv, cell)
             try:
                 args = build_parser("%neo").parse_args(argv)
             except SystemExit:  # --help printed the help

@@ -241,6 +241,10 @@ class Run(_Model):
         description="pid:start time of the process supervising the run; gone while the run is "
         "not done means it was killed, and the next reconcile stops the ranks and marks the run",
     )
+    metrics: list[dict[str, float | int | str]] = Field(
+        default_factory=list,
+        description="records of jupyter_neo.log(...) from the ranks: rank, step, time and named values",
+    )
 
     @property
     def done(self) -> bool:

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from jupyter_neo.metrics_chart import MetricsChart
 from jupyter_neo.model import Run, RunState
 
 TAIL_LINES = 200
@@ -131,6 +132,8 @@ class RunWidget:
         )
         self.stop_button.on_click(lambda _b: self.request_stop())
         self.rank.observe(lambda _c: self._mark(), names="value")
+        self.chart: MetricsChart | None = None
+        """Training curves, added when the first ``jupyter_neo.log`` record arrives."""
         self.box = w.VBox([self.header, self.grid, w.HBox([self.rank, self.stop_button]), self.log])
         self._render()
         self._ticker = threading.Thread(target=self._tick, name="jupyter-neo-widget", daemon=True)
@@ -223,12 +226,20 @@ class RunWidget:
                 self.rank.options = ranks
                 self.rank.value = current
             self.grid.value = self._grid(run)
+            if run.metrics:
+                self._chart().update(run.metrics)
         lines = list(self._tails.get(self.rank.value, ()))[-SHOWN_LINES:]
         self.log.value = (
             '<pre style="max-height:18em;overflow:auto;margin:0">'
             + html.escape("\n".join(lines) or "(no output yet)")
             + "</pre>"
         )
+
+    def _chart(self) -> MetricsChart:
+        if self.chart is None:
+            self.chart = MetricsChart()
+            self.box.children = (*self.box.children, self.chart.box)
+        return self.chart
 
     @staticmethod
     def _grid(run: Run) -> str:

@@ -40,5 +40,8 @@ def test_quickstart_runs_and_shows_rank0_output(neo: Neo, tmp_path: Path) -> Non
     hot_lines = [line for line in text.splitlines() if line.startswith("pid ") and " rank 0: " in line]
     assert len(hot_lines) == 2 and "scale=1.0" in hot_lines[0] and "scale=2.0" in hot_lines[1]
     assert hot_lines[0].split()[1] == hot_lines[1].split()[1], "the edit ran in the same rank-0 process"
+    assert "ranks 0\u20133: 10.0" in text, "a px cell all-reduced on the 4 warm ranks"
+    assert "ranks 0\u20133: (2.0, torch.Size([1000]))" in text, "px cells see the hot script's globals"
+    assert "w1 <- rank 1: Tensor" in text
     assert not any(out["output_type"] == "error" for cell in nb.cells for out in cell.get("outputs", []))
     assert neo.json("status") == [], "the notebook released its reservation"

@@ -66,12 +66,20 @@ def node_argv(spec: RunSpec, res: Reservation, at: NodeLaunch) -> list[str]:
         "--max-restarts", "0", "--tee", "3", "--log-dir", at.log_dir,
     ]  # fmt: skip
     hot = ["--hot"] if at.hot_control else []
-    rank_entry = [*argv, "--no-python", at.python, at.agent_zip, "rank", *hot]
-    if spec.kind == "script":
-        return [*rank_entry, spec.target, *spec.args]
-    if spec.kind == "module":
-        return [*rank_entry, "-m", spec.target, *spec.args]
+    if spec.kind in ("script", "module"):
+        return [*argv, "--no-python", at.python, at.agent_zip, "rank", *hot, *entry_argv(spec)]
     return [*argv, "--no-python", at.python, "-c", CHECK_CODE]
+
+
+def entry_argv(spec: RunSpec) -> list[str]:
+    """What the rank entry runs: ``SCRIPT ARGS...`` or ``-m MODULE ARGS...``.
+
+    Hot workers also receive it with each new generation, so a different script or arguments
+    reuse the warm workers (only the world shape and environment are fixed at launch).
+    """
+    if spec.kind == "module":
+        return ["-m", spec.target, *spec.args]
+    return [spec.target, *spec.args]
 
 
 def run_env(spec: RunSpec, res: Reservation, at: NodeLaunch, run_id: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 FAILED_MARKER = "NEO_RANK_FAILED "
 HOT_MARKER = "NEO_HOT "
+METRIC_MARKER = "NEO_METRIC "
 PREFIX = re.compile(rb"^\[neo-rank (\d+)\]:")
 # torchrun's failure summary: "rank      : 3 (local_rank: 1)" then "exitcode  : 1 (pid: 123)"
 SUMMARY_RANK = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)")
@@ -36,11 +37,13 @@ class RunLogs:
         on_line: LineCallback,
         plain: bool = False,
         on_hot: Callable[[int, dict[str, Any]], None] | None = None,
+        on_metric: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.dir = log_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.on_line = on_line
         self.on_hot = on_hot
+        self.on_metric = on_metric
         self.first_output: dict[int, float] = {}
         """rank -> monotonic time of its first user line (hot iterations measure from here)"""
         self.plain = plain
@@ -95,6 +98,12 @@ class RunLogs:
                 event = json.loads(text[len(HOT_MARKER) :])
                 if self.on_hot is not None and isinstance(event, dict):
                     self.on_hot(rank, event)
+            return
+        if rank is not None and text.startswith(METRIC_MARKER):
+            with contextlib.suppress(ValueError):
+                record = json.loads(text[len(METRIC_MARKER) :])
+                if self.on_metric is not None and isinstance(record, dict):
+                    self.on_metric(dict(record, rank=rank))
             return
         if rank is not None and text.startswith(FAILED_MARKER):
             with contextlib.suppress(ValueError, KeyError, TypeError):

@@ -36,8 +36,10 @@ class RunSpec:
     hot: bool = False
 
     def fingerprint(self, nodes: int, nproc: int) -> str:
-        """What a hot session was launched with; any change needs a cold restart."""
-        doc = [self.kind, self.target, self.args, nproc, nodes, sorted(self.env.items())]
+        """The world a hot session was launched with (shape and environment); a change needs a
+        cold restart. The script and its arguments are not in it: workers switch to a new entry
+        point at the next generation."""
+        doc = [nproc, nodes, sorted(self.env.items())]
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:16]
 
     def validate(self) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_neo.errors import BackendError, InvalidRequest, NeoError
 from jupyter_neo.identity import controller_token, owner
 from jupyter_neo.model import RankStatus, Reservation, ReservationState, Run, RunState, new_id, utcnow
-from jupyter_neo.runs.launch import NodeLaunch, node_argv, run_env
+from jupyter_neo.runs.launch import NodeLaunch, entry_argv, node_argv, run_env
 from jupyter_neo.runs.logs import LineCallback, RunLogs, failed_ranks
 from jupyter_neo.runs.spec import RunSpec
 from jupyter_neo.transport.bundle import agent_bundle
@@ -36,6 +36,7 @@ EXIT_TIMEOUT = 124
 EXIT_LOST = 255
 PROBE_PERIOD = 2.0
 PROBE_TIMEOUT = 10.0
+MAX_METRICS = 5000
 
 
 def shell_code(code: int) -> int:
@@ -57,6 +58,19 @@ def nproc_for(spec: RunSpec, res: Reservation) -> int:
             f"use --nproc-per-node {res.gpus_per_node} or less, or reserve bigger nodes",
         )
     return nproc
+
+
+def add_metric(run: Run, record: dict[str, Any]) -> None:
+    """Append one metrics record, halving the history when it outgrows :data:`MAX_METRICS`.
+
+    A long run keeps a curve of bounded size (every other point of the oldest half), so the run
+    record stays small enough to store and send to a browser, and re-plots the whole run.
+    """
+    clean = {k: v for k, v in record.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    run.metrics.append(clean)
+    if len(run.metrics) > MAX_METRICS:
+        half = len(run.metrics) // 2
+        run.metrics[:half] = run.metrics[:half:2]
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,11 @@ class RunSupervisor:
             for lr in range(per_node)
         ]
         self.logs = RunLogs(
-            log_dir, on_line or (lambda *a: None), plain=spec.launcher == "plain", on_hot=self._on_hot
+            log_dir,
+            on_line or (lambda *a: None),
+            plain=spec.launcher == "plain",
+            on_hot=self._on_hot,
+            on_metric=self._on_metric,
         )
         self.procs: dict[int, str] = {}
         self.conns: list[AgentConnection] = []
@@ -246,8 +264,16 @@ class RunSupervisor:
         self.run.master = ""
         self.notified_at = time.monotonic()
         await asyncio.gather(
-            *(c.call("hot_gen", session=session.id, gen=self.run.iteration) for c in self.conns)
+            *(
+                c.call("hot_gen", session=session.id, gen=self.run.iteration, argv=entry_argv(self.spec))
+                for c in self.conns
+            )
         )
+
+    def _on_metric(self, record: dict[str, Any]) -> None:
+        """A ``jupyter_neo.log(...)`` record from a rank: kept with the run, shown live."""
+        add_metric(self.run, record)
+        self.on_update(self.run)
 
     def _on_hot(self, rank: int, event: dict[str, Any]) -> None:
         if event.get("gen") != self.run.iteration or self.iteration_done is None:

@@ -108,7 +108,7 @@ class Agent:
         """Register the operations of optional modules (sync) when they are shipped."""
         import importlib
 
-        for name in ("neo_agent.workspace_ops", "neo_agent.relay_ops"):
+        for name in ("neo_agent.workspace_ops", "neo_agent.relay_ops", "neo_agent.px_ops"):
             try:
                 module = importlib.import_module(name)
             except ImportError:
@@ -475,6 +475,15 @@ class Agent:
             raise RequestError("bad session id", "bad_request")
         control = os.path.join(self.dir, "hot", session)
         os.makedirs(control, exist_ok=True)
+        argv = h.get("argv")
+        if argv is not None:
+            if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+                raise RequestError("argv must be a non-empty list of strings", "bad_request")
+            # Written before ``gen``: a worker that sees the new generation finds its entry point.
+            tmp = os.path.join(control, "argv.tmp")
+            with open(tmp, "w") as f:
+                json.dump(argv, f)
+            os.replace(tmp, os.path.join(control, "argv.json"))
         tmp = os.path.join(control, "gen.tmp")
         with open(tmp, "w") as f:
             f.write(str(int(h["gen"])))

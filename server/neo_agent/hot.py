@@ -17,7 +17,7 @@ the user's site-packages) stay imported. ``torch.distributed.init_process_group`
 idempotent and ``destroy_process_group`` a no-op while the worker lives.
 """
 
-import builtins
+import functools
 import importlib
 import json
 import os
@@ -25,8 +25,10 @@ import runpy
 import sys
 import time
 import traceback
-import types
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+from neo_agent.px_worker import PxServer, wait_between
+from neo_agent.rank_api import install
 
 MARKER = "NEO_HOT "
 POLL = 0.01
@@ -39,31 +41,16 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
+def newer(control: str, gen: int) -> bool:
+    return read_gen(control) > gen
+
+
 def read_gen(control: str) -> int:
     try:
         with open(os.path.join(control, "gen")) as f:
             return int(f.read().strip() or 0)
     except (OSError, ValueError):
         return 0
-
-
-def install_keep() -> Dict[str, Any]:
-    """``jupyter_neo.keep(name, factory)``: a registry that outlives reloads of user modules."""
-    kept: Dict[str, Any] = {}
-    setattr(builtins, "__neo_keep__", kept)  # noqa: B010 (an attribute no user code names)
-    try:
-        import jupyter_neo  # noqa: F401 (the real package reads builtins.__neo_keep__)
-    except ImportError:
-        stub = types.ModuleType("jupyter_neo")
-
-        def keep(name: str, factory: Callable[[], Any]) -> Any:
-            if name not in kept:
-                kept[name] = factory()
-            return kept[name]
-
-        stub.keep = keep  # type: ignore[attr-defined]
-        sys.modules["jupyter_neo"] = stub
-    return kept
 
 
 def keep_process_group() -> None:
@@ -151,21 +138,21 @@ class CompileCheck:
         return None
 
 
-def run_once(target: str, args: List[str], module: bool) -> Optional[str]:
-    """Run the user's code as ``__main__``; the error text if it raised (the worker survives)."""
+def run_once(target: str, args: List[str], module: bool) -> Tuple[Optional[str], Dict[str, Any]]:
+    """Run the user's code as ``__main__``: the error text if it raised (the worker survives), and
+    the script's globals when it finished (what px cells see afterwards)."""
     sys.argv = [target, *args]
     try:
         if module:
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
-        else:
-            runpy.run_path(target, run_name="__main__")
+            return None, runpy.run_module(target, run_name="__main__", alter_sys=True)
+        return None, runpy.run_path(target, run_name="__main__")
     except SystemExit as exc:
         if exc.code not in (None, 0):
-            return "SystemExit(%s)" % exc.code
+            return "SystemExit(%s)" % exc.code, {}
     except BaseException as exc:  # the user's bug is reported; the warm process lives on
         traceback.print_exc()
-        return "%s: %s" % (type(exc).__name__, exc)
-    return None
+        return "%s: %s" % (type(exc).__name__, exc), {}
+    return None, {}
 
 
 def agree(store: Any, gen: int, rank: int, world: int, verdict: str) -> List[str]:
@@ -176,32 +163,72 @@ def agree(store: Any, gen: int, rank: int, world: int, verdict: str) -> List[str
     return [store.get(k).decode() for k in keys]
 
 
+def start_px(control: str, rank: int, world: int) -> Optional[PxServer]:
+    """The cell server of ``%%neo px``; a worker without one still hot-reloads (said on stderr)."""
+    try:
+        return PxServer(control, rank, world, int(os.environ.get("LOCAL_RANK", "0")))
+    except OSError as exc:
+        sys.stderr.write("neo: notebook cells are unavailable on rank %d: %s\n" % (rank, exc))
+        return None
+
+
+class Entry:
+    """The entry point a generation runs: ``SCRIPT ARGS`` or ``-m MODULE ARGS``.
+
+    The controller may send a new one with a generation (``CONTROL/argv.json``), so a different
+    script or arguments run in the same warm workers; its directory leads ``sys.path``.
+    """
+
+    def __init__(self, argv: List[str], root: str) -> None:
+        self.root = root
+        self.path_entry: Optional[str] = None
+        self.set(argv)
+
+    def set(self, argv: List[str]) -> None:
+        self.module = argv[0] == "-m"
+        self.target = argv[1] if self.module else argv[0]
+        self.args = argv[2:] if self.module else argv[1:]
+        self.script = self.target if self.module else os.path.join(self.root, self.target)
+        entry = self.root if self.module else os.path.dirname(self.script)
+        if self.path_entry is not None and self.path_entry in sys.path:
+            sys.path.remove(self.path_entry)
+        sys.path.insert(0, entry)
+        self.path_entry = entry
+
+    def update(self, control: str) -> None:
+        try:
+            with open(os.path.join(control, "argv.json")) as f:
+                argv = json.load(f)
+        except (OSError, ValueError):
+            return
+        if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
+            self.set(argv)
+
+
 def main(argv: List[str]) -> None:
-    module = argv[0] == "-m"
-    target = argv[1] if module else argv[0]
-    args = argv[2:] if module else argv[1:]
     control = os.environ["NEO_HOT_CONTROL"]
     root = os.environ.get("NEO_WORKSPACE") or os.getcwd()
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     sys.path[:] = [p for p in sys.path if not p.endswith(".pyz")]
-    script = target if module else os.path.join(root, target)
-    sys.path.insert(0, root if module else os.path.dirname(script))
-    install_keep()
+    entry = Entry(argv, root)
+    install()
     keep_process_group()
     store = _store()
     gen = read_gen(control)
+    px = start_px(control, rank, world)
     check = CompileCheck(root)
     while True:
         os.chdir(root)  # the stable path: resolves to the newest generation
         importlib.invalidate_caches()
         t0 = time.time()
-        error = run_once(script, args, module)
+        error, script_globals = run_once(entry.script, entry.args, entry.module)
+        if px is not None:
+            px.merge_script_globals(script_globals)
         emit("done", gen=gen, rank=rank, ok=error is None, error=error, seconds=round(time.time() - t0, 4))
         check.errors()  # while idle: remember what compiles now, so a reload checks only edits
         while True:
-            while read_gen(control) <= gen:
-                time.sleep(POLL)
+            wait_between(px, functools.partial(newer, control, gen), POLL)
             new = read_gen(control)
             t_reload = time.time()
             errors = check.errors()
@@ -213,6 +240,7 @@ def main(argv: List[str]) -> None:
                 continue
             for name in workspace_modules(root):
                 del sys.modules[name]
+            entry.update(control)
             emit("reloaded", gen=new, rank=rank, seconds=round(time.time() - t_reload, 4))
             gen = new
             break

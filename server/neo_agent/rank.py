@@ -15,6 +15,8 @@ import time
 import traceback
 from typing import List
 
+from neo_agent.rank_api import install
+
 MARKER = "NEO_RANK_FAILED "
 
 
@@ -27,6 +29,7 @@ def main(argv: List[str]) -> None:
     args = argv[2:] if module else argv[1:]
     # Look like a plain ``python SCRIPT``: drop the agent zip from the import path.
     sys.path[:] = [p for p in sys.path if not p.endswith(".pyz")]
+    install()
     try:
         if module:
             sys.argv = [target, *args]
