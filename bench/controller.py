@@ -77,6 +77,13 @@ class Bench:
             raise SystemExit(f"neo {' '.join(args)} failed: {proc.stderr}")
         return dt, proc.stdout
 
+    def controller_ms(self, command: str, count: int) -> list[float]:
+        """The controller's own time for the last ``count`` commands starting with ``command``
+        (from its log): what the command costs without the client's interpreter start."""
+        lines = (self.home / "controller.log").read_text().splitlines()
+        mine = [ln for ln in lines if f"] neo {command}" in ln and ": exit " in ln]
+        return [float(ln.rsplit(" in ", 1)[1].split()[0]) for ln in mine[-count:]]
+
     def controller(self) -> psutil.Process:
         return psutil.Process(int((self.home / "controller.pid").read_text()))
 
@@ -132,19 +139,20 @@ def headline(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
     rsync4(ws, targets)
     print(f"tree: {nfiles} files (torch {ws}); first neo sync {first:.0f} ms; load {load()}", flush=True)
 
-    def add(metric: str, values: list[float], **extra: Any) -> None:
-        rows.append(
-            {
-                "metric": metric,
-                "median_ms": round(statistics.median(values), 1),
-                "p95_ms": round(pctl(values, 0.95), 1),
-                "n": len(values),
-                "load": load(),
-                **extra,
-            }
-        )
+    def add(metric: str, values: list[float], inside: list[float] | None = None) -> None:
+        row: dict[str, Any] = {
+            "metric": metric,
+            "median_ms": round(statistics.median(values), 1),
+            "p95_ms": round(pctl(values, 0.95), 1),
+            "n": len(values),
+            "load": load(),
+        }
+        if inside:
+            row["controller_median_ms"] = round(statistics.median(inside), 1)
+        rows.append(row)
         print(
-            f"{metric:<28} median {statistics.median(values):7.1f} ms  p95 {pctl(values, 0.95):7.1f}",
+            f"{metric:<28} median {statistics.median(values):7.1f} ms  p95 {pctl(values, 0.95):7.1f}"
+            + (f"  (in the controller: median {statistics.median(inside):.1f} ms)" if inside else ""),
             flush=True,
         )
 
@@ -159,15 +167,19 @@ def headline(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
         imp.append((time.perf_counter() - t0) * 1000)
     add("python start (reference)", bare)
     add("CLI import (minus start)", [i - s for i, s in zip(imp, bare, strict=True)])
-    add("neo status", [b.neo("status")[0] for _ in range(reps)])
-    add("neo sync (no-op)", [b.neo("sync", rid, cwd=ws)[0] for _ in range(reps)])
+    add("neo status", [b.neo("status")[0] for _ in range(reps)], b.controller_ms("status", reps))
+    add(
+        "neo sync (no-op)",
+        [b.neo("sync", rid, cwd=ws)[0] for _ in range(reps)],
+        b.controller_ms("sync", reps),
+    )
     neo_edit, rsync_edit = [], []
     for i in range(reps):
         rel = edit(ws, files, rng, f"neo-edit-{i}")
         neo_edit.append(b.neo("sync", rid, cwd=ws)[0])
         assert pods_hold(b.home, rel, f"neo-edit-{i}"), "every pod holds the edit"
         rsync_edit.append(rsync4(ws, targets))
-    add("edit -> neo sync", neo_edit)
+    add("edit -> neo sync", neo_edit, b.controller_ms("sync", reps))
     add("edit -> 4 x rsync", rsync_edit)
     # watch mode
     watch = subprocess.Popen(
