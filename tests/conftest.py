@@ -93,6 +93,16 @@ def neo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Neo]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
+def kill_controller(neo: Neo) -> int:
+    """SIGKILL the sandbox's resident controller (it must be running); returns its pid."""
+    from jupyter_neo.controller import client
+
+    pid = client.controller_pid(str(neo.home))
+    assert pid and pid > 0, "no controller is running"
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 def stop_controller(home: Path) -> None:
     """Stop the sandbox's resident controller (the CLI started it) and wait until it is gone."""
     from jupyter_neo.controller import client

@@ -20,7 +20,7 @@ import pytest
 
 from jupyter_neo.controller import wire
 from jupyter_neo.controller.client import controller_pid
-from tests.conftest import Neo, read_until, use_config
+from tests.conftest import Neo, kill_controller, read_until, use_config
 from tests.test_sync_support import assert_pods_match
 
 SIXTEEN = """
@@ -92,9 +92,7 @@ def test_racing_starts_yield_exactly_one_controller(neo: Neo) -> None:
 
 def test_a_stale_socket_of_a_killed_controller_is_replaced(neo: Neo) -> None:
     assert neo.run("clusters").returncode == 0
-    pid = controller_pid(str(neo.home))
-    assert pid and pid > 0
-    os.kill(pid, signal.SIGKILL)
+    pid = kill_controller(neo)
     wait_for(lambda: controller_pid(str(neo.home)) is None)
     assert (neo.home / wire.SOCKET).exists(), "the killed controller left its socket file"
     assert neo.run("clusters").returncode == 0
@@ -169,9 +167,7 @@ def test_kill_9_of_the_controller_mid_run_stops_the_ranks_and_marks_the_run(
     neo, rid, ws = gang
     proc = neo.popen("run", "-r", rid, "--cmd", "python sleeper.py 120", cwd=ws)
     read_until(proc.stdout, "started")
-    pid = controller_pid(str(neo.home))
-    assert pid and pid > 0
-    os.kill(pid, signal.SIGKILL)
+    kill_controller(neo)
     assert proc.wait(timeout=30) == 1
     assert proc.stderr is not None and "controller exited while running this command" in proc.stderr.read()
     runs: Any = neo.json("runs")  # a new controller starts, adopts the reservation, marks the run
@@ -189,9 +185,7 @@ def test_kill_9_of_the_controller_mid_sync_then_sync_repairs(gang: tuple[Neo, st
         (ws / f"blob{i}.bin").write_bytes(os.urandom(64 * 1024))
     proc = neo.popen("sync", rid, cwd=ws)
     time.sleep(0.3)
-    pid = controller_pid(str(neo.home))
-    assert pid and pid > 0
-    os.kill(pid, signal.SIGKILL)
+    kill_controller(neo)
     proc.wait(timeout=30)
     (ws / "main.py").write_text("print('edited')\n")
     assert neo.run("sync", rid, cwd=ws).returncode == 0

@@ -7,8 +7,7 @@ import os
 import signal
 import time
 
-from jupyter_neo.controller.client import controller_pid
-from tests.conftest import Neo, read_until, use_config
+from tests.conftest import Neo, kill_controller, read_until, use_config
 
 SLOW = """
 clusters:
@@ -23,9 +22,7 @@ def test_kill_9_of_the_controller_mid_reserve_is_rolled_back_by_the_next_command
     use_config(neo, SLOW)
     proc = neo.popen("reserve", "--gpus", "32")
     read_until(proc.stderr, "ready (1/4)")
-    pid = controller_pid(str(neo.home))
-    assert pid and pid > 0
-    os.kill(pid, signal.SIGKILL)
+    kill_controller(neo)
     assert proc.wait(timeout=30) == 1
     assert proc.stderr is not None and "controller exited while running this command" in proc.stderr.read()
     assert neo.processes(), "the killed controller had started pods"

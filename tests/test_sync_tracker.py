@@ -15,7 +15,7 @@ from jupyter_neo.client import Client
 from jupyter_neo.model import Reservation
 from jupyter_neo.sync.push import gang_sync_for
 from tests.conftest import Neo
-from tests.test_sync_property import OPS, apply
+from tests.test_sync_property import OPS, apply_and_check
 from tests.test_sync_support import assert_pods_match
 
 
@@ -40,12 +40,7 @@ def test_tracked_syncs_keep_every_pod_equal_to_the_tree(
     client.sync(res, root)  # the first sync of a root walks it and starts its tracker
     gang = gang_sync_for(client.core, res, root.absolute())
     walks = gang.tracker.full_scans if gang.tracker else 0
-    for batch in batches:
-        for op in batch:
-            apply(root, op)
-        report = client.sync(res, root)
-        escaping = {p for p, why in report.skipped.items() if "outside" in why}
-        assert_pods_match(res, root, skip=escaping)
+    apply_and_check(client, res, root, batches)
     assert gang.tracker is not None
     # Walks only where the tracker could not know (directory renames, rule files), never per sync.
     renames = sum(1 for batch in batches for op in batch if op[0] == "rename")
