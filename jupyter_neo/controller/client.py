@@ -277,5 +277,8 @@ def _relay(sock: socket.socket) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: whatever was starting or running was stopped\n")
         return 130
+    except BrokenPipeError:  # `neo runs | head -1`: the reader left; closing cancels the request
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         signal.signal(signal.SIGINT, previous)
