@@ -31,15 +31,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/jupyter-builder develop --overwrite . >/dev/null
 	touch $(STAMP)
 
-## deps: system packages the tests need (Debian's chromium for the browser test); idempotent
+## deps: system packages the tests need (Debian's chromium for the browser test, openssh for the
+## SSH fleet and Slurm login-node tests); idempotent, installs only what is missing
+DEPS_CMDS := /usr/bin/chromium:chromium /usr/sbin/sshd:openssh-server /usr/bin/ssh:openssh-client
 deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@missing=""; for pair in $(DEPS_CMDS); do \
+	  [ -x "$${pair%%:*}" ] || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing chromium (apt-get)"; \
-	    apt-get update -qq >/dev/null && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "installing$$missing (apt-get)"; \
+	    apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "deps: /usr/bin/chromium is missing; run: sudo apt-get install -y chromium" >&2; \
+	    echo "deps: missing$$missing; run: sudo apt-get install -y$$missing" >&2; \
 	  fi; \
 	fi
 

@@ -150,8 +150,8 @@ def gang_request(
 ) -> GangRequest:
     """Validate a gang request the same way for every surface (CLI flags, magics, REST bodies).
 
-    The workspace's ``neo.yaml`` policy fills residency, max price and budget when the request
-    does not say (see :mod:`jupyter_neo.money`).
+    The workspace's ``neo.yaml`` policy fills residency, max price, budget and datasets when the
+    request does not say (see :mod:`jupyter_neo.money`).
     """
     from pydantic import ValidationError
 
@@ -164,6 +164,8 @@ def gang_request(
         fields["max_price"] = policy.max_price
     if policy.budget is not None and "budget" not in fields:
         fields["budget"] = policy.budget
+    if policy.datasets and not fields.get("data"):
+        fields["data"] = policy.datasets
     try:
         return GangRequest(idle_ttl=ttl, **fields)
     except ValidationError as exc:
@@ -171,6 +173,19 @@ def gang_request(
         field = ".".join(str(p) for p in err["loc"]) or "request"
         flag = "--" + field.replace("_", "-")
         raise InvalidRequest(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+
+
+def require_data(res: Reservation, refs: list[str]) -> None:
+    """``neo run -r ID --data NAME``: the named gang must hold the data, never silently without it."""
+    from jupyter_neo.core import holds_data
+    from jupyter_neo.errors import Conflict
+
+    missing = [ref for ref in refs if not holds_data(res, [ref])]
+    if missing:
+        raise Conflict(
+            f"reservation {res.id} does not hold dataset {missing[0]} as asked",
+            f"run without --reservation to place a gang with it, or: neo reserve --gpus {res.gpus} --data {missing[0]}",
+        )
 
 
 class Client:
@@ -211,6 +226,11 @@ class Client:
         """
         return self._runner.run(coro, pump, cancellable)
 
+    @property
+    def config(self) -> Config:
+        """The configuration this client's core runs with (clusters, defaults, transfer)."""
+        return self.core.config
+
     def wait(self, seconds: float | None = None) -> None:
         """Sleep (forever with None) until Ctrl-C, which raises ``KeyboardInterrupt`` as usual."""
         self._runner.wait(seconds)
@@ -235,9 +255,15 @@ class Client:
         idle_ttl: str | float | None = "default",
         budget: float | None = None,
         name: str | None = None,
+        data: list[str] | None = None,
+        workspace: str | Path = ".",
         progress: Progress = _quiet,
     ) -> Reservation:
-        """Reserve ``gpus`` GPUs as one gang (all or nothing) and return it ready."""
+        """Reserve ``gpus`` GPUs as one gang (all or nothing) and return it ready.
+
+        ``data`` names datasets the gang needs (``"imagenet"`` read-only, ``"scratch:rw"``): the gang
+        goes where they are or may legally be copied, and ranks find them at ``NEO_DATA_<NAME>``.
+        """
         request = self.request(
             gpus=gpus,
             nodes=nodes,
@@ -249,6 +275,8 @@ class Client:
             idle_ttl=idle_ttl,
             budget=budget,
             name=name,
+            data=data,
+            workspace=workspace,
         )
         return self.run_async(self.core.reserve(request, bound(progress)))
 
@@ -331,6 +359,7 @@ class Client:
 
         async def go() -> Run:
             res = await self.core.pick_reservation(reservation, gang, bound(progress))
+            require_data(res, request.get("data") or [])
             return await self.core.run(res, spec, bound(on_line), bound(on_update))
 
         return self.run_async(go(), pump)
@@ -342,6 +371,10 @@ class Client:
     def record_check(self, run: Run, results: list[dict[str, Any]]) -> dict[str, Any]:
         """Analyse a ``neo check`` run's measurements and keep the report with its reservation."""
         return self.run_async(self.core.record_check(run.reservation, results))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every configured dataset: size, residency and where it lives (``neo datasets``)."""
+        return self.core.datasets()
 
     def runs(self, limit: int = 50) -> list[Run]:
         return self.run_async(self.core.runs(limit))

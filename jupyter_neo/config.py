@@ -12,12 +12,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import platformdirs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from jupyter_neo.datasets.spec import Dataset, Transfer
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import ConfigError, StateError
 from jupyter_neo.model import Cluster
@@ -38,6 +39,8 @@ class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     clusters: list[Cluster] = Field(default_factory=lambda: [DEFAULT_LOCAL])
     defaults: Defaults = Field(default_factory=Defaults)
+    datasets: list[Dataset] = Field(default_factory=list)
+    transfer: Transfer = Field(default_factory=Transfer)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class Config:
     clusters: tuple[Cluster, ...]
     defaults: Defaults = field(default_factory=Defaults)
     source: Path | None = None
+    datasets: tuple[Dataset, ...] = ()
+    transfer: Transfer = field(default_factory=Transfer)
+
+    @property
+    def dataset_map(self) -> dict[str, Dataset]:
+        return {d.name: d for d in self.datasets}
 
     @property
     def default_idle_ttl(self) -> float | None:
@@ -106,7 +115,27 @@ def load_config(path: Path | None = None, home: Path | None = None) -> Config:
             raise ConfigError(f"config file {path} does not exist", "create it or unset NEO_CONFIG")
         return Config(home=home, clusters=(DEFAULT_LOCAL,))
     parsed = parse_config_text(path.read_text(encoding="utf-8"), str(path))
-    return Config(home=home, clusters=tuple(parsed.clusters), defaults=parsed.defaults, source=path)
+    return Config(
+        home=home,
+        clusters=tuple(parsed.clusters),
+        defaults=parsed.defaults,
+        source=path,
+        datasets=tuple(relative_to(d, path.parent, parsed.clusters) for d in parsed.datasets),
+        transfer=parsed.transfer,
+    )
+
+
+def relative_to(dataset: Dataset, base: Path, clusters: list[Cluster]) -> Dataset:
+    """A local cluster's relative folder is read against the configuration file's folder (so an
+    example estate can carry its data); paths on remote nodes are left exactly as written."""
+    local = {c.name for c in clusters if c.backend == "local"}
+    locations = [
+        loc.model_copy(update={"path": str((base / loc.path).resolve())})
+        if loc.cluster in local and loc.path is not None and not Path(loc.path).expanduser().is_absolute()
+        else loc
+        for loc in dataset.locations
+    ]
+    return dataset.model_copy(update={"locations": locations})
 
 
 def parse_config_text(text: str, source: str = "<config>") -> ConfigFile:
@@ -141,7 +170,59 @@ def parse_config_text(text: str, source: str = "<config>") -> ConfigFile:
         parse_duration(parsed.defaults.idle_ttl)
     except Exception as exc:
         raise ConfigError(f"{source}: defaults.idle_ttl: {exc}") from None
+    check_datasets(parsed, node, source)
     return parsed
+
+
+def check_datasets(parsed: ConfigFile, node: Any, source: str) -> None:
+    """What a schema cannot say about ``datasets:``: names unique, locations on real clusters of the
+    right backend, residency some cluster satisfies, a place to copy from; ``transfer.horizon`` a
+    duration. Each error points at its line."""
+
+    def fail(loc: tuple[Any, ...], problem: str, hint: str = "see docs/datasets.md") -> NoReturn:
+        where = ".".join(str(p) for p in loc)
+        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {problem}", hint)
+
+    clusters = {c.name: c for c in parsed.clusters}
+    seen: set[str] = set()
+    for i, ds in enumerate(parsed.datasets):
+        if ds.name in seen:
+            fail(
+                ("datasets", i, "name"),
+                f"dataset name {ds.name!r} is used twice",
+                "dataset names must be unique",
+            )
+        seen.add(ds.name)
+        if ds.residency and not any(ds.may_live_in(c.residency) for c in clusters.values()):
+            fail(
+                ("datasets", i, "residency"),
+                f"no configured cluster satisfies residency {ds.residency}",
+                "clusters carry residency tags: "
+                + ", ".join(f"{c.name} {c.residency}" for c in clusters.values()),
+            )
+        if not ds.locations and ds.bucket is None:
+            fail(("datasets", i), f"dataset {ds.name!r} has no locations and no bucket", "say where it lives")
+        for j, loc in enumerate(ds.locations):
+            at = ("datasets", i, "locations", j, "cluster")
+            cluster = clusters.get(loc.cluster)
+            if cluster is None:
+                fail(at, f"no cluster named {loc.cluster!r}", "configured clusters: " + ", ".join(clusters))
+            kube = cluster.backend == "kubernetes"
+            if kube == (loc.kind == "path"):
+                want = "pvc, nfs or host_path" if kube else "path"
+                fail(at, f"cluster {loc.cluster!r} is {cluster.backend}: its locations are a {want}")
+            if not ds.may_live_in(cluster.residency):
+                fail(
+                    at,
+                    f"{loc.cluster!r} ({cluster.residency}) is outside the dataset's residency {ds.residency}",
+                )
+    try:
+        horizon = parse_duration(parsed.transfer.horizon)
+    except Exception as exc:
+        fail(("transfer", "horizon"), str(exc).splitlines()[0])
+    else:
+        if not horizon:
+            fail(("transfer", "horizon"), "must be a positive duration such as 8h")
 
 
 def _line_of(node: Any, loc: tuple[Any, ...]) -> int:

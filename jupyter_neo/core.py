@@ -21,7 +21,7 @@ from jupyter_neo import money, placement
 from jupyter_neo.backends import Backend, backend_for
 from jupyter_neo.backends.base import reserve_progress
 from jupyter_neo.config import Config, load_config
-from jupyter_neo.durations import parse_duration
+from jupyter_neo.durations import format_duration, parse_duration
 from jupyter_neo.errors import BackendError, Conflict, InvalidRequest, NeoError, NoCapacity
 from jupyter_neo.identity import controller_alive, owner, token_alive
 from jupyter_neo.model import (
@@ -106,12 +106,25 @@ class Core:
                     price_per_gpu_hour=cluster.price_per_gpu_hour,
                     allocatable_gpus=cap.allocatable,
                     requested_gpus=cap.requested,
+                    hosts=cap.hosts,
                 )
             )
         return out
 
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every configured dataset: size, residency, where it lives and where it may be copied."""
+        from jupyter_neo.datasets.catalog import catalog
+
+        return catalog(self.config.datasets, list(self.config.clusters))
+
     async def explain(self, request: GangRequest) -> list[placement.Candidate]:
-        candidates = placement.evaluate(request, list(self.config.clusters), self.config.defaults.residency)
+        candidates = placement.evaluate(
+            request,
+            list(self.config.clusters),
+            self.config.defaults.residency,
+            datasets=self.config.dataset_map,
+            transfer=self.config.transfer,
+        )
         for cand in candidates:
             if cand.rejected is None:
                 cand.free_gpus = await self.backend(cand.cluster.name).free_gpus()
@@ -156,7 +169,17 @@ class Core:
             price_per_hour=cand.price_per_hour,
             owner=owner(),
             secret=secrets.token_hex(32),
+            datasets=[fit.use() for fit in cand.data.fits],
         )
+        backend.check_datasets(res)  # a missing folder is one line, before any capacity is taken
+        for use in res.datasets:
+            use.path = backend.data_path(res, use)
+            if use.copy_estimate is not None:
+                est = use.copy_estimate
+                progress(
+                    f"{use.name} is not on {cluster.name}: copying it from {est.source} would take "
+                    f"~{format_duration(est.seconds)} and {money.money(est.cost)}; jupyter-neo does not copy data"
+                )
         spent = sum(e.cost for e in self.store.ledger(money.window_start(), owner=res.owner))
         res.budget = money.effective_budget(request.budget, self.config.defaults.user_budget, spent)
         money.check_affordable(res.budget, res.price_per_hour, res.idle_ttl)
@@ -214,6 +237,7 @@ class Core:
             "labels": {"reservation": res.id, "pod": pod.name, "rank": str(pod.rank), "cluster": res.cluster},
             "env": {
                 **backend.pod_env(res, pod),
+                **data_env(res),  # after the backend's env: a cluster's env cannot hide a dataset
                 "NEO_RESERVATION": res.id,
                 "NEO_POD": pod.name,
                 "NEO_NODE_RANK": str(pod.rank),
@@ -482,6 +506,7 @@ class Core:
                 and (request.nodes is None or request.nodes == res.nodes)
                 and (request.cluster is None or request.cluster == res.cluster)
                 and (request.gpu_type is None or request.gpu_type.lower() == res.gpu_type.lower())
+                and holds_data(res, request.data)
             ):
                 progress(f"reusing warm reservation {res.id}")
                 return res
@@ -706,6 +731,23 @@ class Core:
         for conn in list(self._conns.values()):
             await conn.close()
         self._conns.clear()
+
+
+def holds_data(res: Reservation, refs: Sequence[str]) -> bool:
+    """Whether a warm gang already has every dataset named (``NAME`` or ``NAME:rw``), mounted as asked."""
+    from jupyter_neo.datasets.spec import parse_data_ref
+
+    have = {u.name: u.read_only for u in res.datasets if u.present}
+    for ref in refs:
+        name, read_only = parse_data_ref(ref)
+        if name not in have or (have[name] and not read_only):
+            return False
+    return True
+
+
+def data_env(res: Reservation) -> dict[str, str]:
+    """``NEO_DATA_<NAME>`` for every dataset the pods hold, in every rank's environment."""
+    return {use.env_name: use.path for use in res.datasets if use.path is not None}
 
 
 def expires_in(res: Reservation) -> timedelta | None:

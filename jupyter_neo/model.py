@@ -12,7 +12,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+
+from jupyter_neo.datasets.spec import DatasetUse
 
 BackendName = Literal["local", "kubernetes", "slurm", "ssh"]
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -50,9 +52,41 @@ class Cluster(_Model):
             raise ValueError("cluster names are lower-case letters, digits and '-' (at most 40 characters)")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet_nodes(cls, data: Any) -> Any:
+        """An SSH fleet has as many nodes as it lists hosts: ``nodes:`` may be left out."""
+        if isinstance(data, dict) and data.get("backend") == "ssh" and "nodes" not in data:
+            hosts = (data.get("options") or {}).get("hosts")
+            if isinstance(hosts, list) and hosts:
+                return {**data, "nodes": len(hosts)}
+        return data
+
     @property
     def total_gpus(self) -> int:
         return self.nodes * self.gpus_per_node
+
+
+class HostHold(_Model):
+    """GPUs of one host held by one reservation (an SSH fleet's lease files say who and until when)."""
+
+    reservation: str
+    owner: str
+    gpus: list[int]
+    expires_in: float = Field(description="seconds until the lease expires unless its holder renews it")
+
+
+class HostStatus(_Model):
+    """One host of an SSH fleet right now: GPUs, who holds them, or why it cannot be used."""
+
+    name: str
+    destination: str
+    hostname: str | None = None
+    gpus: int = 0
+    gpu_model: str | None = None
+    free: int = 0
+    held: list[HostHold] = Field(default_factory=list)
+    problem: str | None = None
 
 
 class ClusterStatus(_Model):
@@ -75,6 +109,7 @@ class ClusterStatus(_Model):
     requested_gpus: int | None = Field(
         default=None, description="GPUs requested by running pods (kubernetes)"
     )
+    hosts: list[HostStatus] | None = Field(default=None, description="per host (ssh fleets)")
 
 
 class GangRequest(_Model):
@@ -90,6 +125,9 @@ class GangRequest(_Model):
     idle_ttl: float | None = Field(default=1800.0, description="seconds idle before release; None = never")
     budget: float | None = Field(default=None, gt=0, description="USD cap for the whole reservation")
     name: str | None = None
+    data: list[str] = Field(
+        default_factory=list, description="datasets the gang needs: NAME (read-only) or NAME:rw"
+    )
 
     @field_validator("name")
     @classmethod
@@ -153,6 +191,9 @@ class Reservation(_Model):
         default=None, description="when the budget runs out; enforced in the pods"
     )
     budget_warned: bool = False
+    datasets: list[DatasetUse] = Field(
+        default_factory=list, description="the datasets it asked for: where ranks find them, or the copy"
+    )
     secret: str = Field(default="", exclude=True, repr=False)
 
     @property

@@ -6,7 +6,8 @@
   a new reservation's budget is cut to what the cap leaves.
 - A budget too small to last even one idle period is refused up front, with the arithmetic:
   such a gang would be cut by its budget before it could ever be released for being idle.
-- ``neo.yaml`` in the workspace may require residency tags, a max price and a default budget.
+- ``neo.yaml`` in the workspace may require residency tags, a max price and a default budget,
+  and name the datasets its runs need (``datasets: [imagenet]``, used when ``--data`` is not given).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class _PolicyDoc(BaseModel):
     residency: list[str] = Field(default_factory=list)
     max_price: float | None = Field(default=None, gt=0)
     budget: float | None = Field(default=None, gt=0)
+    datasets: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Policy:
     max_price: float | None = None
     budget: float | None = None
     source: Path | None = None
+    datasets: list[str] = field(default_factory=list)
 
 
 def load_policy(workspace: Path) -> Policy:
@@ -53,9 +56,15 @@ def load_policy(workspace: Path) -> Policy:
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(
             f"{path}: invalid policy ({str(exc).splitlines()[0]})",
-            "it may set residency: [tags], max_price: USD/GPU-h, budget: USD",
+            "it may set residency: [tags], max_price: USD/GPU-h, budget: USD, datasets: [names]",
         ) from None
-    return Policy(residency=doc.residency, max_price=doc.max_price, budget=doc.budget, source=path)
+    return Policy(
+        residency=doc.residency,
+        max_price=doc.max_price,
+        budget=doc.budget,
+        source=path,
+        datasets=doc.datasets,
+    )
 
 
 def money(usd: float) -> str:

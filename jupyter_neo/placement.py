@@ -3,12 +3,19 @@
 Every configured cluster becomes a :class:`Candidate` with either a shape and a price or the reason
 it was rejected, so ``neo reserve --explain`` can show the whole table. Capacity is checked last
 (it changes by the second); the reserve loop falls over to the next candidate on NoCapacity.
+
+With ``--data`` the clusters are also judged by where the datasets are and may go, and ranked by
+``estimate`` (GPU price plus the cost and time of any copy, see :mod:`jupyter_neo.datasets.locality`);
+without it the estimate is the price over the horizon, so the order is plain cheapest-first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from jupyter_neo.datasets import locality
+from jupyter_neo.datasets.spec import Dataset, Transfer
+from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import InvalidRequest
 from jupyter_neo.model import Cluster, GangRequest
 
@@ -21,6 +28,8 @@ class Candidate:
     free_gpus: int | None = None
     rejected: str | None = None
     error: InvalidRequest | None = None
+    data: locality.DataPlan = field(default_factory=locality.DataPlan)
+    estimate: float = 0.0
 
     @property
     def price_per_hour(self) -> float:
@@ -35,6 +44,10 @@ class Candidate:
             "price_per_hour": self.price_per_hour,
             "free_gpus": self.free_gpus,
             "rejected": self.rejected,
+            "data": [f.public() for f in self.data.fits],
+            "copy_cost": round(self.data.copy_cost, 2),
+            "copy_seconds": round(self.data.copy_seconds, 1),
+            "estimate": round(self.estimate, 2) if self.rejected is None else None,
         }
 
 
@@ -74,10 +87,19 @@ def shape_for(request: GangRequest, cluster: Cluster) -> tuple[int, int]:
 
 
 def evaluate(
-    request: GangRequest, clusters: list[Cluster], residency: list[str] | None = None
+    request: GangRequest,
+    clusters: list[Cluster],
+    residency: list[str] | None = None,
+    *,
+    datasets: dict[str, Dataset] | None = None,
+    transfer: Transfer | None = None,
 ) -> list[Candidate]:
-    """Every cluster with its verdict, cheapest acceptable first."""
+    """Every cluster with its verdict, lowest estimate (cheapest) acceptable first."""
     wanted_residency = set(request.residency or residency or [])
+    transfer = transfer or Transfer()
+    wanted_data = locality.resolve(request.data, datasets or {})
+    by_name = {c.name: c for c in clusters}
+    horizon = parse_duration(transfer.horizon) or 0.0
     out: list[Candidate] = []
     for cluster in clusters:
         cand = Candidate(cluster)
@@ -106,7 +128,12 @@ def evaluate(
         except InvalidRequest as exc:
             cand.rejected = exc.message
             cand.error = exc
-    ok = sorted((c for c in out if c.rejected is None), key=lambda c: (c.price_per_hour, c.cluster.name))
+            continue
+        if wanted_data:
+            cand.data = locality.plan_for(wanted_data, cluster, by_name, transfer, cand.price_per_hour)
+            cand.rejected = cand.data.refused
+        cand.estimate = locality.estimate(cand.price_per_hour, cand.data, horizon)
+    ok = sorted((c for c in out if c.rejected is None), key=lambda c: (c.estimate, c.cluster.name))
     return ok + [c for c in out if c.rejected is not None]
 
 

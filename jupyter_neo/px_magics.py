@@ -6,7 +6,7 @@
 %neo px [--ranks ...] CODE                                           # one statement
 %neo px --auto on|off                                                # every following cell goes to the ranks
 %neo px --restart                                                    # workers restarted cold
-%neo pull NAME [--rank R] [--as VAR] [--max-bytes N]                 # a rank's object into the notebook
+x = %neo pull NAME [--rank R] [--as VAR] [--max-bytes N]             # a rank's object into the notebook
 %neo push NAME [--ranks ...]                                         # a notebook object into the ranks
 ```
 
@@ -54,7 +54,7 @@ def parser(verb: str) -> argparse.ArgumentParser:
     elif verb == "pull":
         p.add_argument("name")
         p.add_argument("--rank", type=int, default=0)
-        p.add_argument("--as", dest="alias", default=None, help="notebook variable (default: NAME)")
+        p.add_argument("--as", dest="alias", default=None, help="also bind it to this notebook variable")
         p.add_argument("--max-bytes", type=int, default=DEFAULT_PULL_LIMIT)
     else:
         p.add_argument("name")
@@ -182,11 +182,13 @@ class PxMagics:
             return lines
         return [f"%%neo {shlex.join(self.auto)}\n", *lines]
 
-    def pull(self, args: argparse.Namespace) -> None:
+    def pull(self, args: argparse.Namespace) -> Any:
+        """The object (``w = %neo pull w --rank 2``); ``--as VAR`` also binds it in the notebook."""
         value = self.ranks(args.reservation).pull(args.name, args.rank, args.max_bytes)
-        target = args.alias or args.name
-        self.shell.user_ns[target] = value
-        print(f"{target} <- rank {args.rank}: {type(value).__name__}")
+        if args.alias:
+            self.shell.user_ns[args.alias] = value
+            print(f"{args.alias} <- rank {args.rank}: {type(value).__name__}")
+        return value
 
     def push(self, args: argparse.Namespace) -> None:
         shell = self.shell

@@ -145,9 +145,10 @@ def test_interrupt_stops_a_sleeping_cell_on_every_rank_within_2s(shell: Interact
 
 def test_pull_and_push(shell: InteractiveShell) -> None:
     cell(shell, "w = torch.arange(4.0) + rank")
+    assert shell.run_line_magic("neo", "pull w --rank 2 -r px").tolist() == [2.0, 3.0, 4.0, 5.0]
     with capture_output():
-        shell.run_line_magic("neo", "pull w --rank 2 -r px")
-    assert shell.user_ns["w"].tolist() == [2.0, 3.0, 4.0, 5.0]
+        shell.run_line_magic("neo", "pull w --rank 1 --as w1 -r px")
+    assert shell.user_ns["w1"].tolist() == [1.0, 2.0, 3.0, 4.0]
     shell.user_ns["lr"] = 0.25
     with capture_output():
         shell.run_line_magic("neo", "push lr -r px")

@@ -87,6 +87,10 @@ async def test_every_route_with_cli_shapes_and_events(api: Any, jp_serverapp: An
         "price_per_hour": 6.0,
         "free_gpus": 4,
         "rejected": None,
+        "data": [],
+        "copy_cost": 0,
+        "copy_seconds": 0,
+        "estimate": 48.0,  # $6/h over the default 8h horizon (no datasets: no copy)
     }
 
     code, res = await api("POST", "reservations", {"gpus": 4, "nodes": 2, "idle_ttl": "30m", "name": "web"})
@@ -184,7 +188,7 @@ def route_calls() -> list[tuple[str, str]]:
 
 async def test_no_route_answers_without_credentials(jp_fetch: Any) -> None:
     calls = route_calls()
-    assert len(calls) == 11
+    assert len(calls) == 12  # every (verb, route) of ROUTES, GET datasets included
     for method, path in calls:
         with pytest.raises(HTTPClientError) as info:
             await jp_fetch(

@@ -26,11 +26,15 @@ def backend_for(cluster: Cluster, config: Config, store: Store) -> Backend:
         from jupyter_neo.backends.slurm import SlurmBackend
 
         return SlurmBackend(cluster, config, store)
+    if cluster.backend == "ssh":
+        from jupyter_neo.backends.ssh import SshBackend
+
+        return SshBackend(cluster, config, store)
     from jupyter_neo.errors import ConfigError
 
     raise ConfigError(
         f"cluster {cluster.name!r}: backend {cluster.backend!r} is not available in this version",
-        "use backend: local, kubernetes or slurm",
+        "use backend: local, kubernetes, slurm or ssh",
     )
 
 

@@ -8,6 +8,7 @@ leases, costs) is the core's, identical on every backend.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from jupyter_neo.transport.streams import ByteStream
 
 if TYPE_CHECKING:
     from jupyter_neo.config import Config
-    from jupyter_neo.model import Cluster, Pod, Reservation
+    from jupyter_neo.datasets.spec import DatasetUse
+    from jupyter_neo.model import Cluster, HostStatus, Pod, Reservation
     from jupyter_neo.store import Store
 
 # The progress callback of the reserve in progress. A context variable, not an ``allocate``
@@ -41,6 +43,7 @@ class Capacity:
     free: int
     allocatable: int | None = None
     requested: int | None = None
+    hosts: list[HostStatus] | None = None
 
 
 class Backend(abc.ABC):
@@ -100,12 +103,35 @@ class Backend(abc.ABC):
         """
         return await self.open_stream(pod, stub_argv(self.python(pod), self.agent_dir(pod)))
 
+    def data_path(self, res: Reservation, use: DatasetUse) -> str | None:
+        """Where every rank finds a dataset this cluster holds (``NEO_DATA_<NAME>``); None if absent.
+
+        The default is a ``path`` location as it is: a folder on every node (Slurm, SSH). Backends
+        that can mount (Kubernetes: ``/data/<name>``) or link (local) say otherwise.
+        """
+        loc = use.location
+        return loc.path if loc is not None and loc.path is not None else None
+
+    def check_datasets(self, res: Reservation) -> None:  # noqa: B027 (optional hook)
+        """Refuse, before anything is held, a dataset location this backend can see is missing."""
+
     async def pod_lost(self, res: Reservation, pod: Pod) -> None:  # noqa: B027 (optional hook)
         """A pod's agent vanished mid-run: make sure nothing it started keeps running."""
 
     @abc.abstractmethod
     async def release(self, res: Reservation) -> None:
         """Give back every pod and the capacity claim; idempotent; verify nothing remains."""
+
+    async def abandon(self, res: Reservation, exc: BaseException) -> None:
+        """A failed ``allocate`` holds nothing: release what it took and close its pending record."""
+        from jupyter_neo.model import ReservationState, utcnow
+
+        with contextlib.suppress(Exception):
+            await self.release(res)
+        res.state = ReservationState.RELEASED
+        res.released_at = utcnow()
+        res.reason = str(getattr(exc, "message", "") or "reserve interrupted")
+        self.store.save_reservation(res)
 
     async def reconcile(self, known: dict[str, Reservation]) -> dict[str, str]:
         """Compare the backend's truth with the store's.
@@ -114,3 +140,28 @@ class Backend(abc.ABC):
         ``{reservation id: reason}`` for active reservations whose pods are gone.
         """
         return {}
+
+
+class NodeDirBackend(Backend):
+    """A backend whose pod is a directory ``base_dir/<reservation>/<node>`` on a remote node (Slurm
+    nodes, SSH hosts): the agent and the workspace live below it, run by ``remote_python``.
+
+    The node's name is in the path so pods stay apart where nodes share a filesystem (NFS homes,
+    the in-repo test clusters).
+    """
+
+    base_dir = "/tmp/jupyter-neo-{user}"
+    remote_python = "python3"
+
+    def pod_dir(self, res_id: str, owner: str, node: str) -> str:
+        base = self.base_dir.replace("{user}", owner or "neo")
+        return f"{base}/{res_id}/{node}"
+
+    def agent_dir(self, pod: Pod) -> str:
+        return f"{pod.handle['dir']}/agent"
+
+    def workspace_dir(self, pod: Pod) -> str:
+        return f"{pod.handle['dir']}/ws"
+
+    def python(self, pod: Pod) -> str:
+        return self.remote_python

@@ -22,7 +22,8 @@ import psutil
 from neo_agent.boot import SOCKET_NAME
 
 from jupyter_neo.backends.base import Backend
-from jupyter_neo.errors import BackendError, NoCapacity, NotFound
+from jupyter_neo.datasets.spec import DatasetUse
+from jupyter_neo.errors import BackendError, InvalidRequest, NoCapacity, NotFound
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Pod, Reservation, ReservationState
 from jupyter_neo.transport.streams import ByteStream, SubprocessStream, UnixSocketStream
@@ -78,6 +79,30 @@ class LocalBackend(Backend):
     async def start(self, res: Reservation) -> None:
         for pod in res.pods:
             Path(pod.handle["dir"]).mkdir(parents=True, exist_ok=True)
+        for use in res.datasets:
+            folder = dataset_folder(use)
+            if folder is not None and use.path is not None:
+                link = Path(use.path)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(folder.resolve(), target_is_directory=True)
+
+    def data_path(self, res: Reservation, use: DatasetUse) -> str | None:
+        """``<reservation>/data/<name>``: a symlink to the folder, the local stand-in for ``/data/<name>``.
+
+        Local pods are processes of this user, so nothing can be mounted (that needs root) and
+        read-only is not enforced: the ranks get the folder's own permissions. Release removes the
+        link, never the folder (``rmtree`` unlinks symlinks without following them).
+        """
+        return str(self.res_dir(res.id) / "data" / use.name) if dataset_folder(use) else None
+
+    def check_datasets(self, res: Reservation) -> None:
+        for use in res.datasets:
+            folder = dataset_folder(use)
+            if folder is not None and not folder.is_dir():
+                raise InvalidRequest(
+                    f"dataset {use.name}: folder {folder} on cluster {self.cluster.name!r} does not exist",
+                    "fix its location in the configuration (neo datasets shows them)",
+                )
 
     def agent_dir(self, pod: Pod) -> str:
         return str(Path(pod.handle["dir"]) / "agent")
@@ -158,6 +183,12 @@ class LocalBackend(Backend):
                         agent_exit_reason(Path(self.agent_dir(gone[0]))) or f"pod {gone[0].name} is gone"
                     )
         return lost
+
+
+def dataset_folder(use: DatasetUse) -> Path | None:
+    """The folder a local cluster holds a dataset in (None when it does not hold it)."""
+    loc = use.location
+    return Path(loc.path).expanduser() if loc is not None and loc.path is not None else None
 
 
 def agent_alive(agent_dir: Path) -> bool:

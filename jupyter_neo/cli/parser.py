@@ -62,6 +62,13 @@ def add_reserve_flags(p: argparse.ArgumentParser, required: bool = True) -> None
     g.add_argument("--idle-ttl", default="default", help="release after this long idle (30m, 2h, none)")
     g.add_argument("--budget", type=positive_float, help="USD cap for the reservation")
     g.add_argument("--name", help="a name to refer to the reservation by")
+    g.add_argument(
+        "--data",
+        action="append",
+        metavar="NAME[:rw]",
+        help="a dataset the gang needs (repeatable): placed where it is or may be copied, "
+        "mounted read-only at /data/NAME unless :rw (neo datasets)",
+    )
 
 
 def build_parser(prog: str = "neo") -> NeoArgumentParser:

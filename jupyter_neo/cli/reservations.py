@@ -73,6 +73,10 @@ def cmd_clusters(client: Client, args: argparse.Namespace) -> int:
         output.emit_json([c.model_dump(mode="json") for c in rows])
     else:
         output.out.print(output.clusters_table(rows))
+        for row in rows:
+            if row.hosts:
+                output.out.print()
+                output.out.print(output.hosts_table(row))
     return 0
 
 
@@ -87,27 +91,10 @@ def cmd_reserve(client: Client, args: argparse.Namespace) -> int:
         if args.json:
             output.emit_json([c.public() for c in cands])
         else:
-            from rich.table import Table
-
-            t = Table(box=None, header_style="bold")
-            for col in ("CLUSTER", "REGION", "SHAPE", "$/H", "FREE", "VERDICT"):
-                t.add_column(col)
-            chosen = next(
-                (c for c in cands if c.rejected is None and (c.free_gpus or 0) >= c.nodes * c.gpus_per_node),
-                None,
-            )
-            for c in cands:
-                verdict = c.rejected or ("chosen (cheapest with capacity)" if c is chosen else "fits")
-                shape = f"{c.nodes}x{c.gpus_per_node}" if c.rejected is None else "-"
-                t.add_row(
-                    c.cluster.name,
-                    c.cluster.region,
-                    shape,
-                    output.money(c.price_per_hour) if c.rejected is None else "-",
-                    "-" if c.free_gpus is None else str(c.free_gpus),
-                    verdict,
-                )
-            output.out.print(t)
+            horizon = client.config.transfer.horizon
+            label = horizon if isinstance(horizon, str) else output.format_duration(horizon)
+            with_data = bool(_request_fields(args).get("data"))
+            output.out.print(output.explain_table(cands, with_data=with_data, horizon=label))
         return 0
     res = client.reserve(**_request_fields(args), progress=output.progress)
     if args.json:

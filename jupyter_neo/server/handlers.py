@@ -84,14 +84,26 @@ class PlacementHandler(NeoHandler):
     @authorized
     async def get(self) -> None:
         async def work() -> dict[str, Any]:
+            lists = ("residency", "data")  # repeatable: ?data=imagenet&data=web
             query: dict[str, Any] = {
-                k: v[-1].decode() for k, v in self.request.query_arguments.items() if k != "residency"
+                k: v[-1].decode() for k, v in self.request.query_arguments.items() if k not in lists
             }
-            residency = self.get_query_arguments("residency")
-            if residency:
-                query["residency"] = residency
+            for key in lists:
+                values = self.get_query_arguments(key)
+                if values:
+                    query[key] = values
             query = {k: v for k, v in query.items() if k not in ("_xsrf", "token")}
             return {"candidates": await self.manager.placement(query)}
+
+        await self.reply(work)
+
+
+class DatasetsHandler(NeoHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        async def work() -> dict[str, Any]:
+            return {"datasets": await self.manager.datasets()}
 
         await self.reply(work)
 
@@ -161,6 +173,7 @@ class RunLogsHandler(NeoHandler):
 ROUTES: list[tuple[str, type[NeoHandler]]] = [
     ("clusters", ClustersHandler),
     ("placement", PlacementHandler),
+    ("datasets", DatasetsHandler),
     ("reservations", ReservationsHandler),
     ("reservations/{rid}", ReservationHandler),
     ("runs", RunsHandler),

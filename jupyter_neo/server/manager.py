@@ -30,7 +30,7 @@ ChangeKind = Literal["reservation", "run"]
 Emit = Callable[[ChangeKind, str, str], None]
 
 RESERVE_FIELDS = REQUEST_FIELDS  # a POST body is a gang request, field for field
-PLACEMENT_FIELDS = ("gpus", "nodes", "gpu_type", "cluster", "region", "residency", "max_price")
+PLACEMENT_FIELDS = ("gpus", "nodes", "gpu_type", "cluster", "region", "residency", "max_price", "data")
 EXTEND_FIELDS = ("idle_ttl", "budget")
 
 
@@ -70,6 +70,10 @@ class NeoManager:
             raise InvalidRequest("gpus is required", "e.g. ?gpus=16")
         request = gang_request(self.core.config, **query)
         return [c.public() for c in await self.core.explain(request)]
+
+    async def datasets(self) -> list[dict[str, Any]]:
+        """Every dataset: size, residency, which clusters hold it and where it may be copied."""
+        return self.core.datasets()
 
     # ------------------------------------------------------------------ reservations
     async def reservations(self, include_released: bool = False) -> list[dict[str, Any]]:

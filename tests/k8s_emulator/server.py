@@ -257,7 +257,27 @@ class Emulator:
         for root in self._emptydirs(obj):
             await asyncio.to_thread(kill_tree_under, root)
             await asyncio.to_thread(shutil.rmtree, root, True)
+        self._unlink_host_paths(obj)
         self._schedule()
+
+    @staticmethod
+    def _host_paths(pod: Obj) -> list[tuple[Path, str]]:
+        """hostPath mounts as (mountPath, host directory): the emulator links the one to the other,
+        so a process of the pod finds the node's directory at the path the pod spec names."""
+        hosts = {v["name"]: v["hostPath"]["path"] for v in pod["spec"].get("volumes", []) if "hostPath" in v}
+        return [
+            (Path(m["mountPath"]), hosts[m["name"]])
+            for c in pod["spec"]["containers"]
+            for m in c.get("volumeMounts", [])
+            if m["name"] in hosts
+        ]
+
+    def _unlink_host_paths(self, pod: Obj) -> None:
+        """Remove a pod's hostPath links that no other pod still mounts."""
+        others = {m for p in self.pods.values() if p is not pod for m, _ in self._host_paths(p)}
+        for mount, _host in self._host_paths(pod):
+            if mount not in others and mount.is_symlink():
+                mount.unlink()
 
     @staticmethod
     def _emptydirs(pod: Obj) -> list[Path]:
@@ -402,6 +422,10 @@ class Emulator:
         pod["spec"]["nodeName"] = node
         for root in self._emptydirs(pod):
             root.mkdir(parents=True, exist_ok=True)
+        for mount, host in self._host_paths(pod):
+            if not mount.is_symlink():
+                mount.parent.mkdir(parents=True, exist_ok=True)
+                mount.symlink_to(host, target_is_directory=True)
         pod["status"] = {
             "phase": "Running",
             "hostIP": "127.0.0.1",

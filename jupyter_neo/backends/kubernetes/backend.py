@@ -18,6 +18,7 @@ from jupyter_neo.backends.kubernetes import gang as gangs
 from jupyter_neo.backends.kubernetes import manifests as mf
 from jupyter_neo.backends.kubernetes.api import KubeApi, Obj
 from jupyter_neo.backends.kubernetes.options import KubeOptions, kube_options
+from jupyter_neo.datasets.spec import DatasetUse
 from jupyter_neo.errors import BackendError, NeoError, NoCapacity
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Pod, Reservation, ReservationState
@@ -255,6 +256,10 @@ class KubernetesBackend(Backend):
 
     def agent_dir(self, pod: Pod) -> str:
         return mf.pod_root(self.opts, pod.name) + "/agent"
+
+    def data_path(self, res: Reservation, use: DatasetUse) -> str | None:
+        """``/data/<name>`` (``options.data_root``): the dataset's volume is mounted there in every pod."""
+        return mf.data_mount_path(self.opts, use.name) if use.location is not None else None
 
     def workspace_dir(self, pod: Pod) -> str:
         return mf.pod_root(self.opts, pod.name) + "/ws"

@@ -31,7 +31,9 @@ async def dry_run_objects(
     clusters = [c for c in config.clusters if c.backend == "kubernetes"]
     if not clusters:
         raise InvalidRequest("--dry-run prints Kubernetes objects, and no kubernetes cluster is configured")
-    candidates = placement.evaluate(request, clusters, config.defaults.residency)
+    candidates = placement.evaluate(
+        request, clusters, config.defaults.residency, datasets=config.dataset_map, transfer=config.transfer
+    )
     feasible = [c for c in candidates if c.rejected is None]
     if not feasible:
         raise placement.no_fit_error(request, candidates)
@@ -48,6 +50,7 @@ async def dry_run_objects(
         idle_ttl=request.idle_ttl,
         price_per_hour=cand.price_per_hour,
         owner=owner(),
+        datasets=[fit.use() for fit in cand.data.fits],
     )
     mechanism = gang or await backend.gang_mechanism()
     return backend.objects(res, mechanism)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jupyter_neo.backends.kubernetes.options import KubeOptions
+from jupyter_neo.backends.kubernetes.options import KubeOptions, NfsSource, VolumeSpec
 from jupyter_neo.model import Reservation
 
 Obj = dict[str, Any]
@@ -74,6 +74,34 @@ def common_labels(cluster: str, res: Reservation) -> dict[str, str]:
         L_CLUSTER: label_value(cluster),
         L_OWNER: label_value(res.owner or "unknown"),
     }
+
+
+def data_mount_path(opts: KubeOptions, name: str) -> str:
+    return f"{opts.data_root.rstrip('/')}/{name}"
+
+
+def dataset_volumes(opts: KubeOptions, res: Reservation) -> list[VolumeSpec]:
+    """One volume per dataset the cluster holds, at ``<data_root>/<name>`` (``/data/<name>``),
+    read-only unless the request said ``NAME:rw``.
+
+    A ``path`` location is not a Kubernetes volume (the configuration check refuses it here).
+    """
+    out = []
+    for use in res.datasets:
+        loc = use.location
+        if loc is None or loc.kind == "path":
+            continue
+        out.append(
+            VolumeSpec(
+                name=f"neo-data-{use.name}",
+                mount_path=data_mount_path(opts, use.name),
+                read_only=use.read_only,
+                host_path=loc.host_path,
+                pvc=loc.pvc,
+                nfs=NfsSource(server=loc.nfs.server, path=loc.nfs.path) if loc.nfs else None,
+            )
+        )
+    return out
 
 
 def whole_nodes(res: Reservation, node_gpus: int) -> bool:
@@ -176,6 +204,8 @@ def pod(
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "neo", "mountPath": root},
+            *(v.mount() for v in opts.volumes),
+            *(v.mount() for v in dataset_volumes(opts, res)),
         ],
     }
     if security:
@@ -197,6 +227,8 @@ def pod(
         "volumes": [
             {"name": "dshm", "emptyDir": shm},
             {"name": "neo", "emptyDir": {}},
+            *(v.volume() for v in opts.volumes),
+            *(v.volume() for v in dataset_volumes(opts, res)),
         ],
         "tolerations": tolerations,
     }

@@ -36,15 +36,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_neo.backends.base import Backend, report_progress
-from jupyter_neo.backends.slurm.commands import Completed, LocalCommands, SlurmCommands, SshCommands
+from jupyter_neo.backends.base import NodeDirBackend, report_progress
+from jupyter_neo.backends.slurm.commands import Completed, LocalSlurmCommands, SlurmCommands, login_commands
 from jupyter_neo.backends.slurm.options import SlurmOptions, parse_options, slurm_minutes
 from jupyter_neo.config import Config
 from jupyter_neo.errors import BackendError, ConfigError, NoCapacity
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Cluster, Pod, Reservation, ReservationState, utcnow
 from jupyter_neo.store import Store
-from jupyter_neo.transport.bundle import agent_bundle
+from jupyter_neo.transport.bundle import INSTALL, agent_bundle
 from jupyter_neo.transport.streams import ByteStream
 
 JOB_PREFIX = "neo-"
@@ -57,22 +57,6 @@ AGENT_START_S = 30.0
 GONE_TIMEOUT_S = 20.0
 # Node states that can take no new job (sinfo's compact names; '*' = not responding).
 _UNUSABLE = ("down", "drain", "fail", "maint", "inval", "boot", "powered", "powering", "reboot")
-
-# Fixed programs run on the node with argv only (nothing here is built from user input).
-INSTALL = r"""
-import hashlib, os, sys
-d, h = sys.argv[1], sys.argv[2]
-os.makedirs(d, mode=0o700, exist_ok=True)
-z = os.path.join(d, "agent-" + h + ".pyz")
-b = sys.stdin.buffer.read()
-if not os.path.exists(z):
-    if hashlib.sha256(b).hexdigest()[:16] != h:
-        sys.exit("neo: corrupt agent upload")
-    t = "%s.%d.tmp" % (z, os.getpid())
-    with open(t, "wb") as f:
-        f.write(b)
-    os.replace(t, z)
-"""
 
 # The keeper: the agent's parent for the reservation's life, inside its own step. When the agent
 # stops by itself (idle TTL, lease) it records why on the job and cancels the allocation, so the
@@ -133,16 +117,17 @@ print(os.environ.get("CUDA_VISIBLE_DEVICES") or os.environ.get("SLURM_STEP_GPUS"
 """
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(NodeDirBackend):
     """Gangs as Slurm allocations, pods reached with ``srun --overlap``."""
 
     def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
         super().__init__(cluster, config, store)
         self.options: SlurmOptions = parse_options(cluster.name, cluster.options)
+        self.base_dir, self.remote_python = self.options.base_dir, self.options.python
         self.cmd: SlurmCommands = (
-            SshCommands(self.options.env, self.options.login, self.options.ssh_options)
+            login_commands(self.options.env, self.options.login, self.options.ssh_options)
             if self.options.login
-            else LocalCommands(self.options.env)
+            else LocalSlurmCommands(self.options.env)
         )
         conf = self.options.env.get("SLURM_CONF")
         if conf and not self.options.login and not Path(conf).is_file():
@@ -159,19 +144,6 @@ class SlurmBackend(Backend):
 
     def _rid_of(self, job_name: str) -> str | None:
         return job_name[len(self.job_prefix) :] if job_name.startswith(self.job_prefix) else None
-
-    def pod_dir(self, res_id: str, owner: str, node: str) -> str:
-        base = self.options.base_dir.replace("{user}", owner or "neo")
-        return f"{base}/{res_id}/{node}"
-
-    def agent_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/agent"
-
-    def workspace_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/ws"
-
-    def python(self, pod: Pod) -> str:
-        return self.options.python
 
     def _step(self, pod: Pod, *argv: str) -> list[str]:
         """``srun`` for one task on ``pod``'s node inside its allocation, sharing its resources."""
@@ -257,16 +229,8 @@ class SlurmBackend(Backend):
             ]
             self.store.save_reservation(res, **controller_identity())
         except BaseException as exc:
-            await asyncio.shield(self._cancel_and_forget(res, exc))
+            await asyncio.shield(self.abandon(res, exc))
             raise
-
-    async def _cancel_and_forget(self, res: Reservation, exc: BaseException) -> None:
-        with contextlib.suppress(Exception):
-            await self.release(res)
-        res.state = ReservationState.RELEASED
-        res.released_at = utcnow()
-        res.reason = str(getattr(exc, "message", "") or "reserve interrupted")
-        self.store.save_reservation(res)
 
     async def _wait_granted(self, res: Reservation) -> int:
         """Run ``salloc --no-shell`` and return the job id once Slurm starts the whole gang."""

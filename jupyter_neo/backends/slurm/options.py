@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from jupyter_neo.backends.options import validate_options
 from jupyter_neo.durations import parse_duration
-from jupyter_neo.errors import ConfigError, InvalidRequest
 
 # Slurm's --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or UNLIMITED.
 _TIME_RE = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^(?i:unlimited|infinite)$")
@@ -106,17 +106,6 @@ def slurm_minutes(limit: str) -> float | None:
 
 def parse_options(cluster_name: str, options: dict[str, Any]) -> SlurmOptions:
     """Validate a cluster's ``options`` mapping into :class:`SlurmOptions` or raise ConfigError."""
-    try:
-        parsed = SlurmOptions.model_validate(options)
-        parsed.pending_timeout_s  # noqa: B018 (validates the duration)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "options"
-        keys = ", ".join(SlurmOptions.model_fields)
-        raise ConfigError(
-            f"cluster {cluster_name!r}: options.{where}: {err['msg']}",
-            f"slurm options are: {keys} (see docs/slurm.md)",
-        ) from None
-    except InvalidRequest as exc:
-        raise ConfigError(f"cluster {cluster_name!r}: options.pending_timeout: {exc.message}") from None
-    return parsed
+    keys = ", ".join(SlurmOptions.model_fields)
+    hint = f"slurm options are: {keys} (see docs/slurm.md)"
+    return validate_options(SlurmOptions, cluster_name, options, hint, durations=("pending_timeout",))

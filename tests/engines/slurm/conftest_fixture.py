@@ -32,11 +32,11 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Skip outside CI, fail inside it: a CI machine that cannot run Slurm is a CI bug."""
+def _unavailable(reason: str, what: str = "Slurm test cluster") -> NoReturn:
+    """Skip outside CI, fail inside it: a CI machine that cannot run the engine is a CI bug."""
     if _in_ci():
-        pytest.fail(f"Slurm test cluster unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"Slurm test cluster unavailable: {reason}")
+        pytest.fail(f"{what} unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")

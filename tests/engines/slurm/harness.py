@@ -18,15 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.engines import run_start_script
+
 HERE = Path(__file__).resolve().parent
 START_SH = HERE / "start.sh"
 STOP_SH = HERE / "stop.sh"
 SMOKE_SH = HERE / "smoke.sh"
 DEFAULT_RUN = "/var/tmp/jupyter-neo-slurm"
 
-# start.sh exits with this when the machine cannot host the cluster at all (not root, no
-# CAP_NET_ADMIN/CAP_SYS_ADMIN): a reason to skip, unlike any other failure.
-EXIT_NO_PRIVILEGES = 3
 
 _GRANTED_RE = re.compile(r"Granted job allocation (\d+)")
 
@@ -200,18 +199,9 @@ def ensure_slurm_cluster(
             "the Slurm test cluster needs root (network namespaces, daemons)", unavailable=True
         )
     env = _script_env({"SLURM_NODES": str(nodes), "FAKE_GPUS": str(gpus_per_node), **(extra_env or {})})
-    try:
-        proc = subprocess.run(
-            ["bash", str(START_SH)], env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise SlurmHarnessError(f"start.sh did not finish within {timeout}s") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise SlurmHarnessError(
-            f"start.sh failed (exit {proc.returncode}):\n{tail}",
-            unavailable=proc.returncode == EXIT_NO_PRIVILEGES,
-        )
+    ok, unavailable, problem = run_start_script(START_SH, env, timeout)
+    if not ok:
+        raise SlurmHarnessError(problem, unavailable=unavailable)
     return load_cluster()
 
 
