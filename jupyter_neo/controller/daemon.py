@@ -323,6 +323,33 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
     return True
 
 
+SKIP_PRELOAD = ("jupyter_neo.server", "jupyter_neo.magics", "jupyter_neo.widgets", "jupyter_neo.interactive")
+
+
+def preload() -> None:
+    """Import the package's modules once, in this thread, before serving.
+
+    Worker threads that import a package's modules concurrently can meet a partially initialised
+    module through a circular package import (``jupyter_neo.sync`` <-> ``.push``) and fail with
+    ImportError; importing everything up front (while clients wait for the socket) avoids it.
+    Surfaces of other processes (Jupyter server, magics, widgets) are left out.
+    """
+    import importlib
+    import pkgutil
+
+    import jupyter_neo
+    from jupyter_neo.cli.parser import build_parser
+
+    for info in pkgutil.walk_packages(jupyter_neo.__path__, "jupyter_neo."):
+        if info.name.startswith(SKIP_PRELOAD) or "labextension" in info.name:
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception:  # an optional backend's library missing: imported (and reported) on use
+            log.info("preload: %s not importable here", info.name)
+    build_parser()
+
+
 def main() -> int:
     home = Path(os.environ.get("NEO_HOME") or "").absolute()
     if not os.environ.get("NEO_HOME"):
@@ -340,6 +367,7 @@ def main() -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s controller[%(process)d] %(message)s"
     )
+    preload()
     sys.stdout = terminal.Router(1, sys.stdout)
     sys.stderr = terminal.Router(2, sys.stderr)
     try:
