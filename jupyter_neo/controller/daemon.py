@@ -4,8 +4,9 @@ One per ``$NEO_HOME``, guaranteed by a lock held for its whole life (``controlle
 listens on ``$NEO_HOME/controller.sock`` (mode 0600; peers of another uid are refused), runs each
 forwarded command line in a worker thread against the shared :class:`~jupyter_neo.core.Core`,
 and in the background keeps an authenticated connection open to every pod of every live
-reservation (re-opened after a reconcile when one drops, closed at release) and drops the
-change trackers of released reservations. It exits after ``NEO_CONTROLLER_IDLE`` seconds (default
+reservation (re-opened after a reconcile when one drops, closed at release), drops the change
+trackers of released reservations and reconciles every 30 s while reservations live (budgets:
+warning at 80%, release at 100%; lost pods). It exits after ``NEO_CONTROLLER_IDLE`` seconds (default
 600) without requests while no reservation is live; reservations never depend on it (the pods
 enforce their own leases), so a killed controller loses nothing a new one cannot adopt.
 """
@@ -30,6 +31,7 @@ from jupyter_neo.controller import terminal, wire
 
 log = logging.getLogger("jupyter_neo.controller")
 MAINTAIN_EVERY = 2.0
+RECONCILE_EVERY = 15  # maintenance cycles: a full reconcile every 30 s while reservations live
 CONNECT_TIMEOUT = 15.0
 
 
@@ -241,12 +243,17 @@ class Controller:
             await self._keep_warm(core)
 
     async def _maintain(self) -> None:
+        cycle = 0
         while True:
             await asyncio.sleep(MAINTAIN_EVERY)
+            cycle += 1
             live = 0
             for core in list(self.cores.values()):
                 try:
                     live += await self._keep_warm(core)
+                    if live and cycle % RECONCILE_EVERY == 0:
+                        # Budgets (warning at 80%, release at 100%) and lost pods, also between commands.
+                        await core.reconcile(force=True)
                 except Exception:
                     log.exception("keeping connections warm failed")
             idle = time.monotonic() - self.last_busy
