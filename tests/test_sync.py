@@ -103,10 +103,10 @@ def test_escaping_symlinks_large_and_unreadable_files_are_reported_while_the_res
 
         real = manifest.hash_file
 
-        def as_user(path: str) -> tuple[str, int]:
+        def as_user(path: str, expected: tuple[int, int] | None = None) -> tuple[str, int]:
             if os.stat(path).st_mode & 0o444 == 0:
                 raise PermissionError(13, "Permission denied", path)
-            return real(path)
+            return real(path, expected)
 
         monkeypatch.setattr(manifest, "hash_file", as_user)
     from jupyter_neo.sync.push import gang_sync_for

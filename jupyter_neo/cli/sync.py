@@ -31,6 +31,8 @@ def _show(report: SyncReport, as_json: bool, verbose: bool) -> None:
     for path, why in sorted(report.skipped.items()):
         output.err.print(f"[yellow]skipped[/yellow] {path}: {why}", markup=True, highlight=False)
     output.err.print(report.summary(), markup=False)
+    for warning in report.warnings:
+        output.err.print(f"warning: {warning}", markup=False)
     for pod in report.stragglers:
         output.err.print(f"straggler: {pod.pod} took {pod.latency_ms:.0f} ms", markup=False)
 

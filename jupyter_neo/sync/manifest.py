@@ -26,6 +26,9 @@ from typing import NamedTuple
 
 from neo_agent.workspace_ops import ROOT_MOD, entry_hash, link_escapes, root_hex
 
+from jupyter_neo.errors import InvalidRequest
+from jupyter_neo.sync import files
+from jupyter_neo.sync.files import Ident, Swapped
 from jupyter_neo.sync.ignore import IgnoreRules
 
 RACY_NS = 20_000_000  # files written this close to their hashing are re-hashed next scan
@@ -112,11 +115,36 @@ def diff(old: Manifest, new: Manifest, paths: set[str] | None = None) -> dict[st
     return out
 
 
-def hash_file(path: str) -> tuple[str, int]:
-    """SHA-256 (hardware-accelerated where available, faster than blake2b) and byte count."""
+class WorkspaceVanished(InvalidRequest):
+    """The workspace root disappeared (or was replaced) while it was being scanned."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(
+            f"workspace {root} vanished during the scan; nothing was published to the pods",
+            "recreate the folder (or pass --path DIR) and run neo sync again",
+        )
+
+
+def root_ident(root: Path) -> Ident:
+    """Which directory the workspace root is now (a root given as a symlink is followed)."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        raise WorkspaceVanished(root) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise WorkspaceVanished(root)
+    return files.ident(st)
+
+
+def hash_file(path: str, expected: Ident | None = None) -> tuple[str, int]:
+    """SHA-256 (hardware-accelerated where available, faster than blake2b) and byte count.
+
+    Opened as the scan saw it (``expected``; see :mod:`jupyter_neo.sync.files`): a path swapped
+    for a symlink or a FIFO raises :class:`Swapped` instead of being followed or blocking.
+    """
     h = hashlib.sha256()
     n = 0
-    with open(path, "rb") as f:
+    with os.fdopen(files.open_file(path, expected), "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
             n += len(chunk)
@@ -131,6 +159,7 @@ class _Pass:
     now_ns: int
     touched: set[str] = field(default_factory=set)
     hashed: int = 0
+    idents: dict[str, Ident] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,6 +169,11 @@ class ScanResult:
     skipped: dict[str, str]  # path -> why it is not synced (refused, unreadable)
     hashed: int = 0
     seconds: float = 0.0
+    idents: dict[str, Ident] = field(default_factory=dict)  # file -> the inode the scan read
+
+    def ident_of(self, path: str, entry: Entry) -> Ident | None:
+        """The inode a file's content must come from: as scanned now, or as cached earlier."""
+        return self.idents.get(path) or (entry.key[:2] if entry.key else None)
 
 
 class Scanner:
@@ -179,13 +213,18 @@ class Scanner:
         }
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(self.cache_path)
+        try:
+            tmp.write_text(json.dumps(doc))
+            tmp.replace(self.cache_path)
+        except BaseException:  # a full disk: leave no partial file (the caller warns)
+            tmp.unlink(missing_ok=True)
+            raise
 
     # ------------------------------------------------------------------ scanning
     def scan(self, hints: set[str] | None = None) -> ScanResult:
         """A new manifest: everything (``hints`` None) or only the hinted paths re-examined."""
         t0 = time.perf_counter()
+        top = root_ident(self.root)
         if hints is not None and not hints:  # a tracker saw nothing: O(1), not a manifest copy
             return ScanResult(self.manifest, {}, dict(self.skipped), 0, time.perf_counter() - t0)
         new = self.manifest.copy()
@@ -195,7 +234,7 @@ class Scanner:
         if hints is None:
             ctx = _Pass({}, time.time_ns())
             seen: dict[str, Entry] = {}
-            self._walk("", seen, ctx)
+            self._walk("", seen, ctx, top)
             for path in [p for p in new.entries if p not in seen]:
                 new.put(path, None)
             for path, entry in seen.items():
@@ -207,7 +246,9 @@ class Scanner:
             for rel in sorted(hints):
                 self._rescan_path(rel, new, ctx)
             changes = diff(self.manifest, new, ctx.touched)
-        return ScanResult(new, changes, ctx.skipped, ctx.hashed, time.perf_counter() - t0)
+        if root_ident(self.root) != top:  # deleted or replaced while we walked: a partial view
+            raise WorkspaceVanished(self.root)
+        return ScanResult(new, changes, ctx.skipped, ctx.hashed, time.perf_counter() - t0, ctx.idents)
 
     def commit(self, result: ScanResult) -> None:
         self.manifest = result.manifest
@@ -229,9 +270,9 @@ class Scanner:
             # Its directory is unknown (new, or ignored): examine the highest unknown ancestor.
             return self._rescan_path(parent, new, ctx)
         try:
-            st = os.lstat(os.path.join(self.root, rel))
+            st = files.lstat_beneath(str(self.root), rel)
         except OSError:
-            return
+            return  # gone, or below a directory that is now a link: nothing to sync there
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.rules.reason_with_parents(rel, is_dir) is not None:
             return
@@ -242,27 +283,32 @@ class Scanner:
         ctx.touched.add(rel)
         if is_dir:
             seen: dict[str, Entry] = {}
-            self._walk(rel, seen, ctx)
+            self._walk(rel, seen, ctx, files.ident(st))
             for path, e in seen.items():
                 new.put(path, e)
             ctx.touched.update(seen)
 
-    def _walk(self, top: str, seen: dict[str, Entry], ctx: _Pass) -> None:
-        stack = [top]
+    def _walk(self, top: str, seen: dict[str, Entry], ctx: _Pass, top_ident: Ident) -> None:
+        """Walk below ``top``, opening each directory as the inode its parent's listing showed."""
+        stack = [(top, top_ident)]
         while stack:
-            rel_dir = stack.pop()
+            rel_dir, expected = stack.pop()
             try:
-                with os.scandir(os.path.join(self.root, rel_dir)) as it:
-                    items = list(it)
+                fd = files.open_dir(os.path.join(self.root, rel_dir), expected, follow=not rel_dir)
+                try:
+                    items = files.list_dir(fd)
+                finally:
+                    os.close(fd)
+            except Swapped as exc:
+                ctx.skipped[rel_dir or "."] = f"{exc.reason}; the next sync takes its new state"
+                continue
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # vanished while walking (the root is checked after the walk)
             except OSError as exc:
                 ctx.skipped[rel_dir or "."] = f"cannot read directory: {exc.strerror}"
                 continue
-            for item in items:
-                rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
-                try:
-                    st = item.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # vanished while walking
+            for name, st in items:
+                rel = f"{rel_dir}/{name}" if rel_dir else name
                 is_dir = stat.S_ISDIR(st.st_mode)
                 if self.rules.reason(rel, is_dir) is not None:
                     continue
@@ -271,7 +317,7 @@ class Scanner:
                     continue
                 seen[rel] = entry
                 if is_dir:
-                    stack.append(rel)
+                    stack.append((rel, files.ident(st)))
 
     def _entry(self, rel: str, st: os.stat_result, ctx: _Pass) -> Entry | None:
         """The entry for one path, from the stat cache when its fingerprint is unchanged."""
@@ -302,11 +348,15 @@ class Scanner:
             )
             return None
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        ctx.idents[rel] = files.ident(st)
         cached = self.manifest.entries.get(rel)
         if cached is not None and cached.key == key and cached.kind == "f":
             return cached._replace(mode=mode)
         try:
-            digest, size = hash_file(full)
+            digest, size = hash_file(full, files.ident(st))
+        except Swapped as exc:
+            ctx.skipped[rel] = f"{exc.reason}; not synced (the next sync takes its new state)"
+            return None
         except PermissionError:
             ctx.skipped[rel] = (
                 "permission denied (not readable by you); fix with chmod or list it in .neoignore"

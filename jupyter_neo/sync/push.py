@@ -16,8 +16,10 @@ docs/sync.md for why relaying through pods does not pay at the sizes measured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 import weakref
@@ -27,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_neo.errors import InvalidRequest, NeoError
-from jupyter_neo.sync.manifest import Entry, Manifest, Scanner, ScanResult, diff
+from jupyter_neo.errors import AgentError, BackendError, InvalidRequest, NeoError
+from jupyter_neo.sync import files
+from jupyter_neo.sync.files import Ident, Swapped
+from jupyter_neo.sync.manifest import Entry, Manifest, Scanner, ScanResult, diff, hash_file, root_ident
 from jupyter_neo.sync.report import Change, PodSync, SyncError, SyncReport
 from jupyter_neo.sync.tracker import ChangeTracker
 
@@ -43,14 +47,44 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 FRAME_LIMIT = 64 * 2**20  # content per frame; larger syncs send ws_objects frames first
 PROGRESS_FRAME = 4 * 2**20
+# Files from this size are streamed in chunks of this size (ws_object_part), never held whole:
+# memory stays bounded whatever NEO_SYNC_MAX_FILE_MB allows (a 600 MB file once cost 1.9 GB RSS).
+STREAM_CHUNK = 8 * 2**20
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def _env_mb(name: str, default: float) -> int:
+    raw = os.environ.get(name, str(default))
     try:
-        return int(float(os.environ.get(name, default)) * 2**20)
+        value = float(raw)
     except ValueError:
-        raise InvalidRequest(f"{name} must be a number of MiB (got {os.environ[name]!r})") from None
+        value = -1.0
+    if not math.isfinite(value) or value < 0 or value > 2**40:
+        raise InvalidRequest(
+            f"{name} must be a number of MiB (got {raw!r})", f"unset {name} or set e.g. {name}=64"
+        )
+    return int(value * 2**20)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise InvalidRequest(
+            f"{name} must be a whole number of pods, 1 or more (got {raw!r})",
+            f"unset {name} or set e.g. {name}=3",
+        )
+    return value
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, default)
+    if raw not in choices:
+        raise InvalidRequest(f"{name} must be one of {', '.join(choices)} (got {raw!r})", f"unset {name}")
+    return raw
 
 
 @dataclass
@@ -64,17 +98,27 @@ class SyncOptions:
     # uploads to the leader only and the other pods pull from it over the cluster network.
     # "auto": only when some pod is off the controller's loopback (measured: on one machine the
     # extra hop costs more than it saves); "on" / "off" force it.
-    relay: str = field(default_factory=lambda: os.environ.get("NEO_SYNC_RELAY", "auto"))
-    relay_min_pods: int = field(default_factory=lambda: int(os.environ.get("NEO_SYNC_RELAY_PODS", "3")))
+    relay: str = field(default_factory=lambda: _env_choice("NEO_SYNC_RELAY", "auto", ("auto", "on", "off")))
+    relay_min_pods: int = field(default_factory=lambda: _env_int("NEO_SYNC_RELAY_PODS", 3))
     relay_min_bytes: int = field(default_factory=lambda: _env_mb("NEO_SYNC_RELAY_MB", 8))
 
 
 @dataclass
 class _Blob:
+    """Content for the pods: held in memory (``data``), or streamed from ``source`` when large."""
+
     digest: str
     mode: int
     data: bytes
     compressed: bool
+    source: str | None = None  # a large file, read in chunks when sent
+    ident: Ident | None = None  # the inode it must still be
+    size: int = -1
+
+    @property
+    def length(self) -> int:
+        """Bytes on the wire (after compression for in-memory blobs)."""
+        return len(self.data) if self.source is None else self.size
 
 
 @dataclass
@@ -199,6 +243,9 @@ class GangSync:
         )
         base = self.scanner.manifest
         blobs = await self._stage(base, scan)
+        # Publish nothing from a tree that was deleted while it was read (it would look like
+        # "every file deleted" or a partial tree); this raises WorkspaceVanished, one line.
+        root_ident(self.root)
         report = SyncReport(
             reservation=self.res.id,
             root_path=str(self.root),
@@ -227,7 +274,7 @@ class GangSync:
         mine = [a for k, a in self.scanner.acked.items() if k.startswith(self.res.id + "/")]
         generation = max((int(str(a[0])) for a in mine), default=0) + 1
         plan = _Plan(base, scan.manifest, scan.changes, blobs, generation)
-        payload = sum(len(b.data) for b in blobs.values())
+        payload = sum(b.length for b in blobs.values())
         relay_wanted = self.options.relay == "on" or (
             self.options.relay == "auto" and any(p.address not in LOOPBACK for p in self.res.pods)
         )
@@ -257,7 +304,12 @@ class GangSync:
         report.total_ms = (time.perf_counter() - t0) * 1000
         # A no-op changed nothing worth persisting: skip rewriting the whole stat cache.
         if not dry_run and persist and not (report.noop and not scan.hashed):
-            await asyncio.to_thread(self.scanner.save)
+            try:
+                await asyncio.to_thread(self.scanner.save)
+            except OSError as exc:  # the cache only saves re-hashing: a warning, not a failure
+                report.warnings.append(
+                    f"could not save the stat cache ({exc.strerror}); the next sync re-hashes every file"
+                )
         failed = [p for p in report.pods if p.status == "failed"]
         if failed:
             raise SyncError(
@@ -280,20 +332,29 @@ class GangSync:
         return await asyncio.to_thread(self._read_blobs, wanted, scan)
 
     def _read_blobs(self, wanted: dict[str, Entry], scan: ScanResult) -> dict[str, _Blob]:
+        """Content of ``wanted``, read from the very inodes the scan saw (never a swapped-in link or FIFO)."""
         blobs: dict[str, _Blob] = {}
         for path, entry in wanted.items():
             if entry.ref in blobs:
                 continue
+            full = os.path.join(self.root, path)
+            expected = scan.ident_of(path, entry)
             try:
-                with open(os.path.join(self.root, path), "rb") as f:
+                with os.fdopen(files.open_file(full, expected), "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if st.st_size >= STREAM_CHUNK:
+                        blob = self._large_blob(path, entry, st, scan)
+                        blobs[blob.digest] = blob
+                        continue
                     # read(n) would allocate n bytes up front, for every small file: size it first.
-                    size = os.fstat(f.fileno()).st_size
-                    data = f.read(min(size, self.options.max_file_size) + 1)
+                    data = f.read(min(st.st_size, self.options.max_file_size) + 1)
             except OSError as exc:
-                # Deleted (or made unreadable) between scan and send: it is not in this generation.
-                scan.manifest.put(path, None)
-                scan.changes = diff(self.scanner.manifest, scan.manifest, set(scan.changes) | {path})
-                scan.skipped[path] = f"changed while syncing ({exc.strerror}); the next sync takes it"
+                # Deleted, swapped or made unreadable between scan and send: not in this generation.
+                self._drop(
+                    scan,
+                    path,
+                    exc.reason if isinstance(exc, Swapped) else f"changed while syncing ({exc.strerror})",
+                )
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if digest != entry.ref:  # rewritten since the scan: send what we read, consistently
@@ -302,6 +363,24 @@ class GangSync:
                 scan.changes[path] = fresh
             blobs[digest] = self._blob(digest, entry.mode, data)
         return blobs
+
+    def _drop(self, scan: ScanResult, path: str, why: str) -> None:
+        scan.manifest.put(path, None)
+        scan.changes = diff(self.scanner.manifest, scan.manifest, set(scan.changes) | {path})
+        scan.skipped[path] = f"{why}; not synced this time, the next sync takes its new state"
+
+    def _large_blob(self, path: str, entry: Entry, st: os.stat_result, scan: ScanResult) -> _Blob:
+        """A blob streamed when sent; re-hashed (in chunks) only if the file changed since the scan."""
+        full = os.path.join(self.root, path)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if entry.key != key or entry.size != st.st_size:
+            digest, size = hash_file(full, files.ident(st))
+            if digest != entry.ref:
+                fresh = entry._replace(ref=digest, size=size, key=None)
+                scan.manifest.put(path, fresh)
+                scan.changes[path] = fresh
+                entry = fresh
+        return _Blob(entry.ref, entry.mode, b"", False, full, files.ident(st), st.st_size)
 
     def _blob(self, digest: str, mode: int, data: bytes) -> _Blob:
         if self.compress and len(data) > 512:
@@ -324,7 +403,13 @@ class GangSync:
             others = await asyncio.gather(*(self._pod(p, c, plan, dry_run, t0) for p, c in rest))
             return [first, *others]
         want = [[b.digest, b.mode] for b in plan.blobs.values()]
-        offer = await conns[0].call("ws_relay_serve")
+        try:
+            # The listener binds only the address the other pods use to reach the leader.
+            offer = await conns[0].call("ws_relay_serve", host=leader.address)
+        except NeoError as exc:
+            say(f"relay unavailable ({exc.message}); sending to every pod directly")
+            others = await asyncio.gather(*(self._pod(p, c, plan, dry_run, t0) for p, c in rest))
+            return [first, *others]
 
         async def pull(conn: AgentConnection) -> int:
             try:
@@ -335,7 +420,11 @@ class GangSync:
             except NeoError:
                 return 0
 
-        relayed = await asyncio.gather(*(pull(c) for _, c in rest))
+        try:
+            relayed = await asyncio.gather(*(pull(c) for _, c in rest))
+        finally:
+            with contextlib.suppress(NeoError):  # closed when the pulls end, not left listening
+                await conns[0].call("ws_relay_close", token=offer["token"])
         say(f"relay: the leader served {sum(relayed) / 2**20:.1f} MiB to {len(rest)} pod(s)")
         light = _Plan(plan.base, plan.new, plan.changes, {}, plan.generation)
         others = await asyncio.gather(*(self._pod(p, c, light, dry_run, t0) for p, c in rest))
@@ -401,7 +490,7 @@ class GangSync:
         ops = [[p] if e is None else e.wire(p) for p, e in plan.changes.items()]
         ops_bytes = json.dumps(ops, separators=(",", ":")).encode("ascii") if ops else b""
         sent = 0
-        self._planned += sum(len(b.data) for b in plan.blobs.values())
+        self._planned += sum(b.length for b in plan.blobs.values())
         # Smaller frames when someone watches the upload, so a progress bar moves smoothly.
         limit = (
             min(self.options.frame_limit, PROGRESS_FRAME) if self._on_transfer else self.options.frame_limit
@@ -409,6 +498,9 @@ class GangSync:
         batch: list[_Blob] = []
         size = 0
         for blob in plan.blobs.values():
+            if blob.source is not None:
+                sent += await self._stream(conn, blob)
+                continue
             if batch and size + len(blob.data) > limit:
                 sent += await self._objects(conn, batch)
                 batch, size = [], 0
@@ -433,8 +525,53 @@ class GangSync:
             missing = set(reply["digests"])
             wanted = {p: e for p, e in plan.new.entries.items() if e.kind == "f" and e.ref in missing}
             scan = ScanResult(plan.new.copy(), {}, {})
-            batch = list((await asyncio.to_thread(self._read_blobs, wanted, scan)).values())
+            batch = []
+            for blob in (await asyncio.to_thread(self._read_blobs, wanted, scan)).values():
+                if blob.source is not None:
+                    sent += await self._stream(conn, blob)
+                else:
+                    batch.append(blob)
         raise AssertionError("unreachable")
+
+    async def _stream(self, conn: AgentConnection, blob: _Blob) -> int:
+        """Send a large file in ``STREAM_CHUNK`` pieces (``ws_object_part``); memory stays bounded.
+
+        The pod hashes what arrives and stores the object only if it matches ``blob.digest``;
+        a file rewritten while it is sent fails this sync with one line (the next sync rescans).
+        """
+        assert blob.source is not None
+        rel = os.path.relpath(blob.source, self.root)
+        try:
+            f = os.fdopen(await asyncio.to_thread(files.open_file, blob.source, blob.ident), "rb")
+        except OSError as exc:
+            raise BackendError(f"{rel} changed while syncing ({exc.strerror}); run neo sync again") from None
+        sent = offset = 0
+        with f:
+            while offset < blob.size:
+                chunk = await asyncio.to_thread(f.read, STREAM_CHUNK)
+                if not chunk:
+                    raise BackendError(f"{rel} shrank while syncing; run neo sync again")
+                packed = zlib.compress(chunk, 1) if self.compress else b""
+                compressed = bool(packed) and len(packed) < 0.9 * len(chunk)
+                data = packed if compressed else chunk
+                try:
+                    await conn.call(
+                        "ws_object_part",
+                        data,
+                        digest=blob.digest,
+                        mode=blob.mode,
+                        offset=offset,
+                        total=blob.size,
+                        compressed=compressed,
+                    )
+                except AgentError as exc:
+                    if exc.agent_code == "sync_refused" and "corrupted" in exc.message:
+                        raise BackendError(f"{rel} changed while syncing; run neo sync again") from None
+                    raise
+                offset += len(chunk)
+                sent += len(data)
+                self._transferred(len(data))
+        return sent
 
     async def _objects(self, conn: AgentConnection, batch: list[_Blob]) -> int:
         payload = b"".join(b.data for b in batch)

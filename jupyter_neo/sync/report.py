@@ -54,6 +54,7 @@ class SyncReport(BaseModel):
     changes: list[Change] = Field(default_factory=list)
     skipped: dict[str, str] = Field(default_factory=dict)
     pods: list[PodSync] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="did not stop the sync, but needs a look")
 
     @property
     def stragglers(self) -> list[PodSync]:

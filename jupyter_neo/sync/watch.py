@@ -148,4 +148,5 @@ class Watcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await asyncio.to_thread(self.gang.scanner.save)
+        with contextlib.suppress(OSError):  # the cache only saves re-hashing (a full disk)
+            await asyncio.to_thread(self.gang.scanner.save)

@@ -15,15 +15,19 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import sys
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
-from neo_agent import AGENT_VERSION, PROTOCOL_VERSION
+from neo_agent import AGENT_VERSION, PROTOCOL_VERSION, validate
 from neo_agent import protocol as wire
+from neo_agent.validate import FieldError
 
 STOP_GRACE = 3.0
 LEASE_TICK = 0.25
+# A connection must authenticate this soon after ``hello``: a silent peer holds nothing for long.
+HANDSHAKE_TIMEOUT = 10.0
 
 
 class RequestError(Exception):
@@ -137,7 +141,7 @@ class Agent:
         )
         tasks: Set["asyncio.Task[None]"] = set()
         try:
-            first = await wire.read_frame(reader)
+            first = await self._first_frame(reader, send)
             if first is None or not self._authenticate(first[0], nonce):
                 send(
                     {
@@ -166,6 +170,29 @@ class Agent:
             with contextlib.suppress(Exception):
                 writer.close()
 
+    async def _first_frame(self, reader: asyncio.StreamReader, send: Any) -> Optional[wire.Frame]:
+        """The unauthenticated first frame: small, without payload, and within the handshake timeout.
+
+        Until a peer proves it holds the secret it can make the agent buffer only a few KiB
+        (a claim, which carries the pod's environment, is allowed more on an unclaimed agent)
+        and hold a connection only for :data:`HANDSHAKE_TIMEOUT` seconds.
+        """
+        limit = wire.CLAIM_HEADER if self.secret is None else wire.PREAUTH_HEADER
+        try:
+            return await asyncio.wait_for(wire.read_frame(reader, limit, 0), HANDSHAKE_TIMEOUT)
+        except asyncio.TimeoutError:
+            send(
+                {
+                    "id": None,
+                    "ok": False,
+                    "code": "auth",
+                    "error": "no authentication within %gs" % HANDSHAKE_TIMEOUT,
+                }
+            )
+        except wire.ProtocolError as exc:
+            send({"id": None, "ok": False, "code": "auth", "error": "before authentication: %s" % exc})
+        return None
+
     def _sender(self, writer: asyncio.StreamWriter) -> Any:
         def send(header: Dict[str, Any], payload: bytes = b"") -> None:
             if not writer.is_closing():
@@ -179,12 +206,17 @@ class Agent:
             secret = header.get("secret")
             if not isinstance(secret, str) or len(secret) < 16:
                 return False
+            try:
+                labels = validate.string_map(header, "labels", 64)
+                env = validate.string_map(header, "env")
+                workspace = validate.text(header, "workspace", os.path.join(self.dir, "ws"), 4096)
+                idle_ttl, deadline = _lease_fields(header)
+            except FieldError:
+                return False
             self.secret = secret
-            self.labels = {str(k): str(v) for k, v in (header.get("labels") or {}).items()}
-            self.env = {str(k): str(v) for k, v in (header.get("env") or {}).items()}
-            self.workspace = os.path.abspath(str(header.get("workspace") or os.path.join(self.dir, "ws")))
-            self.idle_ttl = header.get("idle_ttl")
-            self.deadline = header.get("deadline")
+            self.labels, self.env = labels, env
+            self.workspace = os.path.abspath(workspace)
+            self.idle_ttl, self.deadline = idle_ttl, deadline
             self.last_activity = _now()
             os.makedirs(os.path.join(self.workspace, "gens", "0"), mode=0o755, exist_ok=True)
             current = os.path.join(self.workspace, "current")
@@ -207,7 +239,7 @@ class Agent:
         handler = self.handlers.get(str(op))
         try:
             if handler is None:
-                raise RequestError("unknown operation %r" % op, "unknown_op")
+                raise RequestError("unknown operation %r" % (str(op)[:64],), "unknown_op")
             if op not in ("ping", "info", "stats", "procs"):
                 self.last_activity = _now()
             reply = await handler(header, payload, lambda h, p=b"": send(dict(h, id=rid), p))
@@ -215,6 +247,8 @@ class Agent:
             send(dict(body or {}, id=rid, ok=True, done=True), data)
         except RequestError as exc:
             send({"id": rid, "ok": False, "done": True, "code": exc.code, "error": str(exc)})
+        except FieldError as exc:
+            send({"id": rid, "ok": False, "done": True, "code": "bad_request", "error": "%s: %s" % (op, exc)})
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # report, never die on one bad request
@@ -233,16 +267,29 @@ class Agent:
     def current(self) -> str:
         return os.path.join(self.workspace, "current")
 
-    def resolve(self, rel: Any, base: Optional[str] = None) -> str:
-        """Map a workspace-relative path to an absolute one, refusing anything that escapes."""
-        if not isinstance(rel, str) or "\x00" in rel:
+    def resolve(self, rel: Any, base: Optional[str] = None, follow: bool = True) -> str:
+        """Map a workspace-relative path to an absolute one, refusing anything that escapes.
+
+        Resolved by the real filesystem (``realpath``), not lexically: a chain such as
+        ``x/l1 -> ..`` and ``l2 -> x/l1/../../etc/hostname`` passes any check of the link texts
+        but leads out. With ``follow`` the returned path is the fully resolved one (for reading,
+        and as a process's cwd); without, the final component is kept (``put`` replaces a link
+        itself, never writes through it), and only its directory is resolved.
+        """
+        if not isinstance(rel, str) or "\x00" in rel or len(rel) > 4096:
             raise RequestError("path must be a string", "bad_path")
         root = os.path.realpath(base or self.current)
         if os.path.isabs(rel) or any(part == ".." for part in rel.replace("\\", "/").split("/")):
             raise RequestError("path %r is outside the workspace" % rel, "outside_workspace")
         path = os.path.normpath(os.path.join(root, rel))
-        parent = os.path.realpath(os.path.dirname(path))
-        if parent != root and not parent.startswith(root + os.sep):
+        if follow:
+            path = os.path.realpath(path)
+            inside = path == root or path.startswith(root + os.sep)
+        else:
+            parent = os.path.realpath(os.path.dirname(path))
+            inside = parent == root or parent.startswith(root + os.sep)
+            path = os.path.join(parent, os.path.basename(path))
+        if not inside:
             raise RequestError("path %r is outside the workspace" % rel, "outside_workspace")
         return path
 
@@ -274,15 +321,16 @@ class Agent:
         return {"last_activity": self.last_activity}
 
     async def op_lease(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        idle_ttl, deadline = _lease_fields(h)  # both checked before either changes
         if "idle_ttl" in h:
-            self.idle_ttl = h["idle_ttl"]
+            self.idle_ttl = idle_ttl
         if "deadline" in h:
-            self.deadline = h["deadline"]
+            self.deadline = deadline
         return {"idle_ttl": self.idle_ttl, "deadline": self.deadline}
 
     async def op_put(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
-        path = self.resolve(h.get("path"))
-        mode = int(h.get("mode", 0o644)) & 0o7777
+        path = self.resolve(h.get("path"), follow=False)
+        mode = validate.mode(h.get("mode", 0o644))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = "%s.neo-%d.tmp" % (path, os.getpid())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -300,10 +348,16 @@ class Agent:
     async def op_get(self, h: Dict[str, Any], p: bytes, emit: Any) -> Any:
         path = self.resolve(h.get("path"))
         try:
-            with open(path, "rb") as f:
-                return {}, f.read()
+            # The resolved path has no link left: O_NOFOLLOW refuses one swapped in since.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise RequestError("no such file: %s" % h.get("path"), "not_found") from None
+        except OSError as exc:
+            raise RequestError("cannot read %s: %s" % (h.get("path"), exc.strerror), "bad_path") from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise RequestError("%s is not a regular file" % h.get("path"), "bad_path")
+            return {}, f.read()
 
     async def op_list(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         root = os.path.realpath(self.current)
@@ -326,8 +380,13 @@ class Agent:
     # ---------------------------------------------------------------- processes
     async def op_exec(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         argv = h.get("argv")
-        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        if (
+            not isinstance(argv, list)
+            or not argv
+            or not all(isinstance(a, str) and "\x00" not in a for a in argv)
+        ):
             raise RequestError("argv must be a non-empty list of strings", "bad_argv")
+        _check_exec_fields(h)
         cwd = self.resolve(h.get("cwd", "."), base=self.current) if h.get("cwd", ".") != "." else self.current
         env = dict(os.environ)
         env.update(self.env)
@@ -398,7 +457,11 @@ class Agent:
         """Stream a process's output from the given offsets until it exits (or only the backlog)."""
         proc = self._proc(h)
         offsets = h.get("offsets") or {}
-        follow = bool(h.get("follow", True))
+        if not isinstance(offsets, dict):
+            raise FieldError("offsets must be an object")
+        for stream_name in ("stdout", "stderr"):
+            validate.integer(offsets, stream_name, 0)
+        follow = validate.boolean(h, "follow", True)
         queue: "asyncio.Queue[Any]" = asyncio.Queue()
         # Backlog from disk and subscription happen without an await between them: nothing is lost.
         for stream_name in ("stdout", "stderr"):
@@ -445,7 +508,7 @@ class Agent:
 
     async def op_wait(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         proc = self._proc(h)
-        timeout = h.get("timeout")
+        timeout = validate.number(h, "timeout", 0.0, 1e9)
         try:
             await asyncio.wait_for(proc.done.wait(), timeout)
         except asyncio.TimeoutError:
@@ -470,8 +533,9 @@ class Agent:
 
     async def op_hot_gen(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         """Tell a hot-reload session's workers to switch to generation ``gen`` (see neo_agent.hot)."""
-        session = str(h.get("session", ""))
-        if not session.replace("-", "").isalnum():
+        session = str(validate.name(h, "session") or "")
+        gen = validate.integer(h, "gen")
+        if not session:
             raise RequestError("bad session id", "bad_request")
         control = os.path.join(self.dir, "hot", session)
         os.makedirs(control, exist_ok=True)
@@ -486,12 +550,13 @@ class Agent:
             os.replace(tmp, os.path.join(control, "argv.json"))
         tmp = os.path.join(control, "gen.tmp")
         with open(tmp, "w") as f:
-            f.write(str(int(h["gen"])))
+            f.write(str(gen))
         os.replace(tmp, os.path.join(control, "gen"))
         return {"control": control}
 
     async def op_shutdown(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
-        asyncio.get_event_loop().call_later(0.05, self.begin_stop, "shutdown requested", bool(h.get("purge")))
+        purge = validate.boolean(h, "purge")
+        asyncio.get_event_loop().call_later(0.05, self.begin_stop, "shutdown requested", purge)
         return {"stopping": True}
 
     # ---------------------------------------------------------------- lifecycle
@@ -530,19 +595,41 @@ class Agent:
         asyncio.get_event_loop().stop()
 
     async def watch_lease(self) -> None:
+        """Enforce deadline, idle TTL and the claim timeout; one bad tick never ends the watch."""
         while self.stopping is None:
             await asyncio.sleep(LEASE_TICK)
-            now = _now()
-            if self.deadline is not None and now >= float(self.deadline):
-                self.begin_stop("lease deadline reached")
-            elif self.secret is None and now - self.last_activity > 60:
-                self.begin_stop("never claimed")
-            elif (
-                self.idle_ttl is not None
-                and now - self.last_activity > float(self.idle_ttl)
-                and not any(proc.returncode is None and proc.keeps_alive for proc in self.procs.values())
-            ):
-                self.begin_stop("idle for more than %ss" % self.idle_ttl)
+            try:
+                self._lease_tick()
+            except Exception as exc:  # the watcher is the pod's only guard against leaking: keep it
+                sys.stderr.write("neo-agent: lease check failed: %s: %s\n" % (type(exc).__name__, exc))
+
+    def _lease_tick(self) -> None:
+        now = _now()
+        if self.deadline is not None and now >= float(self.deadline):
+            self.begin_stop("lease deadline reached")
+        elif self.secret is None and now - self.last_activity > 60:
+            self.begin_stop("never claimed")
+        elif (
+            self.idle_ttl is not None
+            and now - self.last_activity > float(self.idle_ttl)
+            and not any(proc.returncode is None and proc.keeps_alive for proc in self.procs.values())
+        ):
+            self.begin_stop("idle for more than %ss" % self.idle_ttl)
+
+
+def _lease_fields(h: Dict[str, Any]) -> Tuple[Optional[float], Optional[float]]:
+    """idle_ttl (seconds) and deadline (epoch seconds) of a claim or ``lease``, or None."""
+    idle_ttl = validate.number(h, "idle_ttl", 0.0, 1e9)
+    deadline = validate.number(h, "deadline", 0.0, 1e11)
+    return idle_ttl, deadline
+
+
+def _check_exec_fields(h: Dict[str, Any]) -> None:
+    """``name`` becomes a directory under the agent's own: one safe component (see validate.name)."""
+    validate.name(h, "name")
+    validate.string_map(h, "env")
+    validate.boolean(h, "idle_ok")
+    validate.text(h, "cwd", ".", 4096)
 
 
 TAG_VAR = "NEO_PROC_TAG"

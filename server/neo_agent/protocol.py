@@ -17,6 +17,11 @@ from typing import Any, Dict, Optional, Tuple
 HEADER = struct.Struct(">II")
 MAX_HEADER = 4 * 1024 * 1024
 MAX_PAYLOAD = 512 * 1024 * 1024
+# Before a peer has authenticated it may send one small frame and no payload: nothing it says can
+# make the agent (or a relay) buffer more than this. A claim carries labels and the pod's base
+# environment, so an unclaimed agent accepts a larger first frame than a claimed one.
+PREAUTH_HEADER = 4 * 1024
+CLAIM_HEADER = 64 * 1024
 
 Frame = Tuple[Dict[str, Any], bytes]
 
@@ -33,8 +38,14 @@ def encode(header: Dict[str, Any], payload: bytes = b"") -> bytes:
     return HEADER.pack(len(head), len(payload)) + head + payload
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Optional[Frame]:
-    """Read one frame; None on a clean end of stream before a frame starts."""
+async def read_frame(
+    reader: asyncio.StreamReader, max_header: int = MAX_HEADER, max_payload: int = MAX_PAYLOAD
+) -> Optional[Frame]:
+    """Read one frame; None on a clean end of stream before a frame starts.
+
+    The sizes are checked from the 8-byte prefix, before any of the frame is buffered: a peer
+    cannot make the reader allocate more than ``max_header + max_payload``.
+    """
     try:
         raw = await reader.readexactly(HEADER.size)
     except asyncio.IncompleteReadError as exc:
@@ -42,7 +53,7 @@ async def read_frame(reader: asyncio.StreamReader) -> Optional[Frame]:
             raise ProtocolError("stream closed inside a frame header") from exc
         return None
     head_len, payload_len = HEADER.unpack(raw)
-    if head_len > MAX_HEADER or payload_len > MAX_PAYLOAD:
+    if head_len > max_header or payload_len > max_payload:
         raise ProtocolError("frame too large (%d, %d)" % (head_len, payload_len))
     try:
         head = await reader.readexactly(head_len)

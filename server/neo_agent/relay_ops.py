@@ -5,113 +5,223 @@ leader then serves it to the other pods over the cluster network (``ws_relay_ser
 them pulls what it lacks (``ws_relay_fetch``). The controller's uplink, usually the slowest link
 (a laptop, a notebook server outside the cluster), carries each byte once instead of N times.
 
-The relay server is a plain TCP listener on the pod, speaking the agent's frame format. It serves
-only objects of the content store, by digest, to a client presenting a one-time token that the
-controller handed to both sides over their authenticated connections; tokens expire.
+The relay server is a plain TCP listener on the pod, speaking the agent's frame format. It is a
+door into the pod from the network, so it is kept narrow:
+
+- it binds only the address the other pods use to reach the leader (``host``; loopback if none);
+- it serves only content-store objects, by digest, to a client whose first frame (at most
+  :data:`wire.PREAUTH_HEADER` bytes, no payload, within :data:`AUTH_TIMEOUT`) carries a token the
+  controller handed to both sides over their authenticated agent connections;
+- at most :data:`MAX_CONNS` connections at a time; the rest are closed on arrival;
+- objects go out in chunks of :data:`CHUNK` bytes, so neither side holds a whole large file;
+- ``ws_relay_close`` (sent by the controller when its sync ends) revokes the token and closes the
+  listener; a listener whose tokens all expired closes by itself (a controller killed mid-sync).
 """
 
 import asyncio
+import os
 import secrets
+import stat
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from neo_agent import protocol as wire
+from neo_agent import validate
+from neo_agent.workspace_ops import answered
 
 TOKEN_TTL = 120.0
-MAX_WANT = 100000
+AUTH_TIMEOUT = 10.0
+MAX_CONNS = 64
+MAX_WANT = 20000  # objects asked for in one request (a want frame stays under 2 MiB)
+CHUNK = 4 * 1024 * 1024
 
 
 class Relay:
     def __init__(self, agent: Any) -> None:
         self.agent = agent
         self.server: Optional[asyncio.AbstractServer] = None
+        self.host = ""
         self.port = 0
         self.tokens: Dict[str, float] = {}
+        self.conns: Set["asyncio.Task[Any]"] = set()
+        self.expiry: Optional[asyncio.Handle] = None
 
     @property
     def ws(self) -> Any:
         return self.agent.workspace_sync
 
     async def op_serve(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
-        """Start (once) the relay listener and register a token for this round of fetches."""
+        """Start the relay listener on ``host`` (once) and register a token for this sync."""
+        host = validate.text(h, "host", "127.0.0.1", 255)
         now = time.time()
         self.tokens = {t: exp for t, exp in self.tokens.items() if exp > now}
+        if self.server is not None and host != self.host:
+            await self._shut()
+        if self.server is None:
+            try:
+                self.server = await asyncio.start_server(self._accept, host=host, port=0, limit=1 << 20)
+            except OSError as exc:
+                from neo_agent.agent import RequestError
+
+                raise RequestError("relay cannot listen on %s: %s" % (host, exc.strerror), "relay") from None
+            self.host = host
+            self.port = self.server.sockets[0].getsockname()[1]
         token = secrets.token_hex(16)
         self.tokens[token] = now + TOKEN_TTL
-        if self.server is None:
-            self.server = await asyncio.start_server(self._serve, host="0.0.0.0", port=0)  # noqa: S104
-            self.port = self.server.sockets[0].getsockname()[1]
-        return {"port": self.port, "token": token}
+        self._arm_expiry()
+        return {"port": self.port, "token": token, "host": self.host}
+
+    async def op_close(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """The sync that asked for ``token`` is over: revoke it; close the listener if it was the last."""
+        self.tokens.pop(validate.text(h, "token", "", 64), None)
+        if not self.tokens:
+            await self._shut()
+        return {"listening": self.server is not None}
+
+    def _arm_expiry(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        self.expiry = asyncio.get_event_loop().call_later(TOKEN_TTL + 1, self._expire)
+
+    def _expire(self) -> None:
+        self.expiry = None
+        now = time.time()
+        self.tokens = {t: exp for t, exp in self.tokens.items() if exp > now}
+        if self.tokens:
+            self._arm_expiry()
+        else:
+            self.agent._spawn(self._shut())
+
+    async def _shut(self) -> None:
+        server, self.server = self.server, None
+        self.tokens.clear()
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        for task in list(self.conns):
+            task.cancel()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.conns) >= MAX_CONNS or self.server is None:
+            writer.close()
+            return
+        task = asyncio.ensure_future(self._serve(reader, writer))
+        self.conns.add(task)
+        task.add_done_callback(self.conns.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            frame = await asyncio.wait_for(wire.read_frame(reader), 30)
-            if frame is None:
-                return
-            header = frame[0]
-            if self.tokens.get(str(header.get("token")), 0) < time.time():
+            # Authenticate first: a small frame without payload, soon, or the connection is closed.
+            frame = await asyncio.wait_for(wire.read_frame(reader, wire.PREAUTH_HEADER, 0), AUTH_TIMEOUT)
+            token = frame[0].get("token") if frame is not None else None
+            if not isinstance(token, str) or self.tokens.get(token, 0) < time.time():
                 writer.write(wire.encode({"ok": False, "error": "bad relay token"}))
                 return
-            want = header.get("want") or []
-            if not isinstance(want, list) or len(want) > MAX_WANT:
-                writer.write(wire.encode({"ok": False, "error": "bad request"}))
+            writer.write(wire.encode({"ok": True}))
+            frame = await asyncio.wait_for(wire.read_frame(reader, 2 * 1024 * 1024, 0), AUTH_TIMEOUT)
+            if frame is None:
                 return
-            blobs: List[List[Any]] = []
-            chunks: List[bytes] = []
-            for item in want:
-                digest, mode = str(item[0]), int(item[1]) & 0o7777
-                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                    continue
+            try:
+                want = validate.wants(frame[0], "want", MAX_WANT)
+            except validate.FieldError as exc:
+                writer.write(wire.encode({"ok": False, "error": str(exc)}))
+                return
+            loop = asyncio.get_event_loop()
+            served = 0
+            for digest, mode in want:
                 path = self.ws.obj(digest, mode)
                 try:
-                    with open(path, "rb") as f:
-                        data = f.read()
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 except OSError:
                     continue
-                blobs.append([digest, len(data), False, mode])
-                chunks.append(data)
-            writer.write(wire.encode({"ok": True, "blobs": blobs}, b"".join(chunks)))
+                with os.fdopen(fd, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    offset = 0
+                    while True:
+                        chunk = await loop.run_in_executor(None, f.read, CHUNK)
+                        head = {"digest": digest, "mode": mode, "offset": offset, "total": st.st_size}
+                        if chunk or offset == 0:
+                            writer.write(wire.encode(head, chunk))
+                            await writer.drain()
+                        offset += len(chunk)
+                        if not chunk or offset >= st.st_size:
+                            break
+                served += 1
+            writer.write(wire.encode({"ok": True, "done": True, "served": served}))
             await writer.drain()
-        except (wire.ProtocolError, ConnectionError, asyncio.TimeoutError, ValueError, TypeError, IndexError):
+        except (wire.ProtocolError, ConnectionError, asyncio.TimeoutError, OSError):
             pass
         finally:
             writer.close()
 
     async def op_fetch(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         """Pull the objects this pod lacks from a relay (another pod), into the content store."""
-        want = [[str(d), int(m)] for d, m in (h.get("want") or [])]
+        from neo_agent.agent import RequestError
+
+        host = validate.text(h, "host", None, 255)
+        port = validate.integer(h, "port", None, 1, 65535)
+        token = validate.text(h, "token", None, 64)
+        want = validate.wants(h, "want", 10**6)
         async with self.ws.lock:
             self.ws.load()
             want = [w for w in want if w[1] not in self.ws.objects.get(w[0], ())]
-        if not want:
-            return {"stored": 0, "bytes": 0}
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(str(h["host"]), int(h["port"]), limit=1 << 20), 30
-        )
+        stored = received = 0
+        for start in range(0, len(want), MAX_WANT):
+            got, nbytes = await self._pull(host, port, token, want[start : start + MAX_WANT], RequestError)
+            stored += got
+            received += nbytes
+        return {"stored": stored, "bytes": received}
+
+    async def _pull(
+        self, host: str, port: int, token: str, want: List[List[Any]], error: Any
+    ) -> Tuple[int, int]:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 20), 30)
+        stored = received = 0
         try:
-            writer.write(wire.encode({"token": h.get("token"), "want": want}))
+            writer.write(wire.encode({"token": token}))
             await writer.drain()
-            frame = await wire.read_frame(reader)
+            answer = await asyncio.wait_for(wire.read_frame(reader, wire.PREAUTH_HEADER, 0), 30)
+            if answer is None or not answer[0].get("ok"):
+                raise error("relay refused: %s" % (answer[0].get("error") if answer else "closed"), "relay")
+            writer.write(wire.encode({"want": want}))
+            await writer.drain()
+            while True:
+                frame = await asyncio.wait_for(wire.read_frame(reader, wire.PREAUTH_HEADER, CHUNK), 60)
+                if frame is None:
+                    raise error("relay closed the connection mid-transfer", "relay")
+                head, data = frame
+                if head.get("done"):
+                    break
+                if "ok" in head:
+                    raise error("relay refused: %s" % head.get("error"), "relay")
+                digest = validate.digest(head.get("digest"))
+                mode = validate.mode(head.get("mode"))
+                total = validate.integer(head, "total")
+                offset = validate.integer(head, "offset", 0, 0, total)
+                async with self.ws.lock:
+                    done = await self.ws._guarded(
+                        asyncio.get_event_loop().run_in_executor(
+                            None, self.ws.receive_part, digest, mode, offset, total, data
+                        )
+                    )
+                stored += bool(done)
+                received += len(data)
         finally:
             writer.close()
-        if frame is None or not frame[0].get("ok"):
-            from neo_agent.agent import RequestError
-
-            raise RequestError("relay refused: %s" % (frame[0].get("error") if frame else "closed"), "relay")
-        blobs, payload = frame[0]["blobs"], frame[1]
-        async with self.ws.lock:
-            await asyncio.get_event_loop().run_in_executor(None, self.ws._store_blobs, blobs, payload, 0)
-        return {"stored": len(blobs), "bytes": len(payload)}
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        return stored, received
 
 
 def register(agent: Any) -> None:
     relay = Relay(agent)
+    agent.relay = relay
     agent.handlers["ws_relay_serve"] = relay.op_serve
-    agent.handlers["ws_relay_fetch"] = relay.op_fetch
+    agent.handlers["ws_relay_fetch"] = answered(relay.op_fetch)
+    agent.handlers["ws_relay_close"] = relay.op_close
 
 
 __all__ = ["Relay", "register"]

@@ -39,16 +39,28 @@ import shutil
 import zlib
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from neo_agent import validate
+
 ROOT_MOD = 1 << 256
 EMPTY_ROOT = "0" * 64
 KEEP_PREVIOUS = 2  # generations kept for rollback besides the current one
 GC_IDLE_S = 2.0  # collect unreferenced objects after this long without a sync
+PART_MAX = 64 * 1024 * 1024  # largest chunk of one streamed object (ws_object_part, relay)
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 Entry = List[Any]  # [kind, mode, ref]: kind "f" (ref = sha256), "l" (ref = target), "d" (ref = "")
 
 
 class SyncRefused(Exception):
     """A sync request that must be refused as a whole (bad path, escaping link, root mismatch)."""
+
+    code = "sync_refused"
+
+
+class NoSpace(SyncRefused):
+    """The pod's workspace filesystem is full; what this sync stored has been removed again."""
+
+    code = "no_space"
 
 
 def entry_hash(path: str, kind: str, mode: int, ref: str) -> int:
@@ -109,6 +121,8 @@ class Workspace:
         self.meta_written = -1
         self.recycled = 0  # spares made from an old generation (O(change)); tests and benchmarks
         self.cloned = 0  # spares cloned from the manifest (O(tree))
+        # Streamed objects being received: (digest, mode) -> [temp path, file, sha256, received, total]
+        self.parts: Dict[Tuple[str, int], List[Any]] = {}
 
     # ------------------------------------------------------------------ paths and loading
     def p(self, *parts: str) -> str:
@@ -170,37 +184,136 @@ class Workspace:
 
     async def op_objects(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         """Store content ahead of a ``ws_sync`` when it does not fit in one frame."""
+        blobs = validate.blobs(h, "blobs", len(p))
         async with self.lock:
             self.load()
-            blobs = h.get("blobs") or []
-            await asyncio.get_event_loop().run_in_executor(None, self._store_blobs, blobs, p, 0)
+            await self._guarded(
+                asyncio.get_event_loop().run_in_executor(None, self._store_blobs, blobs, p, 0)
+            )
             return {"stored": len(blobs)}
+
+    async def op_object_part(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
+        """One chunk of an object too large for one frame: streamed, so memory stays bounded."""
+        digest = validate.digest(h.get("digest"))
+        mode = validate.mode(h.get("mode"))
+        total = validate.integer(h, "total")
+        offset = validate.integer(h, "offset", 0, 0, total)
+        data = zlib.decompress(p) if validate.boolean(h, "compressed") else p
+        async with self.lock:
+            self.load()
+            done = await self._guarded(
+                asyncio.get_event_loop().run_in_executor(
+                    None, self.receive_part, digest, mode, offset, total, data
+                )
+            )
+            return {"received": offset + len(data), "stored": done}
+
+    async def _guarded(self, work: "asyncio.Future[Any]") -> Any:
+        """Run a storing step; on failure remove what this sync stored, and name a full disk plainly.
+
+        A sync that fails half way must not leave unreferenced content behind: on a full disk
+        those objects would keep the next sync (after the user freed space) from ever fitting.
+        """
+        try:
+            return await work
+        except BaseException as exc:
+            await asyncio.get_event_loop().run_in_executor(None, self._forget_unreferenced)
+            if isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE:
+                raise NoSpace(self._no_space_message()) from None
+            raise
+
+    def _no_space_message(self) -> str:
+        try:
+            st = os.statvfs(self.agent.workspace)
+            free = "%.1f MiB free of %.1f MiB" % (
+                st.f_bavail * st.f_frsize / 2**20,
+                st.f_blocks * st.f_frsize / 2**20,
+            )
+        except OSError:
+            free = "free space unknown"
+        return (
+            "no space left on the pod's workspace disk (%s, %s); this sync's content was removed "
+            "again: free space in the pod or sync less (.neoignore), then run neo sync again"
+            % (self.agent.workspace, free)
+        )
+
+    def _forget_unreferenced(self) -> None:
+        """Drop partial uploads and every object no generation links to (link count 1)."""
+        for path, f, _, _, _ in self.parts.values():
+            with contextlib.suppress(OSError):
+                f.close()
+                os.unlink(path)
+        self.parts.clear()
+        self._collect_unreferenced()
+
+    def receive_part(self, digest: str, mode: int, offset: int, total: int, data: bytes) -> bool:
+        """Append one chunk of object (digest, mode); verify and store it when complete."""
+        key = (digest, mode)
+        part = self.parts.get(key)
+        if offset == 0:
+            if part is not None:
+                with contextlib.suppress(OSError):
+                    part[1].close()
+                    os.unlink(part[0])
+            path = self.p("tmp", "part-%d" % self._next())
+            part = [path, open(path, "wb"), hashlib.sha256(), 0, total]  # noqa: SIM115 (open across chunks)
+            self.parts[key] = part
+        elif part is None or part[3] != offset or part[4] != total:
+            raise SyncRefused("chunk of %s at offset %d arrived out of order" % (digest, offset))
+        if len(data) > PART_MAX or part[3] + len(data) > total:
+            raise SyncRefused("chunk of %s is larger than announced" % digest)
+        part[1].write(data)
+        part[2].update(data)
+        part[3] += len(data)
+        if part[3] < total:
+            return False
+        del self.parts[key]
+        part[1].close()
+        if part[2].hexdigest() != digest:
+            os.unlink(part[0])
+            raise SyncRefused("content for %s arrived corrupted (changed while it was sent?)" % digest)
+        os.chmod(part[0], mode)
+        os.rename(part[0], self.obj(digest, mode))
+        self.objects.setdefault(digest, set()).add(mode)
+        return True
 
     async def op_sync(self, h: Dict[str, Any], p: bytes, emit: Any) -> Dict[str, Any]:
         # Shielded: a dropped connection cancels the handler, but an apply already under way runs
         # to its end (or discards its spare) while holding the lock, so syncs never interleave.
-        return await asyncio.shield(self._sync(h, p))
+        ops_len = validate.integer(h, "ops_len", 0, 0, len(p))
+        checked = (
+            validate.boolean(h, "full"),
+            ops_len,
+            validate.digest(h.get("root"), "root"),
+            validate.integer(h, "generation", 0),
+            validate.blobs(h, "blobs", len(p), ops_len),
+        )
+        return await asyncio.shield(self._sync(dict(h, _checked=checked), p))
 
     async def _sync(self, h: Dict[str, Any], p: bytes) -> Dict[str, Any]:
         async with self.lock:
             try:
-                return await self._sync_locked(h, p)
+                reply: Dict[str, Any] = await self._guarded(asyncio.ensure_future(self._sync_locked(h, p)))
+                return reply
             except SyncRefused as exc:
                 from neo_agent.agent import RequestError
 
-                raise RequestError(str(exc), "sync_refused") from None
+                raise RequestError(str(exc), exc.code) from None
 
     async def _sync_locked(self, h: Dict[str, Any], p: bytes) -> Dict[str, Any]:
         self.load()
         loop = asyncio.get_event_loop()
-        if self.entries is not None and root_hex(self.root) == h.get("root"):
+        full, ops_len, want_root, generation, blobs = h["_checked"]
+        if self.entries is not None and root_hex(self.root) == want_root:
             return dict(self.state(), status="noop")
-        full = bool(h.get("full"))
         if not full and (self.entries is None or root_hex(self.root) != h.get("base")):
             return dict(self.state(), status="mismatch")
-        ops_len = int(h.get("ops_len", 0))
-        ops = json.loads(p[:ops_len].decode("ascii")) if ops_len else []
-        blobs = h.get("blobs") or []
+        try:
+            ops = json.loads(p[:ops_len].decode("ascii")) if ops_len else []
+        except ValueError:
+            raise SyncRefused("the delta is not JSON") from None
+        if not isinstance(ops, list) or not all(isinstance(op, list) and op for op in ops):
+            raise SyncRefused("the delta must be a list of entries")
         if sum(int(b[1]) for b in blobs) > (1 << 20):
             await loop.run_in_executor(None, self._store_blobs, blobs, p, ops_len)
         else:
@@ -208,7 +321,7 @@ class Workspace:
         entries: Dict[str, Entry] = {} if full else dict(self.entries or {})
         root = 0 if full else self.root
         root, deletes, sets = self._apply_ops(entries, root, ops)
-        if root_hex(root) != h.get("root"):
+        if root_hex(root) != want_root:
             raise SyncRefused("root digest after applying the delta does not match (%s)" % root_hex(root))
         missing = sorted({e[2] for _, e in sets if e[0] == "f" and e[2] not in self.objects})
         if missing:
@@ -221,10 +334,11 @@ class Workspace:
             tree = await self._take_spare()
         try:
             await loop.run_in_executor(None, self._materialise, tree, deletes, sets)
+            await loop.run_in_executor(None, self._check_links, tree, entries)
         except BaseException:
-            shutil.rmtree(tree, ignore_errors=True)
+            await loop.run_in_executor(None, shutil.rmtree, tree, True)
             raise
-        gen = max(int(h.get("generation") or 0), self.gen + 1)
+        gen = max(generation, self.gen + 1)
         final = self.p("gens", str(gen))
         if os.path.lexists(final):
             shutil.rmtree(final, ignore_errors=True)
@@ -247,17 +361,25 @@ class Workspace:
             data = p[offset : offset + int(length)]
             offset += int(length)
             if compressed:
-                data = zlib.decompress(data)
+                try:
+                    data = zlib.decompress(data)
+                except zlib.error:
+                    raise SyncRefused("content for %s arrived corrupted" % digest) from None
             if hashlib.sha256(data).hexdigest() != digest:
                 raise SyncRefused("content for %s arrived corrupted" % digest)
             mode = int(wire_mode) & 0o7777
             if mode in self.objects.get(digest, ()):
                 continue
             tmp = self.p("tmp", "obj-%d" % self._next())
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, mode)
-            os.rename(tmp, self.obj(digest, mode))
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.chmod(tmp, mode)
+                os.rename(tmp, self.obj(digest, mode))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             self.objects.setdefault(digest, set()).add(mode)
 
     def _apply_ops(
@@ -267,6 +389,8 @@ class Workspace:
         deletes: List[Tuple[str, Entry]] = []
         sets: List[Tuple[str, Entry]] = []
         for op in ops:
+            if len(op) not in (1, 4):
+                raise SyncRefused("a delta entry must be [path] or [path, kind, mode, ref]")
             path = check_path(op[0])
             old = entries.get(path)
             if old is not None and len(op) > 1 and old[0] == "d" and op[1] == "d":
@@ -277,8 +401,16 @@ class Workspace:
                 deletes.append((path, old))
             if len(op) == 1:
                 continue
-            kind, mode, ref = str(op[1]), int(op[2]) & 0o7777, str(op[3])
-            if kind not in ("f", "l", "d") or (kind == "f" and len(ref) != 64):
+            kind, ref = op[1], op[3]
+            try:
+                mode = validate.mode(op[2])
+            except validate.FieldError:
+                raise SyncRefused("bad mode for %r" % path) from None
+            if (
+                kind not in ("f", "l", "d")
+                or not isinstance(ref, str)
+                or (kind == "f" and not validate.HEX64_RE.match(ref))
+            ):
                 raise SyncRefused("bad entry for %r" % path)
             if kind == "l" and link_escapes(path, ref):
                 raise SyncRefused("symlink %r -> %r points outside the workspace" % (path, ref))
@@ -309,6 +441,20 @@ class Workspace:
         for path, entry in sorted(sets, key=lambda item: item[0]):
             self._place(tree, path, entry)
 
+    def _check_links(self, tree: str, entries: Dict[str, Entry]) -> None:
+        """Refuse a tree in which some symlink resolves, through the real filesystem, outside it.
+
+        Each link's text passes :func:`link_escapes`, but a chain can still lead out
+        (``x/l1 -> ..``, ``l2 -> x/l1/../../etc/hostname``); so resolve every link of the new
+        tree as the kernel would. Cost: one realpath per symlink, and trees hold few.
+        """
+        real_tree = os.path.realpath(tree)
+        for path, entry in entries.items():
+            if entry[0] == "l":
+                real = os.path.realpath(os.path.join(tree, path))
+                if real != real_tree and not real.startswith(real_tree + os.sep):
+                    raise SyncRefused("symlink %r resolves outside the workspace" % path)
+
     def _place(self, tree: str, path: str, entry: Entry) -> None:
         full = os.path.join(tree, path)
         kind, mode, ref = entry
@@ -333,9 +479,14 @@ class Workspace:
         modes = self.objects.get(digest, set())
         if mode not in modes:
             tmp = self.p("tmp", "obj-%d" % self._next())
-            shutil.copyfile(self.obj(digest, next(iter(modes))), tmp)
-            os.chmod(tmp, mode)
-            os.rename(tmp, path)
+            try:
+                shutil.copyfile(self.obj(digest, next(iter(modes))), tmp)
+                os.chmod(tmp, mode)
+                os.rename(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             modes.add(mode)
         return path
 
@@ -404,12 +555,18 @@ class Workspace:
                         assert step is not None
                         self._materialise(tree, step[0], step[1])
                     self.recycled += 1
+                    recycled = True
                 except OSError:
                     shutil.rmtree(tree, ignore_errors=True)
-                    self._clone(entries, tree)
-                    self.cloned += 1
+                    recycled = False
             else:
-                self._clone(entries, tree)
+                recycled = False
+            if not recycled:
+                try:
+                    self._clone(entries, tree)
+                except BaseException:
+                    shutil.rmtree(tree, ignore_errors=True)
+                    raise
                 self.cloned += 1
             self._drop_old_generations(gen, protected)
 
@@ -424,9 +581,14 @@ class Workspace:
         if entries is None or self.meta_written == gen:
             return
         tmp = self.p("meta", "%d.json.tmp" % gen)
-        with open(tmp, "w") as f:
-            json.dump({"entries": entries, "root": root_hex(root)}, f)
-        os.replace(tmp, self.p("meta", "%d.json" % gen))
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"entries": entries, "root": root_hex(root)}, f)
+            os.replace(tmp, self.p("meta", "%d.json" % gen))
+        except OSError:  # a full disk: the snapshot only speeds up a restart (repair covers it)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return
         self.meta_written = gen
 
     def _generations_in_use(self) -> Set[str]:
@@ -465,26 +627,45 @@ class Workspace:
 
             def work() -> None:
                 self._write_meta()
-                for digest, modes in list(self.objects.items()):
-                    for mode in list(modes):
-                        path = self.obj(digest, mode)
-                        try:
-                            if os.stat(path).st_nlink == 1:
-                                os.unlink(path)
-                                modes.discard(mode)
-                        except OSError:
-                            modes.discard(mode)
-                    if not modes:
-                        del self.objects[digest]
+                self._collect_unreferenced()
 
             await asyncio.get_event_loop().run_in_executor(None, work)
+
+    def _collect_unreferenced(self) -> None:
+        """Delete every object no tree links to (link count 1); call with the lock held."""
+        for digest, modes in list(self.objects.items()):
+            for mode in list(modes):
+                path = self.obj(digest, mode)
+                try:
+                    if os.stat(path).st_nlink == 1:
+                        os.unlink(path)
+                        modes.discard(mode)
+                except OSError:
+                    modes.discard(mode)
+            if not modes:
+                del self.objects[digest]
+
+
+def answered(handler: Any) -> Any:
+    """Wrap an operation so a refusal reaches the controller with its code (``no_space``, ...)."""
+
+    async def op(h: Dict[str, Any], p: bytes, emit: Any) -> Any:
+        try:
+            return await handler(h, p, emit)
+        except SyncRefused as exc:
+            from neo_agent.agent import RequestError
+
+            raise RequestError(str(exc), exc.code) from None
+
+    return op
 
 
 def register(agent: Any) -> None:
     """Called by :meth:`neo_agent.agent.Agent.extra_ops`: add the ``ws_*`` operations."""
     ws = Workspace(agent)
     agent.workspace_sync = ws
-    agent.handlers["ws_state"] = ws.op_state
-    agent.handlers["ws_manifest"] = ws.op_manifest
-    agent.handlers["ws_objects"] = ws.op_objects
+    agent.handlers["ws_state"] = answered(ws.op_state)
+    agent.handlers["ws_manifest"] = answered(ws.op_manifest)
+    agent.handlers["ws_objects"] = answered(ws.op_objects)
+    agent.handlers["ws_object_part"] = answered(ws.op_object_part)
     agent.handlers["ws_sync"] = ws.op_sync
