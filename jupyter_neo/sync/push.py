@@ -199,10 +199,12 @@ class GangSync:
             if tracked:
                 if self.tracker is None:
                     key = self.scanner.cache_path.stem if self.scanner.cache_path else "tracker"
-                    state = self.core.config.home / "sync" / "trackers" / f"{key}-{self.res.id}"
+                    state = self.core.config.home / "trackers" / f"{key}-{self.res.id}"
                     self.tracker = ChangeTracker(self.root, self.scanner.rules, state)
                 hints = taken = await asyncio.to_thread(self.tracker.take)
-                persist = False
+                # A walk saves the stat cache as before (and warns if it cannot); tracked edits
+                # save it once syncs rest (drop_gangs), not on every edit.
+                persist = persist and taken is None
             try:
                 report = await self._sync_locked(hints, progress, dry_run, persist, on_transfer)
             except BaseException:
@@ -236,6 +238,8 @@ class GangSync:
         say = progress or (lambda _: None)
         if hints is None or len(hints) > 64:
             scan = await asyncio.to_thread(self.scanner.scan, None)
+        elif hints:  # may hash large files: off the loop, which serves other clients meanwhile
+            scan = await asyncio.to_thread(self.scanner.scan, hints)
         else:
             scan = self.scanner.scan(hints)
         say(
