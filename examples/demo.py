@@ -1,14 +1,19 @@
 """The quick start on the embedded local backend: the whole edit-run loop, no cluster needed.
 
-``make demo`` runs this: reserve a 2-node x 2-GPU gang (all or nothing), run the DDP example with
-torchrun on both nodes, edit a hyper-parameter, run again on the same warm gang, then twice more
-with ``hot=True`` (the second time in the same warm rank processes), print the timings, release. Every step is the public Python API that the ``neo`` CLI also uses.
+``make demo`` runs this: the very ``neo`` commands a user types, so the resident controller is
+started by the first one and used by every other (warm agent connections, a change tracker for
+the workspace) without any step of its own. Reserve a 2-node x 2-GPU gang (all or nothing), run
+the DDP example with torchrun on both nodes, edit a hyper-parameter, run again on the same warm
+gang, then twice with ``--hot`` (the second time in the same warm rank processes), show the
+controller, release, print the timings.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,90 +21,75 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from jupyter_neo import Client
-from jupyter_neo.cli.output import clusters_table, reservations_table
-
 console = Console(highlight=False)
 HERE = Path(__file__).resolve().parent
+NEO = str(Path(sys.executable).with_name("neo"))
+SHOWN = ("first step", "final loss", "Error")
 
 
-def show(rank: int | None, node: int, stream: str, line: str) -> None:
-    if rank is not None and ("first step" in line or "final loss" in line or "Error" in line):
-        console.print(f"  [dim]{escape(f'[node {node} rank {rank}]')}[/dim] {escape(line)}")
+def neo(*args: str, cwd: Path | None = None, quiet: bool = False) -> tuple[int, str, float]:
+    """Run one ``neo`` command as a user would; print its command line, progress and chosen lines."""
+    console.print(f"[bold]$ neo {escape(' '.join(args))}[/bold]")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [NEO, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if not quiet and (not line.startswith("[node") or any(s in line for s in SHOWN)):
+            console.print(f"  {escape(line.rstrip())}")
+    code = proc.wait()
+    return code, "".join(out), time.perf_counter() - t0
+
+
+def lr(script: Path, value: str) -> None:
+    script.write_text(
+        re.sub(
+            r'"--lr", type=float, default=[0-9.]+', f'"--lr", type=float, default={value}', script.read_text()
+        )
+    )
 
 
 def main() -> None:
     workspace = Path(tempfile.mkdtemp(prefix="neo-demo-"))
-    shutil.copy(HERE / "train_ddp.py", workspace / "train_ddp.py")
-    timings: list[tuple[str, float, float]] = []
-    with Client() as neo:
-        console.rule("clusters")
-        console.print(clusters_table(neo.clusters()))
-
-        console.rule("reserve 2 nodes x 2 GPUs as one gang")
-        t0 = time.perf_counter()
-        res = neo.reserve(gpus=4, nodes=2, idle_ttl="10m", progress=lambda m: console.print(f"  … {m}"))
-        console.print(f"ready in {time.perf_counter() - t0:.2f}s: {res.id}")
-        console.print(reservations_table(neo.status()))
-        try:
-            for attempt, lr in enumerate(("0.05", "0.01")):
-                if attempt:
-                    console.rule(f"edit: lr 0.05 -> {lr} (the workspace file changes; the gang stays warm)")
-                    script = workspace / "train_ddp.py"
-                    script.write_text(
-                        re.sub(
-                            r'"--lr", type=float, default=[0-9.]+',
-                            f'"--lr", type=float, default={lr}',
-                            script.read_text(),
-                        )
-                    )
-                console.rule(f"run {attempt + 1}: torchrun on 2 nodes x 2 ranks (gloo on CPU)")
-                t0 = time.perf_counter()
-                run = neo.run(
-                    "train_ddp.py", ["--steps", "10"], reservation=res.id, workspace=workspace, on_line=show
-                )
-                wall = time.perf_counter() - t0
-                console.print(f"run {run.id}: {run.state.value} (exit {run.exit_code}) in {wall:.2f}s")
-                if run.exit_code:
-                    console.print(run.error or "", markup=False)
-                    raise SystemExit(run.exit_code)
-                timings.append((f"run {attempt + 1} (lr={lr})", wall, run.timings.get("sync", 0.0)))
-
-            console.rule("hot reload: the ranks stay warm, only the code changes")
-            script = workspace / "train_ddp.py"
-            for attempt, lr in enumerate(("0.02", "0.03")):
-                if attempt:
-                    script.write_text(script.read_text().replace("default=0.02", "default=0.03"))
-                else:
-                    script.write_text(
-                        re.sub(
-                            r'"--lr", type=float, default=[0-9.]+',
-                            '"--lr", type=float, default=0.02',
-                            script.read_text(),
-                        )
-                    )
-                t0 = time.perf_counter()
-                run = neo.run(
-                    "train_ddp.py",
-                    ["--steps", "10"],
-                    reservation=res.id,
-                    workspace=workspace,
-                    on_line=show,
-                    hot=True,
-                )
-                wall = time.perf_counter() - t0
-                console.print(f"run {run.id}: {run.note}; {run.state.value} in {wall:.2f}s")
-                if run.exit_code:
-                    console.print(run.error or "", markup=False)
-                    raise SystemExit(run.exit_code)
-                timings.append((f"hot {attempt + 1} (lr={lr})", wall, run.timings.get("sync", 0.0)))
-        finally:
-            console.rule("release")
-            done = neo.release(res.id)
-            console.print(f"released {done.id}: state={done.state.value}")
-    console.rule("timings")
-    for name, wall, sync in timings:
-        console.print(f"  {name:18} total {wall:6.2f}s   sync {sync * 1000:7.1f} ms")
+    script = workspace / "train_ddp.py"
+    shutil.copy(HERE / "train_ddp.py", script)
+    timings: list[tuple[str, float]] = []
+    console.rule("clusters")
+    neo("clusters")
+    console.rule("reserve 2 nodes x 2 GPUs as one gang")
+    code, _, wall = neo("reserve", "--gpus", "4", "--nodes", "2", "--idle-ttl", "10m", "--name", "demo")
+    if code:
+        raise SystemExit(code)
+    timings.append(("reserve", wall))
+    neo("status")
+    try:
+        runs = [("run 1 (lr=0.05)", "0.05", False), ("run 2 (lr=0.01)", "0.01", False)]
+        runs += [("hot 1 (lr=0.02)", "0.02", True), ("hot 2 (lr=0.03)", "0.03", True)]
+        for i, (name, value, hot) in enumerate(runs):
+            if i:
+                console.rule(f"edit: lr -> {value} (the workspace file changes; the gang stays warm)")
+            lr(script, value)
+            if hot and name.startswith("hot 1"):
+                console.rule("hot reload: the ranks stay warm, only the code changes")
+            flags = ["--hot"] if hot else []
+            code, _, wall = neo(
+                "run", "-r", "demo", *flags, "--ranks", "all", "train_ddp.py", "--steps", "10", cwd=workspace
+            )
+            if code:
+                raise SystemExit(code)
+            timings.append((name, wall))
+        console.rule("the resident controller the commands above shared")
+        neo("daemon", "status")
+    finally:
+        console.rule("release")
+        neo("release", "demo")
+        neo("daemon", "stop", quiet=True)
+    console.rule("timings (neo command wall time, process start included)")
+    for name, wall in timings:
+        console.print(f"  {name:18} {wall:6.2f}s")
     shutil.rmtree(workspace, ignore_errors=True)
 
 

@@ -7,11 +7,16 @@ Names are imported on first use: training scripts run ``from jupyter_neo import 
 rank, and should not pay for the controller's dependencies (pydantic, the state store, ...).
 """
 
+from __future__ import annotations
+
 import importlib
-from typing import Any
 
 from jupyter_neo.keep import keep
 from jupyter_neo.metrics import log
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ``neo`` starts in ~20 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 _LAZY = {
     "Client": "jupyter_neo.client",

@@ -13,14 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from jupyter_neo.config import Config, load_config
+from jupyter_neo.controller import terminal
 from jupyter_neo.core import Core, Progress, _quiet
 from jupyter_neo.durations import parse_duration
 from jupyter_neo.errors import InvalidRequest
 from jupyter_neo.model import ClusterStatus, GangRequest, Reservation, Run
 from jupyter_neo.money import load_policy
+from jupyter_neo.placement import Candidate
 from jupyter_neo.runs.logs import LineCallback, tail_file
 from jupyter_neo.runs.spec import RunKind, RunSpec
 
@@ -31,8 +33,88 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+C = TypeVar("C", bound=Callable[..., Any] | None)
+
+
+def bound(callback: C) -> C:
+    """``callback`` bound to the caller's terminal (in the controller: the requesting client).
+
+    Callbacks run wherever the core calls them, e.g. in an agent connection's reader task opened
+    by another request; this pins their output to the request that passed them.
+    """
+    term = terminal.CURRENT.get()
+    if term is None or callback is None:
+        return callback
+
+    def pinned(*args: Any, **kwargs: Any) -> Any:
+        token = terminal.CURRENT.set(term)
+        try:
+            return callback(*args, **kwargs)
+        finally:
+            terminal.CURRENT.reset(token)
+
+    return pinned  # type: ignore[return-value]
+
+
+def run_on(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, T],
+    pump: Callable[[], None] | None = None,
+    cancelled: threading.Event | None = None,
+) -> T:
+    """Wait in this thread for ``coro`` run as a task on ``loop`` (another thread's loop).
+
+    ``pump`` is called while waiting (widget events). A ``KeyboardInterrupt`` here, or
+    ``cancelled`` being set (the controller's Ctrl-C of one request), cancels the task, waits for
+    its clean-up (rollback, stopping ranks) and raises ``KeyboardInterrupt``.
+    """
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def runner() -> None:
+        try:
+            box["value"] = await coro
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+
+    task_box: dict[str, asyncio.Task[None]] = {}
+
+    def start() -> None:
+        task_box["task"] = loop.create_task(runner())
+
+    # The task is created in a copy of this thread's context: a request's terminal follows it.
+    loop.call_soon_threadsafe(start)
+    try:
+        while not done.wait(0.05 if pump else 0.1):
+            if pump is not None:
+                pump()
+            if cancelled is not None and cancelled.is_set():
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+
+        def cancel() -> None:  # on the loop, after start(): the task exists by then
+            task_box["task"].cancel()
+
+        loop.call_soon_threadsafe(cancel)
+        done.wait()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+class Runner(Protocol):
+    """How a :class:`Client` waits for the core: its own loop thread, or the controller's loop."""
+
+    def run(self, coro: Coroutine[Any, Any, T], pump: Callable[[], None] | None, cancellable: bool) -> T: ...
+
+    def wait(self, seconds: float | None) -> None: ...
+
+
 class _LoopThread:
-    """One event loop in a daemon thread, shared by the Clients of a process."""
+    """One event loop in a daemon thread, shared by the in-process Clients of a process."""
 
     _instance: _LoopThread | None = None
     _lock = threading.Lock()
@@ -49,36 +131,18 @@ class _LoopThread:
                 cls._instance = cls()
             return cls._instance
 
-    def run(self, coro: Coroutine[Any, Any, T], pump: Callable[[], None] | None = None) -> T:
-        """Wait for ``coro`` on the loop thread; ``pump`` is called while waiting (widget events)."""
-        done = threading.Event()
-        box: dict[str, Any] = {}
+    def run(
+        self, coro: Coroutine[Any, Any, T], pump: Callable[[], None] | None = None, cancellable: bool = True
+    ) -> T:
+        """Wait for ``coro`` on the loop thread; Ctrl-C (a signal in this thread) cancels it."""
+        return run_on(self.loop, coro, pump)
 
-        async def runner() -> None:
-            try:
-                box["value"] = await coro
-            except BaseException as exc:
-                box["error"] = exc
-            finally:
-                done.set()
-
-        task_box: dict[str, asyncio.Task[None]] = {}
-
-        def start() -> None:
-            task_box["task"] = self.loop.create_task(runner())
-
-        self.loop.call_soon_threadsafe(start)
-        try:
-            while not done.wait(0.05 if pump else 0.1):
-                if pump is not None:
-                    pump()
-        except KeyboardInterrupt:
-            self.loop.call_soon_threadsafe(task_box["task"].cancel)
-            done.wait()
-            raise
-        if "error" in box:
-            raise box["error"]
-        return box["value"]  # type: ignore[no-any-return]
+    def wait(self, seconds: float | None) -> None:
+        """Sleep; Ctrl-C interrupts it as usual in-process."""
+        if seconds is None:
+            threading.Event().wait()
+        else:
+            time.sleep(seconds)
 
 
 def gang_request(
@@ -133,19 +197,47 @@ class Client:
         *,
         home: str | Path | None = None,
         config_path: str | Path | None = None,
+        core: Core | None = None,
+        runner: Runner | None = None,
+        cwd: str | Path | None = None,
     ) -> None:
-        if config is None:
-            config = load_config(Path(config_path) if config_path else None, Path(home) if home else None)
-        self._loop = _LoopThread.get()
-        self.core: Core = self._loop.run(self._make_core(config))
+        """In a script: an in-process core on a private loop thread (the default, see
+        docs/architecture.md "Clients"). The controller passes its own ``core`` and ``runner`` and
+        the client's ``cwd``, against which relative workspace paths are resolved."""
+        self._runner: Runner = runner or _LoopThread.get()
+        self._owns_core = core is None
+        self.cwd = Path(cwd) if cwd is not None else None
+        if core is None:
+            if config is None:
+                config = load_config(Path(config_path) if config_path else None, Path(home) if home else None)
+            core = self._runner.run(self._make_core(config), None, False)
+        self.core: Core = core
 
     @staticmethod
     async def _make_core(config: Config) -> Core:
         return Core(config)
 
-    def run_async(self, coro: Coroutine[Any, Any, T], pump: Callable[[], None] | None = None) -> T:
-        """Run a coroutine of the core on the client's loop (used by the surfaces)."""
-        return self._loop.run(coro, pump)
+    def run_async(
+        self, coro: Coroutine[Any, Any, T], pump: Callable[[], None] | None = None, cancellable: bool = True
+    ) -> T:
+        """Run a coroutine of the core on the client's loop (used by the surfaces).
+
+        ``cancellable=False`` for clean-up that must run even after the request was cancelled.
+        """
+        return self._runner.run(coro, pump, cancellable)
+
+    @property
+    def config(self) -> Config:
+        """The configuration this client's core runs with (clusters, defaults, transfer)."""
+        return self.core.config
+
+    def wait(self, seconds: float | None = None) -> None:
+        """Sleep (forever with None) until Ctrl-C, which raises ``KeyboardInterrupt`` as usual."""
+        self._runner.wait(seconds)
+
+    def path(self, path: str | Path) -> Path:
+        """``path`` made absolute against the caller's working directory."""
+        return (self.cwd / path) if self.cwd is not None else Path(path).absolute()
 
     def clusters(self) -> list[ClusterStatus]:
         return self.run_async(self.core.clusters())
@@ -186,11 +278,24 @@ class Client:
             data=data,
             workspace=workspace,
         )
-        return self.run_async(self.core.reserve(request, progress))
+        return self.run_async(self.core.reserve(request, bound(progress)))
 
     def request(self, *, idle_ttl: str | float | None = "default", **fields: Any) -> GangRequest:
         """Validate a gang request the same way for every surface."""
+        fields["workspace"] = self.path(fields.get("workspace") or ".")
         return gang_request(self.core.config, idle_ttl=idle_ttl, **fields)
+
+    def explain(self, **fields: Any) -> list[Candidate]:
+        """Every cluster a request could go to, with why it was or was not chosen (``--explain``)."""
+        return self.run_async(self.core.explain(self.request(**fields)))
+
+    def dry_run(self, gang: str | None, fmt: str, **fields: Any) -> str:
+        """The Kubernetes objects a reserve would create, rendered as YAML or JSON; creates nothing."""
+        return self.run_async(self.core.dry_run(self.request(**fields), gang, fmt))
+
+    def history(self) -> list[Reservation]:
+        """Every reservation the store knows, released ones included."""
+        return self.run_async(self.core.history())
 
     def status(self, ref: str | None = None) -> list[Reservation]:
         if ref:
@@ -247,53 +352,29 @@ class Client:
             nproc_per_node=nproc_per_node,
             env=dict(env or {}),
             timeout=parse_duration(timeout),
-            workspace=Path(workspace).resolve(),
+            workspace=self.path(workspace).resolve(),
             hot=hot,
             sync=sync,
             label=label,
             detach=detach,
         )
         spec.validate()
-        gang = self.request(gpus=gpus, workspace=workspace, **request) if gpus is not None else None
+        gang = self.request(gpus=gpus, workspace=spec.workspace, **request) if gpus is not None else None
 
         async def go() -> Run:
-            res = await self.core.pick_reservation(reservation, gang, progress)
+            res = await self.core.pick_reservation(reservation, gang, bound(progress))
             require_data(res, request.get("data") or [])
-            return await self.core.run(res, spec, on_line, on_update)
+            return await self.core.run(res, spec, bound(on_line), bound(on_update))
 
         return self.run_async(go(), pump)
 
     def cost(self, since_seconds: float = 30 * 86400.0) -> dict[str, Any]:
         """Spend by cluster and by reservation over the window, from the ledger (survives restarts)."""
-        self.run_async(self.core.reconcile())
-        entries = self.core.store.ledger(time.time() - since_seconds)
-        clusters: dict[str, dict[str, float]] = {}
-        rows = []
-        for e in entries:
-            end = e.end or time.time()
-            hours = max(0.0, end - max(e.start, time.time() - since_seconds)) / 3600.0
-            c = clusters.setdefault(e.cluster, {"reservations": 0, "gpu_hours": 0.0, "cost": 0.0})
-            c["reservations"] += 1
-            c["gpu_hours"] += hours * e.gpus
-            c["cost"] += e.cost
-            rows.append(
-                {
-                    "reservation": e.reservation,
-                    "cluster": e.cluster,
-                    "owner": e.owner,
-                    "gpus": e.gpus,
-                    "price_per_hour": e.price_per_hour,
-                    "hours": hours,
-                    "cost": e.cost,
-                    "ended": e.end is not None,
-                }
-            )
-        return {
-            "since_seconds": since_seconds,
-            "total": sum(e.cost for e in entries),
-            "clusters": clusters,
-            "reservations": rows,
-        }
+        return self.run_async(self.core.cost(since_seconds))
+
+    def record_check(self, run: Run, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Analyse a ``neo check`` run's measurements and keep the report with its reservation."""
+        return self.run_async(self.core.record_check(run.reservation, results))
 
     def datasets(self) -> list[dict[str, Any]]:
         """Every configured dataset: size, residency and where it lives (``neo datasets``)."""
@@ -349,7 +430,13 @@ class Client:
         """
         res = self._reservation(ref_or_res)
         return self.run_async(
-            self.core.sync(res, Path(root), progress=progress, dry_run=dry_run, on_transfer=on_transfer)
+            self.core.sync(
+                res,
+                self.path(root),
+                progress=bound(progress),
+                dry_run=dry_run,
+                on_transfer=bound(on_transfer),
+            )
         )
 
     def watch(
@@ -365,8 +452,8 @@ class Client:
         from jupyter_neo.sync.push import gang_sync_for
 
         res = self._reservation(ref_or_res)
-        gang = gang_sync_for(self.core, res, Path(root).expanduser().absolute())
-        watcher = Watcher(gang, on_report=on_report, debounce=debounce)
+        gang = gang_sync_for(self.core, res, self.path(Path(root).expanduser()))
+        watcher = Watcher(gang, on_report=bound(on_report), debounce=debounce)
         self.run_async(watcher.start())
         return WatchHandle(self, watcher)
 
@@ -377,7 +464,8 @@ class Client:
         return Ranks(self, reservation, workspace)
 
     def close(self) -> None:
-        self.run_async(self.core.close())
+        if self._owns_core:
+            self.run_async(self.core.close(), cancellable=False)
 
     def __enter__(self) -> Client:
         return self
@@ -398,7 +486,7 @@ class WatchHandle:
         return list(self.watcher.reports)
 
     def stop(self) -> None:
-        self._client.run_async(self.watcher.stop())
+        self._client.run_async(self.watcher.stop(), cancellable=False)
 
     def __enter__(self) -> WatchHandle:
         return self

@@ -9,6 +9,7 @@ run unchanged on a laptop. Errors point at the line of the file that is wrong.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -89,6 +90,19 @@ def default_config_path() -> Path:
     return Path(
         os.environ.get("NEO_CONFIG") or Path(platformdirs.user_config_dir("jupyter-neo")) / "neo.yaml"
     )
+
+
+def config_path_for(env: dict[str, str]) -> tuple[Path, bool]:
+    """The config file another process's environment names, and whether it named it explicitly.
+
+    The controller serves clients whose ``NEO_CONFIG`` / ``XDG_CONFIG_HOME`` may differ from its own.
+    """
+    if env.get("NEO_CONFIG"):
+        return Path(env["NEO_CONFIG"]), True
+    if sys.platform.startswith("linux") or env.get("XDG_CONFIG_HOME"):
+        base = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        return base / "jupyter-neo" / "neo.yaml", False
+    return Path(platformdirs.user_config_dir("jupyter-neo")) / "neo.yaml", False
 
 
 def load_config(path: Path | None = None, home: Path | None = None) -> Config:

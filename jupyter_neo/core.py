@@ -73,6 +73,12 @@ class Core:
         self._conns: dict[tuple[str, str], AgentConnection] = {}
         self._conn_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reconciled = False
+        # In the resident controller: one-shot syncs read a change tracker instead of walking the
+        # tree (jupyter_neo.sync.tracker); in-process cores walk, as a fresh process must.
+        self.track_changes = False
+        self.tearing_down: set[str] = set()  # being released: not to be reconnected
+        self._teardowns: dict[str, asyncio.Future[None]] = {}
+        self._reconcile_lock = asyncio.Lock()
 
     def backend(self, cluster_name: str) -> Backend:
         if cluster_name not in self._backends:
@@ -219,8 +225,11 @@ class Core:
         claim: dict[str, Any] | None = None,
         timeout: float = CONNECT_TIMEOUT,
     ) -> AgentConnection:
-        """A new authenticated connection to ``pod``'s agent (not cached: see :meth:`connect`)."""
-        stream = await self.backend(res.cluster).open_agent_stream(pod)
+        """A new authenticated connection to ``pod``'s agent (not cached: see :meth:`connect`).
+
+        Only a claim may boot an agent; reconnecting to a claimed pod never starts a fresh one.
+        """
+        stream = await self.backend(res.cluster).open_agent_stream(pod, boot=claim is not None)
         return await AgentConnection.open(stream, res.secret, claim=claim, name=pod.name, timeout=timeout)
 
     async def _claim(self, backend: Backend, res: Reservation, pod: Pod) -> AgentConnection:
@@ -243,6 +252,10 @@ class Core:
             await conn.close()
             raise BackendError(f"{pod.name}: the pod's agent belongs to another reservation")
         await conn.call("ping")
+        if backend.direct_after_boot:
+            # The boot stub's relay process is not worth keeping for a warm connection.
+            await conn.close()
+            conn = await self.open_connection(res, pod)
         self._conns[(res.id, pod.name)] = conn
         return conn
 
@@ -322,6 +335,53 @@ class Core:
         await self.reconcile()
         return self.store.reservations()
 
+    async def dry_run(self, request: GangRequest, gang: str | None, fmt: str) -> str:
+        """The Kubernetes objects ``reserve`` would create, rendered; nothing is created."""
+        from jupyter_neo.backends.kubernetes.dryrun import dry_run_objects, render
+
+        return render(await dry_run_objects(self.config, self.store, request, gang), fmt)
+
+    async def cost(self, since_seconds: float) -> dict[str, Any]:
+        """Spend by cluster and by reservation over the window, from the ledger (``neo cost``)."""
+        await self.reconcile()
+        now = time.time()
+        entries = self.store.ledger(now - since_seconds)
+        clusters: dict[str, dict[str, float]] = {}
+        rows = []
+        for e in entries:
+            end = e.end or now
+            hours = max(0.0, end - max(e.start, now - since_seconds)) / 3600.0
+            c = clusters.setdefault(e.cluster, {"reservations": 0, "gpu_hours": 0.0, "cost": 0.0})
+            c["reservations"] += 1
+            c["gpu_hours"] += hours * e.gpus
+            c["cost"] += e.cost
+            rows.append(
+                {
+                    "reservation": e.reservation,
+                    "cluster": e.cluster,
+                    "owner": e.owner,
+                    "gpus": e.gpus,
+                    "price_per_hour": e.price_per_hour,
+                    "hours": hours,
+                    "cost": e.cost,
+                    "ended": e.end is not None,
+                }
+            )
+        return {
+            "since_seconds": since_seconds,
+            "total": sum(e.cost for e in entries),
+            "clusters": clusters,
+            "reservations": rows,
+        }
+
+    async def record_check(self, reservation: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Analyse ``neo check`` measurements and keep the report with the reservation."""
+        from jupyter_neo.runs.check import analyse
+
+        report = analyse(results)
+        self.store.save_check(reservation, report)
+        return report
+
     async def release(self, ref: str, reason: str = "released by user") -> Reservation:
         res = self.store.reservation(ref)
         if res.state is ReservationState.RELEASED:
@@ -390,8 +450,25 @@ class Core:
 
         ``ended`` is when the pods stopped by themselves (what their agents reported), which is
         what the reservation is charged to; by default, now. Runs nobody supervises are settled
-        first: their output is read from the pods while the pods still hold it.
+        first: their output is read from the pods while the pods still hold it. A second teardown
+        of the same reservation while one runs waits for that one.
         """
+        running = self._teardowns.get(res.id)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        task = asyncio.ensure_future(self._teardown_once(res, reason, ended))
+        self._teardowns[res.id] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._teardowns.pop(res.id, None)
+            else:
+                task.add_done_callback(lambda _: self._teardowns.pop(res.id, None))
+
+    async def _teardown_once(self, res: Reservation, reason: str, ended: datetime | None) -> None:
+        self.tearing_down.add(res.id)
         backend = self.backend(res.cluster)
         if res.pods and res.state is not ReservationState.PENDING:
             await asyncio.shield(settle_open_runs(self, res, ending=reason))
@@ -577,10 +654,20 @@ class Core:
 
     # ------------------------------------------------------------------ reconcile
     async def reconcile(self, force: bool = False) -> None:
-        """Bring the store in line with the backends (once per process unless forced)."""
+        """Bring the store in line with the backends (once per process unless forced).
+
+        One at a time per core, after any release in flight: in the resident controller a
+        command's reconcile may meet the background one, and must see its outcome, not race it.
+        """
         if self._reconciled and not force:
             return
         self._reconciled = True
+        async with self._reconcile_lock:
+            if self._teardowns:
+                await asyncio.gather(*list(self._teardowns.values()), return_exceptions=True)
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         for rid, pid, started in self.store.pending_owners():
             if not controller_alive(pid, started):
                 res = self.store.reservation(rid)
@@ -631,7 +718,34 @@ class Core:
             r for r in self.store.reservations(active_only=True) if clusters is None or r.cluster in clusters
         ]
 
+    def new_command(self) -> None:
+        """A long-lived core reconciles once per command, as a fresh CLI process would."""
+        self._reconciled = False
+
+    def cold_pods(self, res: Reservation) -> list[Pod]:
+        """Pods of ``res`` with no open connection (never opened, or lost)."""
+        if res.id in self.tearing_down:
+            return []
+        return [p for p in res.pods if (c := self._conns.get((res.id, p.name))) is None or c.closed]
+
+    def tracker_count(self, rid: str) -> int:
+        from jupyter_neo.sync.push import gangs_of
+
+        return sum(1 for g in gangs_of(self) if g.res.id == rid and g.tracker is not None)
+
+    async def forget(self, live: set[str]) -> None:
+        """Close connections and change trackers of reservations that are no longer live."""
+        from jupyter_neo.sync.push import drop_gangs
+
+        for key in [k for k in self._conns if k[0] not in live]:
+            conn = self._conns.pop(key)
+            await conn.close()
+        await drop_gangs(self, live)
+
     async def close(self) -> None:
+        from jupyter_neo.sync.push import drop_gangs
+
+        await drop_gangs(self, set())
         for conn in list(self._conns.values()):
             await conn.close()
         self._conns.clear()

@@ -36,6 +36,8 @@ def controller_alive(pid: int | None, started: float | None) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped (no init in containers)
+            return False
         return started is None or abs(proc.create_time() - started) < 0.01
     except psutil.Error:
         return False

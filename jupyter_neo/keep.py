@@ -8,10 +8,13 @@ Anywhere else it is a plain in-process cache, so the same script runs unchanged 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on every rank and CLI start
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 _LOCAL: dict[str, Any] = {}
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,12 @@ class Neo:
         """Live processes (pid + argv) that belong to this sandbox's pods."""
         return describe(procs_under(self.home))
 
+    def agents(self) -> list[str]:
+        """The resident agents among :meth:`processes`. Where the controller keeps a warm stream
+        through the boot stub (a Kubernetes exec, an ``srun`` step), each pod also shows that
+        stream's relay process, by design: opened once per controller lifetime, not per command."""
+        return [p for p in self.processes() if ".pyz serve " in p]
+
     def client(self):  # type: ignore[no-untyped-def]
         from jupyter_neo.client import Client
         from jupyter_neo.config import load_config
@@ -79,9 +87,39 @@ def neo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Neo]:
     monkeypatch.delenv("NEO_CONFIG", raising=False)
     sandbox = Neo(home=home, config=config, env=env)
     yield sandbox
+    stop_controller(home)
     leftovers = describe(procs_under(home))
     kill_tree_under(home)
     assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def kill_controller(neo: Neo) -> int:
+    """SIGKILL the sandbox's resident controller (it must be running); returns its pid."""
+    from jupyter_neo.controller import client
+
+    pid = client.controller_pid(str(neo.home))
+    assert pid and pid > 0, "no controller is running"
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def stop_controller(home: Path) -> None:
+    """Stop the sandbox's resident controller (the CLI started it) and wait until it is gone."""
+    from jupyter_neo.controller import client
+
+    pid = client.controller_pid(str(home))
+    if pid is None:
+        return
+    try:
+        client.request(str(home), {"type": "stop"})
+    except (client.Unavailable, OSError):
+        pass
+    deadline = time.monotonic() + 30
+    while client.controller_pid(str(home)) is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if client.controller_pid(str(home)) is not None and pid > 0:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError(f"the controller of {home} did not stop within 30 s")
 
 
 def describe(procs: list[psutil.Process]) -> list[str]:

@@ -15,6 +15,7 @@ import neo_agent
 import pytest
 from neo_agent import protocol as wire
 
+from jupyter_neo.backends.base import Backend
 from jupyter_neo.client import Client
 from jupyter_neo.errors import AgentError, BackendError
 from jupyter_neo.model import Reservation
@@ -107,14 +108,14 @@ def test_wrong_secret_is_refused(gang: tuple[Client, Reservation, list[AgentConn
     backend = client.core.backend(res.cluster)
 
     async def go() -> None:
-        stream = await backend.open_agent_stream(res.pods[0])
+        stream = await Backend.open_agent_stream(backend, res.pods[0])  # through the boot stub
         await AgentConnection.open(stream, "0" * 64, name="intruder")
 
     with pytest.raises(AgentError, match="refused authentication"):
         client.run_async(go())
 
     async def claim_again() -> None:
-        stream = await backend.open_agent_stream(res.pods[0])
+        stream = await Backend.open_agent_stream(backend, res.pods[0])  # through the boot stub
         await AgentConnection.open(stream, "1" * 64, claim={"labels": {}}, name="intruder")
 
     with pytest.raises(AgentError, match="refused authentication"):
@@ -126,7 +127,7 @@ def test_requests_before_auth_are_refused(gang: tuple[Client, Reservation, list[
     backend = client.core.backend(res.cluster)
 
     async def go() -> dict[str, Any] | None:
-        stream = await backend.open_agent_stream(res.pods[0])
+        stream = await Backend.open_agent_stream(backend, res.pods[0])  # through the boot stub
         assert await stream.reader.readline() == b"READY\n"
         hello = await wire.read_frame(stream.reader)
         assert hello is not None and hello[0]["claimed"] is True
@@ -149,7 +150,7 @@ def test_abrupt_close_mid_frame_leaves_the_agent_serving(
     backend = client.core.backend(res.cluster)
 
     async def go() -> None:
-        stream = await backend.open_agent_stream(res.pods[0])
+        stream = await Backend.open_agent_stream(backend, res.pods[0])  # through the boot stub
         conn = await AgentConnection.open(stream, res.secret, name="victim")
         frame = wire.encode({"id": 99, "op": "put", "path": "half.bin"}, b"y" * 100000)
         stream.writer.write(frame[: len(frame) // 2])
@@ -169,7 +170,7 @@ def test_pending_request_fails_when_the_stream_dies(
     backend = client.core.backend(res.cluster)
 
     async def go() -> None:
-        stream = await backend.open_agent_stream(res.pods[1])
+        stream = await Backend.open_agent_stream(backend, res.pods[1])  # through the boot stub
         conn = await AgentConnection.open(stream, res.secret, name="dying")
         started = await conn.call("exec", argv=["sleep", "30"])
         waiter = asyncio.ensure_future(conn.call("wait", proc=started["proc"]))

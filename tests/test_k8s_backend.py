@@ -63,7 +63,7 @@ def test_reserve_16_creates_two_pods_and_a_service_whose_agents_answer_through_e
     left = emu.remaining()
     assert left["pods"] == names
     assert left["services"] == [f"neo-{res['id']}"]
-    assert len(neo.processes()) == 2, "one resident agent per pod, started through exec"
+    assert len(neo.agents()) == 2, "one resident agent per pod, started through exec"
     assert emu.exec_protocols and set(emu.exec_protocols) <= {"v5.channel.k8s.io"}
 
     pings: Any = neo.json("ping", res["id"])

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from tests.conftest import Neo, read_until, use_config
+from tests.conftest import Neo, kill_controller, read_until, use_config
 
 SLOW = """
 clusters:
@@ -18,17 +18,35 @@ clusters:
 """
 
 
-def test_kill_9_mid_reserve_is_rolled_back_by_the_next_command(neo: Neo) -> None:
+def test_kill_9_of_the_controller_mid_reserve_is_rolled_back_by_the_next_command(neo: Neo) -> None:
     use_config(neo, SLOW)
     proc = neo.popen("reserve", "--gpus", "32")
     read_until(proc.stderr, "ready (1/4)")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_controller(neo)
+    assert proc.wait(timeout=30) == 1
+    assert proc.stderr is not None and "controller exited while running this command" in proc.stderr.read()
     assert neo.processes(), "the killed controller had started pods"
     status = neo.json("status", "--all")
     assert isinstance(status, list) and len(status) == 1
     assert status[0]["state"] == "released"
     assert "controller exited while reserving" in status[0]["reason"]
+    assert neo.processes() == []
+    assert neo.json("clusters")[0]["free_gpus"] == 32  # type: ignore[index]
+
+
+def test_kill_9_of_the_client_mid_reserve_cancels_that_reserve(neo: Neo) -> None:
+    use_config(neo, SLOW)
+    proc = neo.popen("reserve", "--gpus", "32")
+    read_until(proc.stderr, "ready (1/4)")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    status = neo.json("status", "--all")
+    while status[0]["state"] != "released" and time.monotonic() < deadline:  # type: ignore[index]
+        time.sleep(0.1)
+        status = neo.json("status", "--all")
+    assert isinstance(status, list) and len(status) == 1
+    assert status[0]["state"] == "released" and "interrupted" in status[0]["reason"]
     assert neo.processes() == []
     assert neo.json("clusters")[0]["free_gpus"] == 32  # type: ignore[index]
 

@@ -8,8 +8,6 @@ otherwise, fails under CI=true). Runs in CI as root via ``make test``.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import NEO, Neo, use_config
+from tests.conftest import NEO, Neo, kill_controller, use_config
 from tests.engines.slurm.harness import SlurmCluster
 from tests.slurm_support import live_procs_mentioning, neo_jobs, slurm_config, wait_for
 
@@ -99,7 +97,7 @@ def test_kill_9_of_controller_while_pending_is_rolled_back_by_the_next_command(
         while "PENDING" not in seen and time.monotonic() < deadline:
             seen += proc.stderr.readline()
         assert "PENDING" in seen, seen
-        os.kill(proc.pid, signal.SIGKILL)
+        kill_controller(sneo)  # the resident controller holds the pending gang
         proc.wait()
         assert neo_jobs(slurm_cluster, sneo), "gang job left pending"
 

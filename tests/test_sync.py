@@ -136,6 +136,15 @@ def test_file_deleted_between_scan_and_send_is_left_out_then_synced_away(gang: G
     assert not client.sync(res, root).skipped
 
 
+def cut(stream: Any) -> None:
+    """Kill a stream mid-frame: its relay process, or (a direct unix socket) the socket itself."""
+    proc = getattr(stream, "proc", None)
+    if proc is not None:
+        proc.kill()
+    else:
+        stream.writer.transport.abort()
+
+
 def test_a_pod_cut_off_mid_sync_keeps_its_old_generation_and_the_next_sync_repairs_it(
     gang: Gang, tmp_path: Path
 ) -> None:
@@ -153,7 +162,7 @@ def test_a_pod_cut_off_mid_sync_keeps_its_old_generation_and_the_next_sync_repai
 
         async def request_then_cut(op: str, payload: bytes = b"", **kw: Any) -> Any:
             if op == "ws_sync":  # the stream dies while the 40 MiB frame is in flight
-                asyncio.get_running_loop().call_later(0.01, conn.stream.proc.kill)  # type: ignore[attr-defined]
+                asyncio.get_running_loop().call_later(0.01, cut, conn.stream)
             return await real_request(op, payload, **kw)
 
         conn.request = request_then_cut  # type: ignore[method-assign]

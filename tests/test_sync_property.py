@@ -68,6 +68,13 @@ def test_every_pod_equals_the_local_tree_after_random_edits(
     client, res = gang
     root = tmp_path / "prop"
     root.mkdir(exist_ok=True)
+    apply_and_check(client, res, root, batches)
+
+
+def apply_and_check(
+    client: Client, res: Reservation, root: Path, batches: list[list[tuple[str, str, object]]]
+) -> None:
+    """Apply each batch of operations, sync, and require every pod to equal the tree."""
     for batch in batches:
         for op in batch:
             apply(root, op)

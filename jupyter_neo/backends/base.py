@@ -50,6 +50,9 @@ class Capacity:
 class Backend(abc.ABC):
     """One cluster's way of holding pods."""
 
+    direct_after_boot = False
+    """True when, once the agent runs, :meth:`open_agent_stream` reaches it without the boot stub."""
+
     def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
         self.cluster = cluster
         self.config = config
@@ -97,7 +100,12 @@ class Backend(abc.ABC):
         """What to change when a node cannot resolve the leader's address (backend-specific)."""
         return "every node must resolve the leader's host name; check the nodes' DNS / hosts files"
 
-    async def open_agent_stream(self, pod: Pod) -> ByteStream:
+    async def open_agent_stream(self, pod: Pod, *, boot: bool = True) -> ByteStream:
+        """A stream to the pod's agent; the boot stub starts the agent if none runs.
+
+        ``boot=False`` (reconnecting to a claimed pod) asks a backend that can reach a running
+        agent without the stub to do so and to fail rather than start a fresh, unclaimed agent.
+        """
         return await self.open_stream(pod, stub_argv(self.python(pod), self.agent_dir(pod)))
 
     def data_path(self, res: Reservation, use: DatasetUse) -> str | None:

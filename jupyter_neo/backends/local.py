@@ -21,17 +21,20 @@ from pathlib import Path
 
 import psutil
 from neo_agent import reaper
+from neo_agent.boot import SOCKET_NAME
 
 from jupyter_neo.backends.base import Backend
 from jupyter_neo.datasets.spec import DatasetUse
-from jupyter_neo.errors import InvalidRequest, NoCapacity, NotFound
+from jupyter_neo.errors import BackendError, InvalidRequest, NoCapacity, NotFound
 from jupyter_neo.identity import controller_identity
 from jupyter_neo.model import Pod, Reservation, ReservationState
 from jupyter_neo.private import private_dir
-from jupyter_neo.transport.streams import ByteStream, SubprocessStream
+from jupyter_neo.transport.streams import ByteStream, SubprocessStream, UnixSocketStream
 
 
 class LocalBackend(Backend):
+    direct_after_boot = True  # the agent's unix socket is on this machine
+
     @property
     def root(self) -> Path:
         return self.config.home / "local" / self.cluster.name
@@ -133,7 +136,16 @@ class LocalBackend(Backend):
         )
         return env
 
-    async def open_agent_stream(self, pod: Pod) -> ByteStream:
+    async def open_agent_stream(self, pod: Pod, *, boot: bool = True) -> ByteStream:
+        """Straight to the agent's socket when it runs (the controller's warm connections), else
+        through the boot stub, which starts it (only when ``boot``: a claimed pod whose agent is
+        gone is lost, and a fresh agent there would be an orphan)."""
+        path = os.path.join(self.agent_dir(pod), SOCKET_NAME)
+        try:
+            return await UnixSocketStream.open(path, label=f"local:{pod.name}")
+        except OSError as exc:
+            if not boot:
+                raise BackendError(f"{pod.name}: its agent is not running ({exc.strerror})") from None
         # ``options.start_delay_s`` emulates a cloud that provisions pods one by one (demos, tests).
         delay = float(self.cluster.options.get("start_delay_s", 0)) * pod.rank
         if delay and pod.state == "pending":

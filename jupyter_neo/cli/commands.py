@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from jupyter_neo.cli import datasets, reservations, runs, sync
+from jupyter_neo.cli import daemon, datasets, reservations, runs, sync
 
-MODULES = [reservations, runs, sync, datasets]
+MODULES = [reservations, runs, sync, datasets, daemon]

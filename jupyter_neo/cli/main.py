@@ -1,19 +1,23 @@
-"""``neo`` entry point: parse, run one command against a :class:`Client`, render errors as one line.
+"""``neo`` entry point: a thin client of the resident controller (stdlib imports only).
 
-Whatever goes wrong ends here as one line on stderr and a non-zero exit: a :class:`NeoError` as
-its message and hint, anything unexpected as a one-line summary whose traceback goes to
-``$NEO_HOME/logs/errors.log`` (:mod:`jupyter_neo.errorlog`). A user never sees a traceback.
+The command line goes to the controller of ``$NEO_HOME`` (started on demand), which runs it and
+streams the output back; see :mod:`jupyter_neo.controller`. ``neo daemon ...`` manages the
+controller itself. With ``NEO_CONTROLLER=off``, or when no controller can serve, the command runs
+in-process (:func:`jupyter_neo.cli.app.main_in_process`), exactly as it would in the controller.
+
+Whatever goes wrong ends as one line on stderr and a non-zero exit: anything unexpected as a
+one-line summary whose traceback goes to ``$NEO_HOME/logs/errors.log`` (:mod:`jupyter_neo.errorlog`).
+A user never sees a traceback.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-
-from jupyter_neo.cli.parser import UsageError, build_parser
-from jupyter_neo.errors import NeoError
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -22,30 +26,26 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the catch-all: one line for the user, the traceback to a file
         from jupyter_neo.errorlog import report
 
-        print(
-            f"error: {report(exc, 'neo ' + ' '.join(sys.argv[1:] if argv is None else argv))}",
-            file=sys.stderr,
-        )
+        print(f"error: {report(exc, 'neo ' + ' '.join(argv))}", file=sys.stderr)
         return 1
 
 
-def _main(argv: list[str] | None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        from jupyter_neo.client import Client
+def _main(argv: list[str]) -> int:
+    from jupyter_neo.controller import client, manage
 
-        client = Client()
+    if argv[:1] == ["daemon"]:
+        return manage.main(argv[1:])
+    if os.environ.get("NEO_CONTROLLER", "on") != "off":
         try:
-            return int(args.func(client, args))
-        finally:
-            client.close()
-    except NeoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+            return client.run_command(argv)
+        except client.Refused as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 1
+        except client.Unavailable:
+            pass  # run it here instead
+    from jupyter_neo.cli.app import main_in_process
+
+    return main_in_process(argv)
 
 
 if __name__ == "__main__":

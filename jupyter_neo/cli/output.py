@@ -11,6 +11,7 @@ from pydantic import ByteSize
 from rich.console import Console
 from rich.table import Table
 
+from jupyter_neo.controller import terminal
 from jupyter_neo.durations import format_duration
 from jupyter_neo.money import money
 
@@ -18,8 +19,52 @@ __all__ = ["format_duration", "money"]
 from jupyter_neo.model import ClusterStatus, Reservation, utcnow
 from jupyter_neo.placement import Candidate
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+
+class _Console:
+    """``out``/``err``: a rich Console for whoever runs the command.
+
+    In-process that is this process's terminal; in the controller, the requesting client's
+    terminal (is it a tty, how wide, its TERM/NO_COLOR), so the same command renders the same.
+    """
+
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+        self._local: Console | None = None
+
+    def _get(self) -> Console:
+        term = terminal.CURRENT.get()
+        if term is None:
+            if self._local is None:
+                stream = sys.stderr if self.stderr else sys.stdout
+                self._local = Console(
+                    stderr=self.stderr, highlight=False, width=None if stream.isatty() else 200
+                )
+            return self._local
+        console = term.consoles.get(self.stderr)
+        if console is None:
+            tty = term.is_tty(self.stderr)
+            env = dict(term.env)
+            if tty and term.columns:
+                env.setdefault("COLUMNS", str(term.columns))
+            console = Console(
+                stderr=self.stderr,
+                highlight=False,
+                width=None if tty else 200,
+                force_terminal=tty,
+                _environ=env,
+            )
+            term.consoles[self.stderr] = console
+        return console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self._get().print(*objects, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+out = _Console(stderr=False)
+err = _Console(stderr=True)
 
 
 def emit_json(doc: Any) -> None:

@@ -82,22 +82,19 @@ def cmd_clusters(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_reserve(client: Client, args: argparse.Namespace) -> int:
     if args.dry_run:
-        from jupyter_neo.backends.kubernetes.dryrun import dry_run_objects, render
-
-        request = client.request(**_request_fields(args))
-        core = client.core
-        objs = client.run_async(dry_run_objects(core.config, core.store, request, args.gang))
-        sys.stdout.write(render(objs, "json" if args.json else args.output))
+        sys.stdout.write(
+            client.dry_run(args.gang, "json" if args.json else args.output, **_request_fields(args))
+        )
         return 0
     if args.explain:
-        request = client.request(**_request_fields(args))
-        cands = client.run_async(client.core.explain(request))
+        cands = client.explain(**_request_fields(args))
         if args.json:
             output.emit_json([c.public() for c in cands])
         else:
-            horizon = client.core.config.transfer.horizon
+            horizon = client.config.transfer.horizon
             label = horizon if isinstance(horizon, str) else output.format_duration(horizon)
-            output.out.print(output.explain_table(cands, with_data=bool(request.data), horizon=label))
+            with_data = bool(_request_fields(args).get("data"))
+            output.out.print(output.explain_table(cands, with_data=with_data, horizon=label))
         return 0
     res = client.reserve(**_request_fields(args), progress=output.progress)
     if args.json:
@@ -112,11 +109,7 @@ def cmd_reserve(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
-    rows = (
-        client.status(args.id)
-        if args.id
-        else (client.run_async(client.core.history()) if args.all else client.status())
-    )
+    rows = client.status(args.id) if args.id else (client.history() if args.all else client.status())
     if args.json:
         output.emit_json(rows[0].public() if args.id else [r.public() for r in rows])
     elif rows:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +195,8 @@ def watch_loop(
                     run.reservation, path, on_report=lambda r: None if r.noop else changes.put(r)
                 )
             output.err.print("[dim]watching for changes (Ctrl-C stops every rank)[/dim]")
-            changes.get()
+            while changes.empty():
+                client.wait(0.05)
             while not changes.empty():
                 changes.get_nowait()
     finally:
@@ -273,7 +273,7 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
         sys.stdout.write(line + "\n")
     pos = path.stat().st_size if path.exists() else 0
     while args.follow and not client.get_run(run.id).done:
-        time.sleep(0.2)
+        client.wait(0.2)
         if path.exists() and path.stat().st_size > pos:
             with path.open("rb") as f:
                 f.seek(pos)
@@ -308,10 +308,7 @@ def cmd_check(client: Client, args: argparse.Namespace) -> int:
         env={"NEO_CHECK_SIZES": args.sizes},
         progress=output.progress,
     )
-    from jupyter_neo.runs.check import analyse
-
-    report = analyse(results)
-    client.core.store.save_check(run.reservation, report)
+    report = client.record_check(run, results)
     if args.json:
         output.emit_json({"run": run.id, "reservation": run.reservation, **report})
         return run.exit_code or 0

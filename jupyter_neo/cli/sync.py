@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import threading
 
 from jupyter_neo.cli import output
 from jupyter_neo.client import Client
-from jupyter_neo.sync import SyncReport
+from jupyter_neo.sync.report import SyncReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,7 +46,7 @@ def cmd_sync(client: Client, args: argparse.Namespace) -> int:
     if not args.json:
         output.err.print(f"watching {args.path}; Ctrl-C to stop", markup=False)
     try:
-        threading.Event().wait()
+        client.wait(None)
     finally:
         handle.stop()
     return 0

@@ -31,7 +31,7 @@ from jupyter_neo.transport.bundle import agent_bundle
 from jupyter_neo.transport.connection import AgentConnection
 
 if TYPE_CHECKING:
-    from jupyter_neo.core import Core
+    from jupyter_neo.hosts import RunHost
 
 EXIT_INTERRUPTED = 130
 STOPPED = "stopped on request; every rank was stopped"
@@ -93,7 +93,7 @@ class RunSupervisor:
 
     def __init__(
         self,
-        core: Core,
+        core: RunHost,
         res: Reservation,
         spec: RunSpec,
         *,

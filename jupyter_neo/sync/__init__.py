@@ -24,7 +24,7 @@ from jupyter_neo.sync.report import Change, PodSync, SyncError, SyncReport
 from jupyter_neo.sync.watch import Watcher
 
 if TYPE_CHECKING:
-    from jupyter_neo.core import Core
+    from jupyter_neo.hosts import SyncHost
     from jupyter_neo.model import Reservation
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 
 
 async def sync_gang(
-    core: Core,
+    core: SyncHost,
     res: Reservation,
     root: Path,
     *,

@@ -62,24 +62,31 @@ class Manifest:
     entries: dict[str, Entry] = field(default_factory=dict)
     root: int = 0
     digests: Counter[str] = field(default_factory=Counter)
+    dirs: int = 0  # directory entries, so the file count is O(1)
+
+    @property
+    def files(self) -> int:
+        return len(self.entries) - self.dirs
 
     @property
     def root_hex(self) -> str:
         return str(root_hex(self.root))
 
     def copy(self) -> Manifest:
-        return Manifest(dict(self.entries), self.root, Counter(self.digests))
+        return Manifest(dict(self.entries), self.root, Counter(self.digests), self.dirs)
 
     def put(self, path: str, entry: Entry | None) -> None:
         """Set (or with None remove) one entry, keeping root and refcounts in step."""
         old = self.entries.pop(path, None)
         if old is not None:
+            self.dirs -= old.kind == "d"
             self.root = (self.root - contribution(path, old)) % ROOT_MOD
             if old.kind == "f":
                 self.digests[old.ref] -= 1
                 if self.digests[old.ref] <= 0:
                     del self.digests[old.ref]
         if entry is not None:
+            self.dirs += entry.kind == "d"
             self.entries[path] = entry
             self.root = (self.root + contribution(path, entry)) % ROOT_MOD
             if entry.kind == "f":
@@ -218,6 +225,8 @@ class Scanner:
         """A new manifest: everything (``hints`` None) or only the hinted paths re-examined."""
         t0 = time.perf_counter()
         top = root_ident(self.root)
+        if hints is not None and not hints:  # a tracker saw nothing: O(1), not a manifest copy
+            return ScanResult(self.manifest, {}, dict(self.skipped), 0, time.perf_counter() - t0)
         new = self.manifest.copy()
         if hints is None or any(IgnoreRules.is_rule_file(h) for h in hints):
             self.rules.invalidate()

@@ -34,12 +34,13 @@ from jupyter_neo.sync import files
 from jupyter_neo.sync.files import Ident, Swapped
 from jupyter_neo.sync.manifest import Entry, Manifest, Scanner, ScanResult, diff, hash_file, root_ident
 from jupyter_neo.sync.report import Change, PodSync, SyncError, SyncReport
+from jupyter_neo.sync.tracker import ChangeTracker
 
 Transfer = Callable[[int, int], None]
 """(bytes of content moved so far, bytes planned) during one sync"""
 
 if TYPE_CHECKING:
-    from jupyter_neo.core import Core
+    from jupyter_neo.hosts import SyncHost
     from jupyter_neo.model import Pod, Reservation
     from jupyter_neo.transport.connection import AgentConnection
 
@@ -146,7 +147,9 @@ def _why(old: Entry | None, new: Entry | None) -> str:
 class GangSync:
     """The sync state of one (reservation, workspace root) pair in one controller process."""
 
-    def __init__(self, core: Core, res: Reservation, root: Path, options: SyncOptions | None = None) -> None:
+    def __init__(
+        self, core: SyncHost, res: Reservation, root: Path, options: SyncOptions | None = None
+    ) -> None:
         self.core = core
         self.res = res
         self.root = root
@@ -159,6 +162,9 @@ class GangSync:
         self._repair_cache: dict[str, _Blob] = {}
         self._planned = 0
         self._moved = 0
+        self.tracker: ChangeTracker | None = None
+        self.unsaved = False  # tracked syncs save the stat cache when idle, not on every edit
+        self.last_sync = 0.0
         compress = self.options.compress
         self.compress = compress if compress is not None else any(p.address not in LOOPBACK for p in res.pods)
 
@@ -188,96 +194,136 @@ class GangSync:
         """
         self.check_root()
         async with self.lock:
-            self._on_transfer, self._planned, self._moved = on_transfer, 0, 0
-            self._repair_cache = {}
-            t0 = time.perf_counter()
-            say = progress or (lambda _: None)
-            if hints is None or len(hints) > 64:
-                scan = await asyncio.to_thread(self.scanner.scan, None)
-            else:
-                scan = self.scanner.scan(hints)
-            say(
-                f"scanned {len(scan.manifest.entries)} entries ({scan.hashed} hashed) in {scan.seconds * 1000:.0f} ms"
-            )
-            base = self.scanner.manifest
-            blobs = await self._stage(base, scan)
-            # Publish nothing from a tree that was deleted while it was read (it would look like
-            # "every file deleted" or a partial tree); this raises WorkspaceVanished, one line.
-            root_ident(self.root)
-            report = SyncReport(
-                reservation=self.res.id,
-                root_path=str(self.root),
-                root=scan.manifest.root_hex,
-                noop=not scan.changes,
-                dry_run=dry_run,
-                files=sum(1 for e in scan.manifest.entries.values() if e.kind != "d"),
-                hashed=scan.hashed,
-                scan_ms=scan.seconds * 1000,
-                skipped=scan.skipped,
-            )
-            for path, entry in sorted(scan.changes.items()):
-                if entry is not None and entry.kind == "d" and path in base.entries:
-                    continue
-                why = _why(base.entries.get(path), entry)
-                report.changes.append(Change(path=path, why=why))
-                if why == "added":
-                    report.added += 1
-                elif why == "deleted":
-                    report.deleted += 1
+            taken: set[str] | None = None
+            tracked = hints is None and self.core.track_changes
+            if tracked:
+                if self.tracker is None:
+                    key = self.scanner.cache_path.stem if self.scanner.cache_path else "tracker"
+                    state = self.core.config.home / "trackers" / f"{key}-{self.res.id}"
+                    self.tracker = ChangeTracker(self.root, self.scanner.rules, state)
+                hints = taken = await asyncio.to_thread(self.tracker.take)
+                # A walk saves the stat cache as before (and warns if it cannot); tracked edits
+                # save it once syncs rest (drop_gangs), not on every edit.
+                persist = persist and taken is None
+            try:
+                report = await self._sync_locked(hints, progress, dry_run, persist, on_transfer)
+            except BaseException:
+                if tracked and self.tracker is not None:
+                    self.tracker.give_back(taken)
+                raise
+            if tracked and self.tracker is not None:
+                if dry_run:
+                    self.tracker.give_back(taken)
                 else:
-                    report.changed += 1
-            if not dry_run:
-                self.scanner.commit(scan)
-            conns = await self.core.connect(self.res)
-            mine = [a for k, a in self.scanner.acked.items() if k.startswith(self.res.id + "/")]
-            generation = max((int(str(a[0])) for a in mine), default=0) + 1
-            plan = _Plan(base, scan.manifest, scan.changes, blobs, generation)
-            payload = sum(b.length for b in blobs.values())
-            relay_wanted = self.options.relay == "on" or (
-                self.options.relay == "auto" and any(p.address not in LOOPBACK for p in self.res.pods)
-            )
-            if (
-                relay_wanted
-                and not dry_run
-                and len(conns) >= self.options.relay_min_pods
-                and payload >= self.options.relay_min_bytes
-            ):
-                results = await self._relay_fan_out(conns, plan, dry_run, t0, say)
-            else:
-                results = await asyncio.gather(
-                    *(
-                        self._pod(pod, conn, plan, dry_run, t0)
-                        for pod, conn in zip(self.res.pods, conns, strict=True)
-                    )
-                )
-            report.pods = list(results)
-            self._repair_cache = {}
-            report.bytes_sent = sum(p.bytes_sent for p in report.pods)
-            if dry_run:
-                report.noop = not scan.changes and all(p.root == report.root for p in report.pods)
-            else:
-                report.noop = all(p.status == "noop" for p in report.pods)
-            gens = [p.generation for p in report.pods if p.generation is not None]
-            report.generation = max(gens) if gens else None
-            report.total_ms = (time.perf_counter() - t0) * 1000
-            # A no-op changed nothing worth persisting: skip rewriting the whole stat cache.
-            if not dry_run and persist and not (report.noop and not scan.hashed):
-                try:
-                    await asyncio.to_thread(self.scanner.save)
-                except OSError as exc:  # the cache only saves re-hashing: a warning, not a failure
-                    report.warnings.append(
-                        f"could not save the stat cache ({exc.strerror}); the next sync re-hashes every file"
-                    )
-            failed = [p for p in report.pods if p.status == "failed"]
-            if failed:
-                raise SyncError(
-                    f"{len(failed)} of {len(report.pods)} pod(s) did not take generation "
-                    f"{report.generation}: " + "; ".join(f"{p.pod}: {p.error}" for p in failed),
-                    "nothing partial is current on them; run neo sync again to repair",
-                    report,
-                )
-            say(report.summary())
+                    self.unsaved, self.last_sync = True, time.monotonic()
             return report
+
+    async def save(self) -> None:
+        """Write the stat cache (and what each pod acknowledged) if a tracked sync changed it."""
+        if self.unsaved:
+            self.unsaved = False
+            await asyncio.to_thread(self.scanner.save)
+
+    async def _sync_locked(
+        self,
+        hints: set[str] | None,
+        progress: Progress | None,
+        dry_run: bool,
+        persist: bool,
+        on_transfer: Transfer | None,
+    ) -> SyncReport:
+        self._on_transfer, self._planned, self._moved = on_transfer, 0, 0
+        self._repair_cache = {}
+        t0 = time.perf_counter()
+        say = progress or (lambda _: None)
+        if hints is None or len(hints) > 64:
+            scan = await asyncio.to_thread(self.scanner.scan, None)
+        elif hints:  # may hash large files: off the loop, which serves other clients meanwhile
+            scan = await asyncio.to_thread(self.scanner.scan, hints)
+        else:
+            scan = self.scanner.scan(hints)
+        say(
+            f"scanned {len(scan.manifest.entries)} entries ({scan.hashed} hashed) in {scan.seconds * 1000:.0f} ms"
+        )
+        base = self.scanner.manifest
+        blobs = await self._stage(base, scan)
+        # Publish nothing from a tree that was deleted while it was read (it would look like
+        # "every file deleted" or a partial tree); this raises WorkspaceVanished, one line.
+        root_ident(self.root)
+        report = SyncReport(
+            reservation=self.res.id,
+            root_path=str(self.root),
+            root=scan.manifest.root_hex,
+            noop=not scan.changes,
+            dry_run=dry_run,
+            files=scan.manifest.files,
+            hashed=scan.hashed,
+            scan_ms=scan.seconds * 1000,
+            skipped=scan.skipped,
+        )
+        for path, entry in sorted(scan.changes.items()):
+            if entry is not None and entry.kind == "d" and path in base.entries:
+                continue
+            why = _why(base.entries.get(path), entry)
+            report.changes.append(Change(path=path, why=why))
+            if why == "added":
+                report.added += 1
+            elif why == "deleted":
+                report.deleted += 1
+            else:
+                report.changed += 1
+        if not dry_run:
+            self.scanner.commit(scan)
+        conns = await self.core.connect(self.res)
+        mine = [a for k, a in self.scanner.acked.items() if k.startswith(self.res.id + "/")]
+        generation = max((int(str(a[0])) for a in mine), default=0) + 1
+        plan = _Plan(base, scan.manifest, scan.changes, blobs, generation)
+        payload = sum(b.length for b in blobs.values())
+        relay_wanted = self.options.relay == "on" or (
+            self.options.relay == "auto" and any(p.address not in LOOPBACK for p in self.res.pods)
+        )
+        if (
+            relay_wanted
+            and not dry_run
+            and len(conns) >= self.options.relay_min_pods
+            and payload >= self.options.relay_min_bytes
+        ):
+            results = await self._relay_fan_out(conns, plan, dry_run, t0, say)
+        else:
+            results = await asyncio.gather(
+                *(
+                    self._pod(pod, conn, plan, dry_run, t0)
+                    for pod, conn in zip(self.res.pods, conns, strict=True)
+                )
+            )
+        report.pods = list(results)
+        self._repair_cache = {}
+        report.bytes_sent = sum(p.bytes_sent for p in report.pods)
+        if dry_run:
+            report.noop = not scan.changes and all(p.root == report.root for p in report.pods)
+        else:
+            report.noop = all(p.status == "noop" for p in report.pods)
+        gens = [p.generation for p in report.pods if p.generation is not None]
+        report.generation = max(gens) if gens else None
+        report.total_ms = (time.perf_counter() - t0) * 1000
+        # A no-op changed nothing worth persisting: skip rewriting the whole stat cache.
+        if not dry_run and persist and not (report.noop and not scan.hashed):
+            try:
+                await asyncio.to_thread(self.scanner.save)
+            except OSError as exc:  # the cache only saves re-hashing: a warning, not a failure
+                report.warnings.append(
+                    f"could not save the stat cache ({exc.strerror}); the next sync re-hashes every file"
+                )
+        failed = [p for p in report.pods if p.status == "failed"]
+        if failed:
+            raise SyncError(
+                f"{len(failed)} of {len(report.pods)} pod(s) did not take generation "
+                f"{report.generation}: " + "; ".join(f"{p.pod}: {p.error}" for p in failed),
+                "nothing partial is current on them; run neo sync again to repair",
+                report,
+            )
+        say(report.summary())
+        return report
 
     # ------------------------------------------------------------------ stage
     async def _stage(self, base: Manifest, scan: ScanResult) -> dict[str, _Blob]:
@@ -545,10 +591,31 @@ class GangSync:
             self._on_transfer(self._moved, max(self._planned, self._moved))
 
 
-_registry: weakref.WeakKeyDictionary[Core, dict[tuple[str, str], GangSync]] = weakref.WeakKeyDictionary()
+_registry: weakref.WeakKeyDictionary[SyncHost, dict[tuple[str, str], GangSync]] = weakref.WeakKeyDictionary()
 
 
-def gang_sync_for(core: Core, res: Reservation, root: Path, options: SyncOptions | None = None) -> GangSync:
+def gangs_of(core: SyncHost) -> list[GangSync]:
+    return list(_registry.get(core, {}).values())
+
+
+async def drop_gangs(core: SyncHost, live: set[str], idle: float = 5.0) -> None:
+    """Forget the sync state (trackers, in-memory manifests) of reservations not in ``live``;
+    save the stat caches of the others that changed and then rested for ``idle`` seconds
+    (writing the whole cache is O(tree): not on every edit)."""
+    per_core = _registry.get(core, {})
+    for key, gang in list(per_core.items()):
+        if key[0] not in live:
+            del per_core[key]
+            if gang.tracker is not None:
+                await asyncio.to_thread(gang.tracker.close)
+            await gang.save()
+        elif time.monotonic() - gang.last_sync > idle:
+            await gang.save()
+
+
+def gang_sync_for(
+    core: SyncHost, res: Reservation, root: Path, options: SyncOptions | None = None
+) -> GangSync:
     """The long-lived sync state for (core, reservation, root): the manifest stays in memory."""
     per_core = _registry.setdefault(core, {})
     key = (res.id, str(root))

@@ -66,7 +66,8 @@ class AgentConnection:
         cls, stream: ByteStream, secret: str, claim: dict[str, Any] | None, name: str
     ) -> AgentConnection:
         reader, writer = stream.reader, stream.writer
-        line = await reader.readline()
+        # A stream straight to the agent's socket has no boot stub in front (UnixSocketStream).
+        line = b"READY\n" if getattr(stream, "booted", False) else await reader.readline()
         if line == b"NEED\n":
             bundle = agent_bundle()
             writer.write(b"%d\n" % len(bundle.data) + bundle.data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -24,6 +25,51 @@ class ByteStream(Protocol):
     def describe(self) -> str: ...
 
     def stderr_tail(self) -> str: ...
+
+
+class UnixSocketStream:
+    """A direct connection to a resident agent's unix socket (pods on this machine).
+
+    No boot stub runs (``booted``): the agent is already there, so a connection costs a
+    ``connect(2)`` instead of a Python start, and no relay process stays alive per connection.
+    """
+
+    booted = True
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.label = label
+
+    @classmethod
+    async def open(cls, path: str, label: str = "") -> UnixSocketStream:
+        """Connect to ``path`` (also when it is longer than a socket address allows)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                sock.setblocking(False)
+                await asyncio.get_running_loop().sock_connect(
+                    sock, f"/proc/self/fd/{fd}/{os.path.basename(path)}"
+                )
+            finally:
+                os.close(fd)
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(reader, writer, label or path)
+
+    def stderr_tail(self) -> str:
+        return ""
+
+    def describe(self) -> str:
+        return self.label
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
 
 
 class SubprocessStream:

@@ -10,10 +10,18 @@ entries)::
     tmp/                      spare trees being prepared, never visible as ``current``
 
 Why a spare tree: materialising a generation costs one link(2) per file, which is O(tree), but
-a sync should cost O(change). So after each flip the agent clones the new generation into a
-spare directory in a background thread while the user is typing; the next delta is applied to
-that spare (O(change)), the spare is renamed to ``gens/<G+1>`` and ``current`` flips. If the
-connection drops mid-sync nothing partial ever becomes current: the spare is discarded.
+a sync should cost O(change). So after each flip the agent prepares, in a background thread, a
+private copy of the new generation (the *spare*); the next delta is applied to that spare
+(O(change)), the spare is renamed to ``gens/<G+1>`` and ``current`` flips. If the connection
+drops mid-sync nothing partial ever becomes current: the spare is discarded.
+
+Preparing the spare is O(change) too: the generation that falls out of the rollback window
+(``gens/<G-KEEP_PREVIOUS-1>``, no process's cwd) is not deleted but renamed into the spare, and
+the deltas of the generations after it (kept in memory) are applied to it. Only when that chain
+is broken (the first syncs, a full rebuild, an agent restart, a generation in use) is the spare
+cloned from the manifest, O(tree). The manifest snapshot ``meta/<G>.json`` is also O(tree), so it
+is written once syncs pause (with object collection), not per flip; a pod restarted before that
+reports an unknown manifest and is repaired by the next sync.
 
 The manifest's root digest is an additive multiset hash (the sum of SHA-256 of every entry,
 modulo 2**256), so both sides update it in O(change) and compare whole trees in one round trip.
@@ -108,6 +116,11 @@ class Workspace:
         self.spare: Optional[Tuple[int, str, "asyncio.Future[Any]"]] = None
         self.gc_handle: Optional[asyncio.Handle] = None
         self.seq = 0
+        # generation -> the delta (removals, additions) that made it from the one before
+        self.deltas: Dict[int, Tuple[List[Tuple[str, Entry]], List[Tuple[str, Entry]]]] = {}
+        self.meta_written = -1
+        self.recycled = 0  # spares made from an old generation (O(change)); tests and benchmarks
+        self.cloned = 0  # spares cloned from the manifest (O(tree))
         # Streamed objects being received: (digest, mode) -> [temp path, file, sha256, received, total]
         self.parts: Dict[Tuple[str, int], List[Any]] = {}
 
@@ -140,6 +153,7 @@ class Workspace:
             with open(self.p("meta", "%d.json" % self.gen)) as f:
                 doc = json.load(f)
             self.entries, self.root = doc["entries"], int(doc["root"], 16)
+            self.meta_written = self.gen
         except (OSError, ValueError, KeyError):
             if self.gen == 0 and not os.listdir(self.p("gens", "0")):
                 self.entries = {}
@@ -159,7 +173,7 @@ class Workspace:
             if h.get("settle") and spare is not None:  # benchmarks: let background work finish
                 with contextlib.suppress(Exception):
                     await spare[2]
-            return self.state()
+            return dict(self.state(), spares={"recycled": self.recycled, "cloned": self.cloned})
 
     async def op_manifest(self, h: Dict[str, Any], p: bytes, emit: Any) -> Any:
         """The current manifest and the digests held, for a controller that lost track (repair)."""
@@ -333,7 +347,7 @@ class Workspace:
         os.symlink(os.path.join("gens", str(gen)), link)
         os.replace(link, self.p("current"))  # the one atomic step readers can observe
         self.gen, self.entries, self.root = gen, entries, root
-        self._after_flip(gen, entries, root)
+        self._after_flip(gen, entries, root, None if full else (deletes, sets))
         return dict(self.state(), status="applied")
 
     # ------------------------------------------------------------------ steps
@@ -501,33 +515,81 @@ class Workspace:
             await spare[2]
         await asyncio.get_event_loop().run_in_executor(None, shutil.rmtree, spare[1], True)
 
-    def _after_flip(self, gen: int, entries: Dict[str, Entry], root: int) -> None:
-        """Background work after a flip: spare clone, manifest snapshot, old generations."""
+    def _after_flip(
+        self,
+        gen: int,
+        entries: Dict[str, Entry],
+        root: int,
+        delta: Optional[Tuple[List[Tuple[str, Entry]], List[Tuple[str, Entry]]]],
+    ) -> None:
+        """Background work after a flip: the next spare, old generations; later, meta and GC.
+
+        ``entries`` is never mutated after the flip (the next sync copies it), so the worker
+        thread may read it without a copy.
+        """
         loop = asyncio.get_event_loop()
-        snapshot = dict(entries)
-        tree = self.p("tmp", "spare-%d" % self._next())
+        if delta is None:
+            self.deltas.clear()  # a full build: the chain of deltas restarts here
+        else:
+            self.deltas[gen] = delta
+        oldest = gen - KEEP_PREVIOUS - 1
+        for old in [g for g in self.deltas if g <= oldest]:
+            del self.deltas[old]
+        chain = [self.deltas.get(g) for g in range(oldest + 1, gen + 1)]
         protected = self._generations_in_use()
+        recycle = (
+            self.p("gens", str(oldest))
+            if oldest >= 0
+            and all(chain)
+            and str(oldest) not in protected
+            and os.path.isdir(self.p("gens", str(oldest)))
+            else None
+        )
+        tree = self.p("tmp", "spare-%d" % self._next())
 
         def work() -> None:
-            tmp = self.p("meta", "%d.json.tmp" % gen)
-            try:
-                with open(tmp, "w") as f:
-                    json.dump({"entries": snapshot, "root": root_hex(root)}, f)
-                os.replace(tmp, self.p("meta", "%d.json" % gen))
-            except OSError:  # a full disk: the snapshot only speeds up a restart (repair covers it)
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-            try:
-                self._clone(snapshot, tree)
-            except BaseException:
-                shutil.rmtree(tree, ignore_errors=True)
-                raise
+            if recycle is not None:
+                try:
+                    os.rename(recycle, tree)
+                    for step in chain:
+                        assert step is not None
+                        self._materialise(tree, step[0], step[1])
+                    self.recycled += 1
+                    recycled = True
+                except OSError:
+                    shutil.rmtree(tree, ignore_errors=True)
+                    recycled = False
+            else:
+                recycled = False
+            if not recycled:
+                try:
+                    self._clone(entries, tree)
+                except BaseException:
+                    shutil.rmtree(tree, ignore_errors=True)
+                    raise
+                self.cloned += 1
             self._drop_old_generations(gen, protected)
 
         self.spare = (gen, tree, loop.run_in_executor(None, work))
         if self.gc_handle is not None:
             self.gc_handle.cancel()
         self.gc_handle = loop.call_later(GC_IDLE_S, lambda: self.agent._spawn(self._gc_objects()))
+
+    def _write_meta(self) -> None:
+        """The current manifest on disk, so a restarted agent knows its tree (runs when idle)."""
+        gen, entries, root = self.gen, self.entries, self.root
+        if entries is None or self.meta_written == gen:
+            return
+        tmp = self.p("meta", "%d.json.tmp" % gen)
+        try:
+            with open(tmp, "w") as f:
+                json.dump({"entries": entries, "root": root_hex(root)}, f)
+            os.replace(tmp, self.p("meta", "%d.json" % gen))
+        except OSError:  # a full disk: the snapshot only speeds up a restart (repair covers it)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return
+        self.meta_written = gen
 
     def _generations_in_use(self) -> Set[str]:
         """Generations that are the working directory of a running process (kept until it exits)."""
@@ -563,7 +625,11 @@ class Workspace:
                 except Exception:
                     return
 
-            await asyncio.get_event_loop().run_in_executor(None, self._collect_unreferenced)
+            def work() -> None:
+                self._write_meta()
+                self._collect_unreferenced()
+
+            await asyncio.get_event_loop().run_in_executor(None, work)
 
     def _collect_unreferenced(self) -> None:
         """Delete every object no tree links to (link count 1); call with the lock held."""

@@ -99,6 +99,22 @@ def peak_rss_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
+def reader_pid(neo: Neo, cli_pid: int, timeout: float = 60.0) -> int:
+    """The process that reads the workspace for a ``neo`` command: the resident controller the
+    command forwards to (started by it if needed), or the command itself when it runs in-process."""
+    from jupyter_neo.controller.client import controller_pid
+
+    if neo.env.get("NEO_CONTROLLER") == "off":
+        return cli_pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = controller_pid(str(neo.home))
+        if pid and pid > 0:
+            return pid
+        time.sleep(0.01)
+    raise AssertionError("no controller started for the command")
+
+
 def sync_while(
     neo: Neo, rid: str, ws: Path, act: Callable[[], None], under: Path | None = None
 ) -> tuple[int, str]:
@@ -108,7 +124,7 @@ def sync_while(
     reported as a hang.
     """
     proc = neo.popen("sync", rid, "--path", str(ws))
-    wait_for_open(proc.pid, under or ws)
+    wait_for_open(reader_pid(neo, proc.pid), under or ws)
     act()
     try:
         _, err = proc.communicate(timeout=120)

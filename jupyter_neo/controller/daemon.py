@@ -1,0 +1,389 @@
+"""The resident controller: ``python -m jupyter_neo.controller.daemon`` (started by the first ``neo``).
+
+One per ``$NEO_HOME``, guaranteed by a lock held for its whole life (``controller.pid``). It
+listens on ``$NEO_HOME/controller.sock`` (mode 0600; peers of another uid are refused), runs each
+forwarded command line in a worker thread against the shared :class:`~jupyter_neo.core.Core`,
+and in the background keeps an authenticated connection open to every pod of every live
+reservation (re-opened after a reconcile when one drops, closed at release), drops the change
+trackers of released reservations and reconciles every 30 s while reservations live (budgets:
+warning at 80%, release at 100%; lost pods). It exits after ``NEO_CONTROLLER_IDLE`` seconds (default
+600) without requests while no reservation is live; reservations never depend on it (the pods
+enforce their own leases), so a killed controller loses nothing a new one cannot adopt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from jupyter_neo.controller import terminal, wire
+
+log = logging.getLogger("jupyter_neo.controller")
+MAINTAIN_EVERY = 2.0
+RECONCILE_EVERY = 15  # maintenance cycles: a full reconcile every 30 s while reservations live
+CONNECT_TIMEOUT = 15.0
+
+
+def idle_exit_seconds() -> float:
+    try:
+        return float(os.environ.get("NEO_CONTROLLER_IDLE", "600"))
+    except ValueError:
+        return 600.0
+
+
+class _RequestRunner:
+    """A :class:`~jupyter_neo.client.Runner` on the controller's loop, cancelled per request."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, cancelled: threading.Event) -> None:
+        self.loop = loop
+        self.cancelled = cancelled
+
+    def run(self, coro: Any, pump: Any = None, cancellable: bool = True) -> Any:
+        from jupyter_neo.client import run_on
+
+        if cancellable and self.cancelled.is_set():
+            coro.close()
+            raise KeyboardInterrupt
+        return run_on(self.loop, coro, pump, self.cancelled if cancellable else None)
+
+    def wait(self, seconds: float | None) -> None:
+        if self.cancelled.wait(seconds):
+            raise KeyboardInterrupt
+
+
+class Controller:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.started = time.time()
+        self.idle_exit = idle_exit_seconds()
+        self.fingerprint = wire.env_fingerprint(os.environ)
+        self.cores: dict[tuple[str, bool, tuple[int, int, int]], Any] = {}
+        self.requests: set[threading.Event] = set()
+        self.last_busy = time.monotonic()
+        self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="neo-request")
+        self.stopping = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._core_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ cores (one per config file)
+    def core_for(self, env: dict[str, str]) -> Any:
+        """The core for the config a request names (``NEO_CONFIG`` / ``XDG_CONFIG_HOME``).
+
+        Called on a worker thread; a config error is raised to the request (one line, exit 1).
+        """
+        from jupyter_neo.config import config_path_for, load_config
+        from jupyter_neo.core import Core
+
+        path, explicit = config_path_for(env)
+        try:
+            st = os.stat(path)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = (0, 0, 0)
+        key = (str(path), explicit, stamp)
+        with self._core_lock:
+            core = self.cores.get(key)
+            if core is None:
+                config = load_config(path if (explicit or stamp != (0, 0, 0)) else None, self.home)
+                core = Core(config)
+                core.track_changes = True  # one-shot syncs use change trackers, not tree walks
+                self.cores[key] = core
+            core.new_command()
+            return core
+
+    # ------------------------------------------------------------------ serving
+    async def serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        path = str(self.home / wire.SOCKET)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # we hold the life lock: any socket file here is stale
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            _bind(sock, path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        server = await asyncio.start_unix_server(self._handle, sock=sock)
+        log.info("controller %d listening on %s", os.getpid(), path)
+        self.loop.create_task(self._adopt())
+        maintainer = self.loop.create_task(self._maintain())
+        try:
+            await self.stopping.wait()
+        finally:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            maintainer.cancel()
+            for cancelled in list(self.requests):
+                cancelled.set()
+            deadline = time.monotonic() + 20
+            while self.requests and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            for core in list(self.cores.values()):
+                with contextlib.suppress(Exception):
+                    await core.close()
+            log.info("controller %d exited", os.getpid())
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not _same_user(writer):
+                return
+            writer.write(wire.encode({"type": "hello", "protocol": wire.PROTOCOL, "pid": os.getpid()}))
+            msg = await wire.read(reader)
+            if msg is None:
+                return
+            if msg.get("protocol") != wire.PROTOCOL:
+                writer.write(
+                    wire.encode({"type": "error", "message": wire.mismatch(msg.get("protocol"), "client")})
+                )
+                return
+            kind = msg.get("type")
+            if kind == "cli":
+                await self._cli(msg, reader, writer)
+            elif kind == "status":
+                writer.write(wire.encode({"type": "status", **self.describe()}))
+            elif kind == "stop":
+                writer.write(wire.encode({"type": "stopping", "pid": os.getpid()}))
+                self.stopping.set()
+            elif kind == "ping":
+                writer.write(wire.encode({"type": "pong", "pid": os.getpid()}))
+            else:
+                writer.write(wire.encode({"type": "error", "message": f"unknown request type {kind!r}"}))
+        except Exception:
+            log.exception("request failed")
+        finally:
+            with contextlib.suppress(Exception):
+                await writer.drain()
+                writer.close()
+
+    async def _cli(
+        self, msg: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One forwarded command line; a cancel frame or a vanished client cancels it."""
+        if msg.get("fingerprint") != self.fingerprint:
+            writer.write(wire.encode({"type": "env_mismatch", "controller": self.fingerprint}))
+            return
+        assert self.loop is not None
+        cancelled = threading.Event()
+        term = terminal.Terminal(
+            self.loop,
+            lambda frame: writer.write(wire.encode(frame)),
+            dict(msg.get("tty") or {}),
+            msg.get("columns"),
+            dict(msg.get("env") or {}),
+        )
+        self.requests.add(cancelled)
+        self.last_busy = t0 = time.monotonic()
+        work: asyncio.Future[Any] = self.loop.run_in_executor(self.pool, self._run_cli, msg, term, cancelled)
+        listen: asyncio.Future[Any] = asyncio.ensure_future(wire.read(reader))
+        try:
+            await asyncio.wait({work, listen}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                cancelled.set()  # a cancel frame (Ctrl-C) or the client went away
+                if listen.result() is None:
+                    term.closed = True
+            code = await work
+        finally:
+            listen.cancel()
+            self.requests.discard(cancelled)
+            self.last_busy = time.monotonic()
+        await asyncio.sleep(0)  # output scheduled by the worker goes out before the exit frame
+        term.closed = True
+        writer.write(wire.encode({"type": "exit", "code": code}))
+        log.info(
+            "neo %s: exit %s in %.1f ms",
+            " ".join(map(str, msg.get("argv") or [])),
+            code,
+            (time.monotonic() - t0) * 1000,
+        )
+
+    def _run_cli(self, msg: dict[str, Any], term: terminal.Terminal, cancelled: threading.Event) -> int:
+        from jupyter_neo.cli.app import execute
+        from jupyter_neo.client import Client
+
+        terminal.CURRENT.set(term)
+        env = dict(msg.get("env") or {})
+        cwd = str(msg.get("cwd") or "/")
+        assert self.loop is not None
+        runner = _RequestRunner(self.loop, cancelled)
+        try:
+            return execute(
+                [str(a) for a in msg.get("argv") or []],
+                lambda: Client(core=self.core_for(env), runner=runner, cwd=cwd),
+                cwd=cwd,
+            )
+        except SystemExit as exc:  # --help
+            return exc.code if isinstance(exc.code, int) else 0
+        except BaseException:
+            log.exception("command %s failed", msg.get("argv"))
+            sys.stderr.write("error: internal error in the neo controller (see: neo daemon logs)\n")
+            return 1
+        finally:
+            sys.stdout.flush()
+
+    # ------------------------------------------------------------------ background duties
+    async def _adopt(self) -> None:
+        """At start: reconcile what a previous controller left (interrupted reserves, orphan runs)."""
+        with contextlib.suppress(Exception):
+            core = await asyncio.to_thread(self.core_for, dict(os.environ))
+            await core.reconcile(force=True)
+            await self._keep_warm(core)
+
+    async def _maintain(self) -> None:
+        cycle = 0
+        while True:
+            await asyncio.sleep(MAINTAIN_EVERY)
+            cycle += 1
+            live = 0
+            for core in list(self.cores.values()):
+                try:
+                    live += await self._keep_warm(core)
+                    if live and cycle % RECONCILE_EVERY == 0:
+                        # Budgets (warning at 80%, release at 100%) and lost pods, also between commands.
+                        await core.reconcile(force=True)
+                except Exception:
+                    log.exception("keeping connections warm failed")
+            idle = time.monotonic() - self.last_busy
+            if not self.requests and not live and idle > self.idle_exit:
+                log.info("idle for %.0fs with no live reservation: exiting", idle)
+                self.stopping.set()
+                return
+
+    async def _keep_warm(self, core: Any) -> int:
+        """Open what is missing, close what was released; returns the number of live reservations."""
+        from jupyter_neo.model import ReservationState
+
+        live_states = (ReservationState.READY, ReservationState.DEGRADED)
+        active = await asyncio.to_thread(core.store.reservations, True)
+        live = {r.id: r for r in active if r.state in live_states}
+        await core.forget(set(live))
+        cold = [r for r in live.values() if r.state is ReservationState.READY and core.cold_pods(r)]
+        if cold:
+            # A dropped connection may be a dead pod: reconcile before re-opening, so a pod that
+            # is gone gets its reservation released instead of a fresh (unclaimed) agent.
+            await core.reconcile(force=True)
+            for res in cold:
+                fresh = await asyncio.to_thread(core.store.reservation, res.id)
+                if fresh.state is ReservationState.READY:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(core.connect(fresh), CONNECT_TIMEOUT)
+        return len(live) + sum(1 for r in active if r.state is ReservationState.PENDING)
+
+    def describe(self) -> dict[str, Any]:
+        rows: dict[str, dict[str, Any]] = {}
+        for core in self.cores.values():
+            for res in core.store.reservations(active_only=True):
+                row = rows.setdefault(
+                    res.id,
+                    {"id": res.id, "state": res.state.value, "pods": len(res.pods), "warm": 0, "trackers": 0},
+                )
+                row["warm"] = max(row["warm"], len(res.pods) - len(core.cold_pods(res)))
+                row["trackers"] += core.tracker_count(res.id)
+        return {
+            "pid": os.getpid(),
+            "protocol": wire.PROTOCOL,
+            "home": str(self.home),
+            "started": self.started,
+            "uptime_s": time.time() - self.started,
+            "requests": len(self.requests),
+            "idle_exit_s": self.idle_exit,
+            "configs": sorted({k[0] for k in self.cores}),
+            "reservations": list(rows.values()),
+            "environment": self.fingerprint,
+        }
+
+
+def _bind(sock: socket.socket, path: str) -> None:
+    if len(os.fsencode(path)) < 100:
+        sock.bind(path)
+        return
+    fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        sock.bind(f"/proc/self/fd/{fd}/{os.path.basename(path)}")
+    finally:
+        os.close(fd)
+
+
+def _same_user(writer: asyncio.StreamWriter) -> bool:
+    """Only the controller's own user may talk to it (the socket mode says so too)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return True
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    if uid != os.getuid():
+        log.warning("refused a connection from uid %d", uid)
+        return False
+    return True
+
+
+SKIP_PRELOAD = ("jupyter_neo.server", "jupyter_neo.magics", "jupyter_neo.widgets", "jupyter_neo.interactive")
+
+
+def preload() -> None:
+    """Import the package's modules once, in this thread, before serving.
+
+    Worker threads that import a package's modules concurrently can meet a partially initialised
+    module through a circular package import (``jupyter_neo.sync`` <-> ``.push``) and fail with
+    ImportError; importing everything up front (while clients wait for the socket) avoids it.
+    Surfaces of other processes (Jupyter server, magics, widgets) are left out.
+    """
+    import importlib
+    import pkgutil
+
+    import jupyter_neo
+    from jupyter_neo.cli.parser import build_parser
+
+    for info in pkgutil.walk_packages(jupyter_neo.__path__, "jupyter_neo."):
+        if info.name.startswith(SKIP_PRELOAD) or "labextension" in info.name:
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception:  # an optional backend's library missing: imported (and reported) on use
+            log.info("preload: %s not importable here", info.name)
+    build_parser()
+
+
+def main() -> int:
+    home = Path(os.environ.get("NEO_HOME") or "").absolute()
+    if not os.environ.get("NEO_HOME"):
+        import platformdirs
+
+        home = Path(platformdirs.user_data_dir("jupyter-neo"))
+    home.mkdir(parents=True, exist_ok=True)
+    life = os.open(home / wire.LIFE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(life, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another controller serves this home
+    os.ftruncate(life, 0)
+    os.pwrite(life, str(os.getpid()).encode(), 0)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s controller[%(process)d] %(message)s"
+    )
+    preload()
+    sys.stdout = terminal.Router(1, sys.stdout)
+    sys.stderr = terminal.Router(2, sys.stderr)
+    try:
+        asyncio.run(Controller(home).serve())
+    finally:
+        os.ftruncate(life, 0)
+        os.close(life)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
