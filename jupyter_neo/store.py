@@ -134,6 +134,10 @@ class Store:
         self.path = path
         self.user_cap = user_cap
         self._local = threading.local()
+        self._conns_lock = threading.Lock()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._generation = 0
+        self._key: tuple[int, int, int, int, int] | None = self._file_key()
         self._warned: set[tuple[str, str]] = set()
         self._check_not_lost()
         for attempt in range(50):
@@ -197,10 +201,7 @@ class Store:
 
     def _open_schema(self) -> None:
         existed = self.path.exists() and self.path.stat().st_size > 0
-        private_file(self.path)  # before sqlite creates it: WAL and SHM then get the same 0600
-        for suffix in ("-wal", "-shm"):
-            with suppress(FileNotFoundError):
-                os.chmod(f"{self.path}{suffix}", FILE_MODE)
+        self._tighten()
         conn = self._conn()
         conn.executescript(SCHEMA)
         self._migrate(conn)
@@ -241,15 +242,56 @@ class Store:
             self._warned.add(key)
             print(f"warning: {message}", file=sys.stderr, flush=True)
 
+    def _tighten(self) -> None:
+        """Owner-only state (it holds every reservation's secret), whatever the umask or a chmod did."""
+        private_file(self.path)  # before sqlite creates it: WAL and SHM then get the same 0600
+        for suffix in ("-wal", "-shm"):
+            with suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", FILE_MODE)
+
+    def _file_key(self) -> tuple[int, int, int, int, int] | None:
+        """The file the path names as it is now (None: none)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.row_factory = sqlite3.Row
+        """This thread's connection, re-checked whenever the file changed under this store.
+
+        A long-lived process (the resident controller, a Jupyter server) keeps its connections
+        open; if the state file was replaced, truncated or deleted meanwhile, an open connection
+        would go on answering from what it had, and sqlite's per-inode locks (shared by every
+        connection of a process) would mix the old file with the new. So a change of the main
+        file seen by any thread (one ``stat`` per call) closes every connection of this store
+        and re-runs the lost-state check before a new one opens. In WAL mode the main file
+        changes only at checkpoints, which a process holding its connections open rarely runs.
+        """
+        key = self._file_key()
+        with self._conns_lock:
+            if key != self._key:
+                for old in self._all_conns:
+                    with suppress(sqlite3.Error):
+                        old.close()
+                self._all_conns.clear()
+                self._generation += 1
+                self._key = key
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is not None and getattr(self._local, "generation", -1) == self._generation:
+                return conn
+        self._check_not_lost()
+        self._tighten()
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
+        with self._conns_lock:
+            self._all_conns.append(conn)
             self._local.conn = conn
+            self._local.generation = self._generation
+            self._key = self._file_key()  # opening may have created the file: not a change
         return conn
 
     @contextmanager
@@ -548,14 +590,16 @@ class Store:
         )
         return [run for run in map(self._load_run, rows) if run is not None]
 
+    @_damage_guard
     def open_runs(self) -> list[Run]:
-        """Runs whose record has no end yet (starting or running), oldest first."""
+        """Runs whose record has no end yet (starting or running), oldest first; unreadable ones
+        are quarantined with a warning like everywhere else."""
         rows = (
             self._conn()
-            .execute("SELECT doc FROM runs WHERE state IN ('starting', 'running') ORDER BY rowid")
+            .execute("SELECT id, doc FROM runs WHERE state IN ('starting', 'running') ORDER BY rowid")
             .fetchall()
         )
-        return [Run.model_validate_json(r["doc"]) for r in rows]
+        return [run for run in map(self._load_run, rows) if run is not None]
 
     # ----------------------------------------------------------------- preflight results
     def save_check(self, reservation: str, report: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import Neo
 from tests.faults.state_invariants import assert_consistent, assert_one_line_error, assert_released_and_clean
+from tests.faults.support import reader_pid
 
 RESERVE = [
     (["--budget", "1e15"], "less than or equal to 1000000000"),
@@ -77,7 +79,7 @@ def test_commands_on_a_released_reservation_are_one_line(neo: Neo, tmp_path: Any
     while not (running := [r for r in neo.json("runs") if r["state"] == "running"]):  # type: ignore[union-attr]
         assert time.monotonic() < deadline, "the run never started"
         time.sleep(0.2)
-    controller.kill()
+    os.kill(reader_pid(neo, controller.pid), signal.SIGKILL)  # the process supervising the run
     controller.wait()
     neo.run("release", res["id"], check=True)
     (tmp_path / "ws").mkdir()
@@ -89,7 +91,8 @@ def test_commands_on_a_released_reservation_are_one_line(neo: Neo, tmp_path: Any
     stopped = neo.run("stop", running[0]["id"], "--json")
     assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr
     record = json.loads(stopped.stdout)
-    assert record["state"] == "stopped" and f"reservation {res['id']} was released" in record["error"]
+    # The next command after the kill found the run unsupervised and settled it (runs/settle.py).
+    assert record["state"] == "lost" and "exited before the run ended" in record["error"], record
     assert_released_and_clean(neo, free=32)
 
 
@@ -102,7 +105,7 @@ def test_an_unexpected_error_is_one_line_and_a_logged_traceback(neo: Neo) -> Non
         "from jupyter_neo.cli.main import main\n"
         "sys.exit(main(['status']))\n"
     )
-    env = dict(neo.env)
+    env = dict(neo.env, NEO_CONTROLLER="off")  # the patch lives in this process: run the command here
     proc = subprocess.run(
         [sys.executable, "-c", inject], env=env, capture_output=True, text=True, timeout=60, check=False
     )

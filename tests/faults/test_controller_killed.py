@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import Neo, read_until
 from tests.faults.run_support import TICKER, assert_settled, one_line, wait_for, workers
+from tests.faults.support import reader_pid
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -42,10 +43,12 @@ def gang(neo: Neo, tmp_path: Path) -> Iterator[tuple[Neo, str, Path]]:
 
 
 def kill_controller_mid_run(neo: Neo, rid: str, ws: Path, script: str = "tick.py") -> float:
+    """SIGKILL the process supervising the run: the resident controller (the CLI only forwards
+    the command to it), or the CLI itself when it runs in-process (NEO_CONTROLLER=off)."""
     proc = neo.popen("run", "-r", rid, "--ranks", "all", script, cwd=ws)
     read_until(proc.stdout, "up", count=2)
     killed_at = time.time()
-    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(reader_pid(neo, proc.pid), signal.SIGKILL)
     proc.wait()
     assert workers(neo), "the ranks outlive the killed controller for now"
     return killed_at

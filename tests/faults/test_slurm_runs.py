@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import Neo, read_until
 from tests.engines.slurm.harness import SlurmCluster
 from tests.faults.run_support import one_line
+from tests.faults.support import reader_pid
 from tests.slurm_support import live_procs_mentioning, neo_jobs, wait_for
 
 pytest_plugins = ["tests.engines.slurm.conftest_fixture", "tests.slurm_fixture"]
@@ -34,7 +35,7 @@ def test_kill_9_of_the_controller_mid_run_on_slurm(
     proc = sneo.popen("run", "-r", res["id"], "--ranks", "all", "--cmd", f"sh -c '{script}'", cwd=ws)
     read_until(proc.stdout, "up", count=2)
     killed_at = time.time()
-    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(reader_pid(sneo, proc.pid), signal.SIGKILL)  # the resident controller supervising it
     proc.wait()
     assert live_procs_mentioning(marker), "the commands outlive the killed controller for now"
     wait_for(lambda: not live_procs_mentioning(marker), 60, "the pods to stop the run after its lease")
