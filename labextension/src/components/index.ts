@@ -1,5 +1,6 @@
 /** The sidebar's React components, one per file; each has a spec in __tests__. */
 export * from './ClustersTable';
+export * from './DatasetsView';
 export * from './hooks';
 export * from './LogTail';
 export * from './PodDots';
