@@ -5,6 +5,7 @@ export * from './hooks';
 export * from './LogTail';
 export * from './PodDots';
 export * from './PricePreview';
+export * from './ReservationData';
 export * from './ReservationRow';
 export * from './Reservations';
 export * from './ReserveForm';
