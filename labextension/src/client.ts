@@ -6,6 +6,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { requestAPI } from './request';
 import type {
   ICluster,
+  IDataset,
   ILogTail,
   IReservation,
   IReservationPatch,
@@ -27,6 +28,8 @@ export interface INeoClient {
   stopRun(id: string): Promise<IRun>;
   logs(id: string, rank: number, tail?: number): Promise<ILogTail>;
   preview(request: IReserveRequest): Promise<IPreview>;
+  /** Configured datasets (`GET /datasets`); optional so older fakes still fit. */
+  datasets?(): Promise<IDataset[]>;
 }
 
 /** A gang request as query parameters (`gpus=16&nodes=2&idle_ttl=30m`). */
@@ -114,6 +117,11 @@ export class NeoClient implements INeoClient {
 
   preview(request: IReserveRequest): Promise<IPreview> {
     return this._get<IPreview>(`placement/preview?${requestQuery(request)}`);
+  }
+
+  async datasets(): Promise<IDataset[]> {
+    const body = await this._get<{ datasets: IDataset[] }>('datasets');
+    return body.datasets;
   }
 
   private _get<T>(endPoint: string): Promise<T> {

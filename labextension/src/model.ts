@@ -17,6 +17,7 @@ import { LogFollower } from './logs';
 import type {
   ICluster,
   IChangeEvent,
+  IDataset,
   IPreview,
   IReservation,
   IReserveRequest,
@@ -236,6 +237,11 @@ export class NeoModel {
     return this._clusters;
   }
 
+  /** Configured datasets: read once (the server reads its configuration once). */
+  get datasets(): readonly IDataset[] {
+    return this._datasets;
+  }
+
   /** Reservations not yet released, in server order. */
   get reservations(): readonly IReservation[] {
     return this._reservations;
@@ -298,6 +304,10 @@ export class NeoModel {
         mergeSnapshot(this._reservations, reservations, keep)
       );
       this._runs = newestFirst(mergeSnapshot(this._runs, runs, keep));
+      if (!this._datasetsLoaded && this.client.datasets) {
+        this._datasets = await this.client.datasets();
+        this._datasetsLoaded = true;
+      }
       this._setStatus('ok', '');
     } catch (error) {
       if (this._disposed) {
@@ -484,6 +494,8 @@ export class NeoModel {
   }
 
   private _clusters: ICluster[] = [];
+  private _datasets: IDataset[] = [];
+  private _datasetsLoaded = false;
   private _reservations: IReservation[] = [];
   private _runs: IRun[] = [];
   private _status: ConnectionStatus = 'loading';

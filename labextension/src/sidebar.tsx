@@ -14,6 +14,7 @@ import * as React from 'react';
 
 import {
   ClustersTable,
+  DatasetsView,
   errorMessage,
   Reservations,
   ReserveForm,
@@ -138,6 +139,18 @@ function SidebarBody(props: { model: NeoModel }): JSX.Element {
           >
             <ClustersTable clusters={model.clusters} />
           </Section>
+          {model.datasets.length > 0 && (
+            <Section
+              title="Datasets"
+              testid="neo-section-datasets"
+              count={model.datasets.length}
+            >
+              <DatasetsView
+                datasets={model.datasets}
+                clusters={model.clusters.map(c => c.name)}
+              />
+            </Section>
+          )}
           <Section
             title="Reservations"
             testid="neo-section-reservations"

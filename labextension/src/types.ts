@@ -83,6 +83,43 @@ export interface IReservation {
   idle_release_at?: string | null;
   /** A run keeps the gang busy: the idle clock does not run. */
   busy?: boolean;
+  /** The datasets it asked for (`--data`): where ranks find them. */
+  datasets?: IDatasetUse[];
+}
+
+/** A dataset a reservation holds, or the copy it would take (docs/datasets.md). */
+export interface IDatasetUse {
+  name: string;
+  read_only: boolean;
+  present: boolean;
+  /** Where ranks find it (also `NEO_DATA_<NAME>`); null when absent. */
+  path: string | null;
+}
+
+/** One place a dataset lives (`GET /datasets`). */
+export interface IDatasetLocation {
+  cluster: string;
+  backend: string;
+  region: string;
+  kind: 'path' | 'pvc' | 'nfs' | 'host_path';
+  /** e.g. `path /srv/clinical`, `pvc clinical-ro`. */
+  where: string;
+}
+
+/** A configured dataset and where it may go (`GET /datasets`). */
+export interface IDataset {
+  name: string;
+  description: string;
+  size: number;
+  size_human: string;
+  /** Where it may be stored and processed; empty = anywhere. */
+  residency: string[];
+  locations: IDatasetLocation[];
+  bucket: { url: string; region: string; provider?: string } | null;
+  held_by: string[];
+  copyable_to: string[];
+  /** Clusters outside its residency: it is never placed there. */
+  forbidden: string[];
 }
 
 export type RunState =

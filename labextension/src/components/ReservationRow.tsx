@@ -10,6 +10,7 @@ import {
 } from '../format';
 import type { IReservation } from '../types';
 import { PodDots } from './PodDots';
+import { ReservationData } from './ReservationData';
 import { UtilBars } from './UtilBars';
 
 export interface IReservationActions {
@@ -131,6 +132,7 @@ export function ReservationRow(
         )}
       </div>
       {r.reason && <div className="jp-neo-reason">{r.reason}</div>}
+      <ReservationData datasets={r.datasets ?? []} />
       <UtilBars pods={r.pods} />
       <div className="jp-neo-actions">
         <button
