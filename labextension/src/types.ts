@@ -165,6 +165,8 @@ export interface IRun {
   label?: string | null;
   /** A hot iteration that was not applied, and why (the workers kept the old code). */
   not_applied?: string | null;
+  /** `jupyter_neo.log(...)` records from the ranks: rank, step, time and named values. */
+  metrics?: Array<Record<string, number | string>>;
 }
 
 /** `GET placement/preview`: what a reservation would be and cost. */

@@ -2,6 +2,7 @@ import * as React from 'react';
 
 import { formatCommand, runDuration } from '../format';
 import type { IRun } from '../types';
+import { MetricSparkline } from './MetricSparkline';
 
 /** The badge of a run: its state, or "not applied" for a skipped hot iteration. */
 export function runBadge(run: IRun): { text: string; state: string } {
@@ -82,6 +83,7 @@ export function Runs(props: IRunsProps): JSX.Element {
               <span>
                 {run.nodes} × {run.nproc_per_node}
               </span>
+              <MetricSparkline run={run} />
             </div>
             {head && (
               <div

@@ -386,6 +386,20 @@ test('the sidebar lists the newest run first', async () => {
     [tid('neo-run-row'), newest],
     { timeout: 30_000 }
   );
+  // The training run (jupyter_neo.log) shows its last loss and a sparkline in its row.
+  const trained = runs.body.runs.find(r => (r.metrics ?? []).length > 0);
+  assert.ok(trained, 'a run with metrics is listed');
+  const metric = panel.locator(
+    `[data-run-id="${trained.id}"] ${tid('neo-run-metric')}`
+  );
+  await metric.waitFor({ timeout: 30_000 });
+  assert.match(await metric.textContent(), /^loss \d/);
+  assert.ok(await metric.locator('svg path').count(), 'the sparkline is drawn');
+  await metric.scrollIntoViewIfNeeded();
+  await shot(
+    'sidebar-run-metric',
+    panel.locator(`[data-run-id="${trained.id}"]`)
+  );
   await shot('sidebar-newest-first');
   // Give the gang back (the notebook's way).
   await execute(6, '%neo release');
