@@ -6,6 +6,7 @@ orphan process" is checked against the real process table, not assumed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,6 +92,31 @@ def neo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Neo]:
     leftovers = describe(procs_under(home))
     kill_tree_under(home)
     assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _controllers_stopped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session, stop the resident controllers of every NEO_HOME the tests made.
+
+    The ``neo`` fixture stops its own; homes made by other fixtures (a second user, a Jupyter
+    server, the real-cluster tier) would otherwise wait out their idle period after pytest ends.
+    """
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for home in sorted({h for h in _controller_homes() if h.startswith(base)}):
+        with contextlib.suppress(AssertionError):  # SIGKILLed already when it would not stop
+            stop_controller(Path(home))
+
+
+def _controller_homes() -> list[str]:
+    homes = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "jupyter_neo.controller.daemon" in " ".join(proc.info["cmdline"] or []):
+                homes.append(proc.environ().get("NEO_HOME", ""))
+        except psutil.Error:
+            continue
+    return homes
 
 
 def kill_controller(neo: Neo) -> int:
