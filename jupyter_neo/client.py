@@ -188,6 +188,75 @@ def require_data(res: Reservation, refs: list[str]) -> None:
         )
 
 
+def prepare_run(
+    config: Config,
+    *,
+    target: str,
+    args: list[str] | None = None,
+    kind: RunKind = "script",
+    reservation: str | None = None,
+    gpus: int | None = None,
+    nproc_per_node: int | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | str | None = None,
+    workspace: str | Path = ".",
+    hot: bool = False,
+    sync: bool = True,
+    detach: bool = False,
+    label: str | None = None,
+    **request: Any,
+) -> tuple[RunSpec, GangRequest | None, str | None, list[str]]:
+    """A run's spec and gang request, validated the same way for every surface (``workspace``
+    absolute): ``(spec, gang or None, reservation ref or None, datasets it must hold)``."""
+    spec = RunSpec(
+        kind=kind,
+        target=target,
+        args=list(args or []),
+        nproc_per_node=nproc_per_node,
+        env=dict(env or {}),
+        timeout=parse_duration(timeout),
+        workspace=Path(workspace).resolve(),
+        hot=hot,
+        sync=sync,
+        label=label,
+        detach=detach,
+    )
+    spec.validate()
+    gang = gang_request(config, workspace=spec.workspace, gpus=gpus, **request) if gpus is not None else None
+    return spec, gang, reservation, list(request.get("data") or [])
+
+
+async def run_prepared(
+    core: Core,
+    spec: RunSpec,
+    gang: GangRequest | None,
+    reservation: str | None,
+    data: list[str],
+    *,
+    on_line: LineCallback | None = None,
+    on_update: Callable[[Run], None] | None = None,
+    progress: Progress = _quiet,
+) -> Run:
+    """Pick (or reserve) the gang and run ``spec`` on it until it ends."""
+    res = await core.pick_reservation(reservation, gang, progress)
+    require_data(res, data)
+    return await core.run(res, spec, on_line, on_update)
+
+
+def only_reservation(active: list[Reservation]) -> Reservation:
+    """The one active reservation a command without an id means (sync, ``%neo sync``)."""
+    if len(active) != 1:
+        from jupyter_neo.errors import NotFound
+
+        if not active:
+            raise NotFound("no active reservation to sync to", "make one with: neo reserve --gpus N")
+        raise InvalidRequest(
+            f"{len(active)} reservations are active; say which one",
+            "pass its id: " + ", ".join(r.id for r in active),
+        )
+    return active[0]
+
+
 class Client:
     """jupyter-neo from Python: clusters, reservations and (later) sync and runs."""
 
@@ -336,37 +405,42 @@ class Client:
         hot: bool = False,
         sync: bool = True,
         detach: bool = False,
-        pump: Callable[[], None] | None = None,
         label: str | None = None,
         **request: Any,
     ) -> Run:
         """Run a script (or ``kind="module"``/``"cmd"``) on every rank of a gang; returns the finished run.
 
         Without ``reservation`` a ready gang that fits is reused, else one is reserved (and kept warm).
-        ``pump`` is called while waiting: the magics use it to process widget clicks (Stop).
         """
-        spec = RunSpec(
-            kind=kind,
+        spec, gang, ref, data = prepare_run(
+            self.core.config,
             target=target,
-            args=list(args or []),
+            args=args,
+            kind=kind,
+            reservation=reservation,
+            gpus=gpus,
             nproc_per_node=nproc_per_node,
-            env=dict(env or {}),
-            timeout=parse_duration(timeout),
-            workspace=self.path(workspace).resolve(),
+            env=env,
+            timeout=timeout,
+            workspace=self.path(workspace),
             hot=hot,
             sync=sync,
-            label=label,
             detach=detach,
+            label=label,
+            **request,
         )
-        spec.validate()
-        gang = self.request(gpus=gpus, workspace=spec.workspace, **request) if gpus is not None else None
-
-        async def go() -> Run:
-            res = await self.core.pick_reservation(reservation, gang, bound(progress))
-            require_data(res, request.get("data") or [])
-            return await self.core.run(res, spec, bound(on_line), bound(on_update))
-
-        return self.run_async(go(), pump)
+        return self.run_async(
+            run_prepared(
+                self.core,
+                spec,
+                gang,
+                ref,
+                data,
+                on_line=bound(on_line),
+                on_update=bound(on_update),
+                progress=bound(progress),
+            )
+        )
 
     def cost(self, since_seconds: float = 30 * 86400.0) -> dict[str, Any]:
         """Spend by cluster and by reservation over the window, from the ledger (survives restarts)."""
@@ -404,17 +478,7 @@ class Client:
             return ref_or_res
         if ref_or_res:
             return self.run_async(self.core.status_one(ref_or_res))
-        active = self.status()
-        if len(active) != 1:
-            from jupyter_neo.errors import NotFound
-
-            if not active:
-                raise NotFound("no active reservation to sync to", "make one with: neo reserve --gpus N")
-            raise InvalidRequest(
-                f"{len(active)} reservations are active; say which one",
-                "pass its id: " + ", ".join(r.id for r in active),
-            )
-        return active[0]
+        return only_reservation(self.status())
 
     def sync(
         self,

@@ -69,3 +69,11 @@ class StateError(NeoError):
 
     http_status = 500
     code = "state"
+
+
+class InternalError(NeoError):
+    """A bug met in another process (the resident controller): its one line names the log that
+    holds the traceback, so a surface shows it as it would show its own."""
+
+    http_status = 500
+    code = "internal"

@@ -1,9 +1,11 @@
 """``%neo`` and ``%%neo``: the ``neo`` CLI inside a notebook, parsed by exactly the CLI's parser.
 
 ``%neo run --gpus 4 --nodes 2 train.py --lr 0.1`` means what ``neo run ...`` means: the line goes
-through :func:`jupyter_neo.cli.parser.build_parser` and :func:`jupyter_neo.cli.runs.run_call`, and
-every other verb runs the CLI's own ``cmd_*`` function against the session's :class:`Client`. The
-magics only translate: what a run does is decided by the core.
+through :func:`jupyter_neo.cli.parser.build_parser` and :func:`jupyter_neo.cli.runs.run_call`.
+``run`` and ``sync`` are verbs of the resident controller (:mod:`jupyter_neo.kernel_surface`),
+whose events drive the widget; every other verb is the CLI's own ``cmd_*`` function, run by the
+controller on the same command line. The magics only translate: what a run does is decided by
+the core, in the controller the terminal and the Jupyter server share.
 
 ``%%neo run [flags] [-- args]`` writes the cell to ``<workspace>/.neo/cell_<hash>.py`` (content
 hashed, so an unchanged cell is the same file and the same sync) and runs it as the script on every
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,10 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from jupyter_neo.client import Client
+from jupyter_neo.controller.api import run_from
+from jupyter_neo.controller.client import Refused
 from jupyter_neo.errors import NeoError
+from jupyter_neo.kernel_surface import KernelSurface
 from jupyter_neo.model import Run, RunState
 from jupyter_neo.px_magics import VERBS as PX_VERBS
 from jupyter_neo.px_magics import PxMagics
@@ -62,8 +69,8 @@ def cell_label(code: str, count: int | None) -> str:
 class RunResult:
     """What ``%neo run`` returns: the finished run, for notebooks to script against."""
 
-    def __init__(self, client: Client, run: Run) -> None:
-        self._client = client
+    def __init__(self, surface: KernelSurface, run: Run) -> None:
+        self._client = surface
         self.record = run
 
     @property
@@ -135,22 +142,19 @@ class NeoMagics(Magics):
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
-        self._client: Client | None = None
+        self.surface = KernelSurface()
         self.widgets: bool | None = None
         """None: the widget inside a widget-capable kernel, plain text elsewhere; True/False: force."""
         self.px = PxMagics(self)
 
     @property
     def client(self) -> Client:
-        if self._client is None:
-            self._client = Client()
-        return self._client
+        """The kernel's in-process client (the px ranks; every verb with ``NEO_CONTROLLER=off``)."""
+        return self.surface.client
 
     def close(self) -> None:
         self.px.close()
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self.surface.close()
 
     @line_cell_magic
     def neo(self, line: str, cell: str | None = None) -> Any:
@@ -174,18 +178,37 @@ class NeoMagics(Magics):
                 return self._run(args, cell)
             if args.command == "sync" and not (args.dry_run or args.watch or args.json):
                 return self._sync(args)
-            args.func(self.client, args)
+            self._command(argv, args)
             return None
         except NeoError as exc:
             raise UsageError(one_line(exc)) from None
+        except Refused as exc:
+            raise UsageError(f"%neo: {exc}") from None
+
+    def _command(self, argv: list[str], args: argparse.Namespace) -> None:
+        """A verb the CLI implements, run where the surface runs verbs; its error as one line."""
+        code, err = self.surface.command(argv, lambda client: args.func(client, args))
+        message = next((i for i, ln in enumerate(err.splitlines()) if ln.startswith("error: ")), None)
+        if message is None:
+            sys.stderr.write(err)
+            if code:
+                raise UsageError(f"%neo {argv[0]} failed (exit {code})")
+            return
+        lines = err.splitlines()
+        sys.stderr.write("".join(f"{ln}\n" for ln in lines[:message]))
+        text = " ".join(ln.strip() for ln in lines[message:])[len("error: ") :]
+        head, _, hint = text.partition(" hint: ")
+        raise UsageError(notebook_words(f"{head} (hint: {hint})" if hint else head))
 
     def _sync(self, args: argparse.Namespace) -> None:
         """``%neo sync`` with a progress bar: the first sync of a large workspace takes a while."""
         from jupyter_neo.widgets import SyncProgress
 
         bar = SyncProgress(self.widgets)
-        report = self.client.sync(args.id, args.path, on_transfer=bar.update)
-        bar.done(report.summary())
+        done = self.surface.call(
+            "sync", {"ref": args.id, "root": os.path.abspath(args.path)}, _transfers(bar)
+        )
+        bar.done(done["summary"])
 
     def _run(self, args: argparse.Namespace, cell: str | None) -> RunResult | None:
         from jupyter_neo.cli.runs import rank_filter, run_call, script_and_args
@@ -199,42 +222,41 @@ class NeoMagics(Magics):
             args.script = script
             label = cell_label(cell, getattr(self.shell, "execution_count", None))
         target, script_args, keywords = run_call(args)
+        keywords["workspace"] = os.path.abspath(keywords["workspace"])
         if args.reservation and not args.no_sync:
             # Sync first with a progress bar (shown only if content moves); the run's own sync is
             # then a no-op.
             from jupyter_neo.widgets import SyncProgress
 
             bar = SyncProgress(self.widgets and not args.json)
-            self.client.sync(args.reservation, args.path, on_transfer=bar.update)
+            self.surface.call(
+                "sync", {"ref": args.reservation, "root": keywords["workspace"]}, _transfers(bar)
+            )
         view = make_view(self.widgets, rank_filter(args.ranks), quiet=args.json)
         seen: list[str] = []
-        held = {r.id for r in self.client.status()}
 
-        def on_update(run: Run) -> None:
-            if not seen:
-                seen.append(run.id)
-                if run.reservation not in held:
-                    # No silent spending: a gang reserved for this run bills until its idle TTL.
-                    from jupyter_neo.cli.runs import new_gang_notice
+        def on_event(event: dict[str, Any]) -> None:
+            what = event.get("event")
+            if what == "line":
+                view.on_line(event["rank"], event["node"], event["stream"], event["line"])
+            elif what == "update":
+                run = run_from(event["run"])
+                if not seen:
+                    seen.append(run.id)
+                view.on_update(run)
+            elif what == "progress":
+                view.progress(str(event["message"]))
+            elif what == "notice":  # no silent spending: a new gang bills until its idle release
+                view.notice(str(event["text"]))
 
-                    view.notice(new_gang_notice(self.client, run.reservation, "%neo"))
-            view.on_update(run)
-
+        params = {"target": target, "args": script_args, "label": label, "command": "%neo", **keywords}
         try:
-            run = self.client.run(
-                target,
-                script_args,
-                on_line=view.on_line,
-                on_update=on_update,
-                progress=view.progress,
-                label=label,
-                **keywords,
-            )
+            run = run_from(self.surface.call("run", params, on_event))
         except KeyboardInterrupt:
-            # Client.run cancelled the run; the supervisor stopped every rank and recorded it.
-            stopped = self.client.get_run(seen[0]) if seen else None
+            # The run was cancelled: its supervisor stopped every rank and recorded it.
+            stopped = self.surface.get_run(seen[0]) if seen else None
             view.finish(stopped, None if stopped else "interrupted before the run started")
-            return RunResult(self.client, stopped) if stopped else None
+            return RunResult(self.surface, stopped) if stopped else None
         except NeoError as exc:
             view.finish(None, one_line(exc))
             raise
@@ -243,7 +265,17 @@ class NeoMagics(Magics):
             import json
 
             print(json.dumps(run.public(), indent=2))
-        return RunResult(self.client, run)
+        return RunResult(self.surface, run)
+
+
+def _transfers(bar: Any) -> Any:
+    """Sync events -> a progress bar's ``update(moved, planned)``."""
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "transfer":
+            bar.update(int(event["moved"]), int(event["planned"]))
+
+    return on_event
 
 
 def write_cell(workspace: Path, code: str) -> str:

@@ -160,22 +160,10 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
 
 
 def new_gang_notice(client: Client, reservation: str, command: str = "neo") -> str:
-    """What a run that reserved its own gang says at once: where, what it costs, how it ends.
+    """What a run that reserved its own gang says at once (see :func:`jupyter_neo.controller.api.new_gang_notice`)."""
+    from jupyter_neo.controller.api import new_gang_notice as notice
 
-    Called from run callbacks, on the client's loop thread: reads the store, never awaits.
-    """
-    from jupyter_neo import money
-
-    res = client.core.store.reservation(reservation)
-    offer = money.offer(
-        res.cluster,
-        nodes=res.nodes,
-        gpus_per_node=res.gpus_per_node,
-        gpu_type=res.gpu_type,
-        price_per_hour=res.price_per_hour,
-        idle_ttl=res.idle_ttl,
-    )
-    return f"reserved a new gang {res.id}: {offer}; it stays warm for the next run ({command} release {res.id} stops it)"
+    return notice(client.core, reservation, command)
 
 
 def watch_loop(

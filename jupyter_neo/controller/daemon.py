@@ -75,6 +75,9 @@ class Controller:
         self.stopping = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._core_lock = threading.Lock()
+        self.apis: dict[int, Any] = {}  # id(core) -> api.Api
+        self.feeds: dict[int, Any] = {}  # id(core) -> api.ChangeFeed
+        self.subscribers: dict[asyncio.StreamWriter, tuple[float, int]] = {}  # -> (interval, id(core))
 
     # ------------------------------------------------------------------ cores (one per config file)
     def core_for(self, env: dict[str, str]) -> Any:
@@ -120,10 +123,16 @@ class Controller:
         log.info("controller %d listening on %s", os.getpid(), path)
         self.loop.create_task(self._adopt())
         maintainer = self.loop.create_task(self._maintain())
+        feeder = self.loop.create_task(self._feed())
         try:
             await self.stopping.wait()
         finally:
             server.close()
+            feeder.cancel()
+            for writer in list(self.subscribers):  # a stop, not a crash: they need not start another
+                with contextlib.suppress(Exception):
+                    writer.write(wire.encode({"type": "bye", "reason": "stopped"}))
+                    writer.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             maintainer.cancel()
@@ -153,6 +162,10 @@ class Controller:
             kind = msg.get("type")
             if kind == "cli":
                 await self._cli(msg, reader, writer)
+            elif kind == "call":
+                await self._call(msg, reader, writer)
+            elif kind == "subscribe":
+                await self._subscribe(msg, reader, writer)
             elif kind == "status":
                 writer.write(wire.encode({"type": "status", **self.describe()}))
             elif kind == "stop":
@@ -210,6 +223,128 @@ class Controller:
             (time.monotonic() - t0) * 1000,
         )
 
+    # ------------------------------------------------------------------ calls and change events
+    def api_for(self, core: Any) -> Any:
+        """The verb table on ``core`` (:mod:`.api`), its changes published to every subscriber."""
+        from jupyter_neo.controller.api import Api
+
+        api = self.apis.get(id(core))
+        if api is None:
+            api = self.apis[id(core)] = Api(core, self.publish)
+        return api
+
+    def feed_for(self, core: Any) -> Any:
+        from jupyter_neo.controller.api import ChangeFeed
+
+        feed = self.feeds.get(id(core))
+        if feed is None:
+            feed = self.feeds[id(core)] = ChangeFeed(core, self.publish)
+        return feed
+
+    def publish(self, kind: str, ident: str, state: str) -> None:
+        """One change event to every subscriber (each feed notes it, so no look repeats it)."""
+        for feed in self.feeds.values():
+            feed.note(kind, ident, state)
+        frame = wire.encode({"type": "change", "kind": kind, "id": ident, "state": state})
+        for writer in list(self.subscribers):
+            if not writer.is_closing():
+                writer.write(frame)
+
+    async def _call(
+        self, msg: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One verb (:mod:`.api`): events as it goes, then a result, a typed error or ``cancelled``.
+
+        A cancel frame or the client going away cancels this call only (its task: a run's
+        supervisor stops the ranks and records the run as it does for an in-process Ctrl-C).
+        """
+        if msg.get("fingerprint") != self.fingerprint:
+            writer.write(wire.encode({"type": "env_mismatch", "controller": self.fingerprint}))
+            return
+        assert self.loop is not None
+        loop = self.loop
+        verb = str(msg.get("verb"))
+        env = dict(msg.get("env") or {})
+        params = msg.get("params") or {}
+        state = {"open": True}
+        loop_thread = threading.get_ident()
+
+        def emit(event: dict[str, Any]) -> None:
+            if not state["open"]:
+                return
+            data = wire.encode({"type": "event", **event})
+            if threading.get_ident() == loop_thread:
+                writer.write(data)
+            else:
+                loop.call_soon_threadsafe(_write_if, state, writer, data)
+
+        async def work() -> Any:
+            core = await asyncio.to_thread(self.core_for, env)
+            return await self.api_for(core).call(verb, params, emit)
+
+        marker = threading.Event()
+        self.requests.add(marker)
+        self.last_busy = t0 = time.monotonic()
+        task = asyncio.ensure_future(work())
+        listen: asyncio.Future[Any] = asyncio.ensure_future(wire.read(reader))
+        gone = False
+        try:
+            await asyncio.wait({task, listen}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                gone = listen.exception() is not None or listen.result() is None
+                state["open"] = not gone
+                task.cancel()
+            frame = await _outcome(task, verb)
+        finally:
+            listen.cancel()
+            self.requests.discard(marker)
+            self.last_busy = time.monotonic()
+        await asyncio.sleep(0)  # events scheduled from other threads go out before the answer
+        state["open"] = False
+        if not gone:
+            writer.write(wire.encode(frame))
+        log.info("call %s: %s in %.1f ms", verb, frame["type"], (time.monotonic() - t0) * 1000)
+
+    async def _subscribe(
+        self, msg: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Change events (``{"type": "change", kind, id, state}``) until the client goes away.
+
+        A subscriber (a Jupyter server) keeps the controller alive: it relies on its budget
+        enforcement and reconciles, and the sidebar on its events.
+        """
+        if msg.get("fingerprint") != self.fingerprint:
+            writer.write(wire.encode({"type": "env_mismatch", "controller": self.fingerprint}))
+            return
+        try:
+            interval = min(max(float(msg.get("interval") or 2.0), 0.1), 60.0)
+        except (TypeError, ValueError):
+            interval = 2.0
+        core = await asyncio.to_thread(self.core_for, dict(msg.get("env") or {}))
+        feed = self.feed_for(core)
+        await feed.poll()  # the baseline: later looks announce what moved after this point
+        writer.write(wire.encode({"type": "subscribed", "pid": os.getpid()}))
+        self.subscribers[writer] = (interval, id(core))
+        try:
+            while await wire.read(reader) is not None:
+                pass  # nothing to say after subscribing; the end of the stream ends it
+        finally:
+            self.subscribers.pop(writer, None)
+            self.last_busy = time.monotonic()
+
+    async def _feed(self) -> None:
+        """Look for changes at the pace the subscribers asked for (only while there are any)."""
+        while True:
+            subs = list(self.subscribers.values())
+            await asyncio.sleep(min((i for i, _ in subs), default=0.5))
+            for key in {k for _, k in subs}:
+                feed = self.feeds.get(key)
+                if feed is not None:
+                    try:
+                        await feed.poll()
+                    except Exception:
+                        log.exception("looking for changes failed")
+
     def _run_cli(self, msg: dict[str, Any], term: terminal.Terminal, cancelled: threading.Event) -> int:
         from jupyter_neo.cli.app import execute
         from jupyter_neo.client import Client
@@ -257,7 +392,7 @@ class Controller:
                 except Exception:
                     log.exception("keeping connections warm failed")
             idle = time.monotonic() - self.last_busy
-            if not self.requests and not live and idle > self.idle_exit:
+            if not self.requests and not self.subscribers and not live and idle > self.idle_exit:
                 log.info("idle for %.0fs with no live reservation: exiting", idle)
                 self.stopping.set()
                 return
@@ -299,11 +434,42 @@ class Controller:
             "started": self.started,
             "uptime_s": time.time() - self.started,
             "requests": len(self.requests),
+            "subscribers": len(self.subscribers),
             "idle_exit_s": self.idle_exit,
             "configs": sorted({k[0] for k in self.cores}),
             "reservations": list(rows.values()),
             "environment": self.fingerprint,
         }
+
+
+def _write_if(state: dict[str, bool], writer: asyncio.StreamWriter, data: bytes) -> None:
+    if state["open"]:
+        writer.write(data)
+
+
+async def _outcome(task: asyncio.Future[Any], verb: str) -> dict[str, Any]:
+    """The final frame of a call: its result, ``cancelled``, or a typed error."""
+    from jupyter_neo.errors import NeoError
+
+    try:
+        return {"type": "result", "value": await task}
+    except asyncio.CancelledError:
+        return {"type": "cancelled"}
+    except NeoError as exc:
+        return {
+            "type": "error",
+            "class": type(exc).__name__,
+            "code": exc.code,
+            "status": exc.http_status,
+            "message": exc.message,
+            "hint": exc.hint,
+        }
+    except Exception as exc:  # a bug: one line for the caller, the traceback to errors.log
+        from jupyter_neo.errorlog import report
+
+        message = report(exc, f"controller call {verb}")
+        return {"type": "error", "class": "InternalError", "code": "internal", "status": 500,
+                "message": message, "hint": None}  # fmt: skip
 
 
 def _bind(sock: socket.socket, path: str) -> None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import asyncio
     from typing import Any
 
-PROTOCOL = 1
+PROTOCOL = 2
 """Bumped on any incompatible change of the frames below (docs/protocol.md)."""
 MAX_FRAME = 64 * 2**20
 _LEN = struct.Struct(">I")

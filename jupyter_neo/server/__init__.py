@@ -8,13 +8,15 @@ stops the change watcher, waits for a look in progress and closes every agent co
 module extension has no stop hook, so its periodic callback and connections would outlive a
 stopped server in the same process (tests, JupyterHub's in-process restarts).
 
-It builds one :class:`~jupyter_neo.core.Core` on the server's event loop, shared with every
-handler through a :class:`~jupyter_neo.server.manager.NeoManager`; the state store is the same
-file the CLI and the kernels use, so a reservation made anywhere shows up everywhere.
+Every handler goes through one :class:`~jupyter_neo.server.manager.NeoManager`, which calls the
+resident controller of ``$NEO_HOME`` (started on demand; the one the CLI and the kernels use), so
+a notebook, a terminal and the sidebar share warm connections, watchers and run supervision, and
+re-emits the controller's change events on the server's event bus. ``NEO_CONTROLLER=off`` keeps
+the core in the server process (see docs/jupyter.md, "Where the work happens").
 
 Configuration (``jupyter_server_config.py``)::
 
-    c.JupyterNeo.poll_interval = 2.0   # seconds between looks for changes made outside the server; 0: off
+    c.JupyterNeo.poll_interval = 2.0   # seconds between looks for changes (by the controller); 0: off
     c.JupyterNeo.owner = "alice"       # who owns what the server reserves (default: $NEO_OWNER,
                                        # the JupyterHub user, else the OS user; never the token's user)
 """
@@ -26,13 +28,12 @@ from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Float, Unicode
 
-from jupyter_neo.config import load_config
-from jupyter_neo.core import Core
+from jupyter_neo.controller.api import ChangeKind
 from jupyter_neo.server.handlers import MANAGER_KEY, NAMESPACE, ROUTES, route_regex
-from jupyter_neo.server.manager import ChangeKind, NeoManager
+from jupyter_neo.server.manager import NeoManager
 
 EVENT_SCHEMA_ID = "https://events.jupyter-neo.dev/change/v1"
 EVENT_SCHEMA = Path(__file__).parent / "events" / "change.json"
@@ -66,7 +67,7 @@ class JupyterNeo(ExtensionApp):
             os.environ["NEO_OWNER"] = self.owner
         assert self.serverapp is not None and self.serverapp.event_logger is not None
         self.serverapp.event_logger.register_event_schema(EVENT_SCHEMA)
-        self.manager = NeoManager(Core(load_config()), self._emit)
+        self.manager = NeoManager(self._emit)
         self.settings[MANAGER_KEY] = self.manager
         # Started at load, like any server component; stop_extension stops it.
         self._start_watcher()
@@ -83,10 +84,14 @@ class JupyterNeo(ExtensionApp):
         )
 
     def _start_watcher(self) -> None:
-        if self.poll_interval > 0 and self.manager is not None:
+        if self.poll_interval <= 0 or self.manager is None:
+            return
+        if self.manager.in_process:
             self.watcher = PeriodicCallback(self.manager.poll_changes, self.poll_interval * 1000)
             self.watcher.start()
             self.settings["jupyter_neo_watcher"] = self.watcher
+        else:  # the controller's event stream, once the server's loop runs
+            IOLoop.current().add_callback(self.manager.watch, self.poll_interval)
 
     async def stop_extension(self) -> None:
         """The server is stopping: no more looks, the one in progress finished, connections closed."""
