@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 from jupyter_neo.server.manager import NeoManager
 from tests.conftest import Neo
 from tests.faults.state_invariants import assert_consistent, assert_released_and_clean
@@ -23,8 +25,15 @@ from tests.test_server_api import api, jp_server_config  # noqa: F401 (fixtures)
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's own core (``NEO_CONTROLLER=off``): the watcher and connections live in it.
+    (Through the controller the server holds neither; tests/test_surfaces_controller.py.)"""
+    monkeypatch.setenv("NEO_CONTROLLER", "off")
+
+
 async def test_server_stop_stops_the_watcher_and_closes_connections(
-    api: Any, jp_serverapp: Any, neo: Neo
+    in_process: None, api: Any, jp_serverapp: Any, neo: Neo
 ) -> None:
     code, res = await api("POST", "reservations", {"gpus": 4, "nodes": 2})
     assert code == 201
@@ -32,18 +41,20 @@ async def test_server_stop_stops_the_watcher_and_closes_connections(
     assert code == 200 and listed["reservations"][0]["pods"][0]["stats"] is not None
     manager: NeoManager = jp_serverapp.web_app.settings["jupyter_neo_manager"]
     watcher = jp_serverapp.web_app.settings["jupyter_neo_watcher"]
-    conns = list(manager.core._conns.values())
+    conns = list(manager.api.core._conns.values())
     assert watcher.is_running() and len(conns) == 2 and not any(c.closed for c in conns)
     await asyncio.sleep(0.5)
-    assert manager._polls > 0, "the watcher looks at the store while the server runs"
+    assert manager.feed is not None and manager.feed.polls > 0, (
+        "the watcher looks at the store while the server runs"
+    )
 
     await jp_serverapp._cleanup()  # what ServerApp.stop runs before it stops the loop
 
     assert not watcher.is_running(), "the periodic callback outlived the server"
-    assert all(c.closed for c in conns) and manager.core._conns == {}, "agent connections left open"
-    polls = manager._polls
+    assert all(c.closed for c in conns) and manager.api.core._conns == {}, "agent connections left open"
+    polls = manager.feed.polls
     await asyncio.sleep(1.0)  # 5 watcher periods
-    assert manager._polls == polls, "the store was polled after the server stopped"
+    assert manager.feed.polls == polls, "the store was polled after the server stopped"
     assert [r["id"] for r in assert_consistent(neo)] == [res["id"]], "a server stop releases nothing"
     neo.run("release", "--all", check=True)
     assert_released_and_clean(neo, free=4)
