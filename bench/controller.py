@@ -15,6 +15,10 @@ goes through the real ``neo`` command (a thin client of the resident controller)
   ``current`` holds it (polled every 2 ms);
 - ``neo run --hot``: edit -> the CLI returns with all 4 ranks (2 x 2) having run the new code,
   vs ``neo run`` (a cold torchrun relaunch) on a second 2 x 2 gang;
+- surfaces: from a warm IPython kernel (a real kernel process driven by ``jupyter_client``),
+  ``%neo run --hot`` edit -> all 4 ranks (2 x 2) printed the new code, timed from the execute
+  request to its reply; and ``GET /jupyter-neo/reservations`` through a real ``jupyter server``
+  process (both through the same resident controller as the CLI);
 - scale: N = 1, 4, 16, 64 pods (N nodes x 1 GPU), a small tree (this repository's
   ``jupyter_neo`` package): reserve, a one-line edit synced, ``neo run --cmd true``,
   ``neo status`` (wall) and the controller's CPU seconds over those steps.
@@ -223,17 +227,111 @@ def hot(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
             assert sum(f"BENCH {r} {i}" in out for r in range(4)) == 4, out
             colds.append(dt)
     for metric, values in (("neo run --hot: edit -> 4 ranks", hots), ("neo run (cold relaunch)", colds)):
-        rows.append(
-            {
-                "metric": metric,
-                "median_ms": round(statistics.median(values), 1),
-                "p95_ms": round(pctl(values, 0.95), 1),
-                "n": len(values),
-                "load": load(),
-            }
-        )
-        print(f"{metric:<28} median {statistics.median(values):7.1f} ms", flush=True)
+        add_row(rows, metric, values)
     b.neo("release", "--all")
+
+
+def surfaces(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
+    """The notebook surfaces through the controller: a kernel's ``%neo run --hot``, a REST GET."""
+    from jupyter_client.manager import KernelManager
+
+    b.config(4, 2)
+    ws = b.work / "kernel-ws"
+    ws.mkdir()
+    (ws / "hot.py").write_text(HOT_SCRIPT)
+    _, rid = b.neo("reserve", "--gpus", "4", "--nodes", "2")
+    rid = rid.strip()
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=dict(b.env), cwd=str(ws))
+    kc = km.client()
+    kc.start_channels()
+    out: list[str] = []
+
+    def cell(code: str) -> str:
+        out.clear()
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                raise SystemExit(f"kernel: {msg['content']['ename']}: {msg['content']['evalue']}")
+
+        kc.execute_interactive(code, timeout=300, output_hook=hook)
+        return "".join(out)
+
+    times = []
+    try:
+        kc.wait_for_ready(timeout=120)
+        # Plain text view (the widget shows the same events): the lines prove the new code ran.
+        cell(
+            "%load_ext jupyter_neo\nfrom jupyter_neo import magics\nmagics._MAGICS[id(get_ipython())].widgets = False"
+        )
+        cell(f"%neo run -r {rid} --hot hot.py")  # cold start of the hot workers
+        for i in range(1, reps + 1):
+            (ws / "hot.py").write_text(HOT_SCRIPT.replace("VERSION = 0", f"VERSION = {i}"))
+            t0 = time.perf_counter()
+            text = cell(f"%neo run -r {rid} --hot --ranks all hot.py")
+            times.append((time.perf_counter() - t0) * 1000)
+            assert sum(f"BENCH {r} {i}" in text for r in range(4)) == 4, text
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    add_row(rows, "kernel %neo run --hot: edit -> 4 ranks", times)
+    rest = rest_round_trips(b, reps)
+    add_row(rows, "REST GET reservations (jupyter server)", rest)
+    b.neo("release", rid)
+
+
+def rest_round_trips(b: Bench, reps: int) -> list[float]:
+    """``GET /jupyter-neo/reservations`` through a real ``jupyter server`` process, token auth."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = dict(b.env, JUPYTER_CONFIG_DIR=str(b.work / "jcfg"), JUPYTER_RUNTIME_DIR=str(b.work / "jrt"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", f"--port={port}", "--ip=127.0.0.1", "--no-browser",
+         "--allow-root", "--ServerApp.token=bench", "--ServerApp.jpserver_extensions={'jupyter_neo': True}",
+         f"--ServerApp.root_dir={b.work}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/jupyter-neo/reservations"
+    req = urllib.request.Request(url, headers={"Authorization": "token bench"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(req, timeout=10).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            body = urllib.request.urlopen(req, timeout=10).read()
+            times.append((time.perf_counter() - t0) * 1000)
+            assert b'"reservations"' in body
+        return times
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def add_row(rows: list[dict[str, Any]], metric: str, values: list[float]) -> None:
+    rows.append(
+        {
+            "metric": metric,
+            "median_ms": round(statistics.median(values), 1),
+            "p95_ms": round(pctl(values, 0.95), 1),
+            "n": len(values),
+            "load": load(),
+        }
+    )
+    print(f"{metric:<28} median {statistics.median(values):7.1f} ms", flush=True)
 
 
 def scale(b: Bench, sizes: list[int], rows: list[dict[str, Any]]) -> None:
@@ -272,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--reps", type=int)
-    p.add_argument("--skip", nargs="*", default=[], choices=["headline", "hot", "scale"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["headline", "hot", "surfaces", "scale"])
     p.add_argument("--sizes", type=int, nargs="*")
     args = p.parse_args(argv)
     reps = args.reps or (5 if args.quick else 15)
@@ -287,6 +385,8 @@ def main(argv: list[str] | None = None) -> None:
             headline(b, reps, rows)
         if "hot" not in args.skip:
             hot(b, reps, rows)
+        if "surfaces" not in args.skip:
+            surfaces(b, max(reps, 10), rows)
         if "scale" not in args.skip:
             scale(b, sizes, rows)
     finally:
