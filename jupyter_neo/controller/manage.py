@@ -52,7 +52,8 @@ def status(home: str, as_json: bool) -> int:
         f"home {doc['home']}"
     )
     print(
-        f"  requests in flight: {doc['requests']}; exits after {doc['idle_exit_s']:.0f}s idle "
+        f"  requests in flight: {doc['requests']}; event subscribers (Jupyter servers): "
+        f"{doc.get('subscribers', 0)}; exits after {doc['idle_exit_s']:.0f}s idle "
         "with no live reservation"
     )
     for res in doc["reservations"]:
