@@ -207,11 +207,17 @@ def headline(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
     b.neo("release", rid)
 
 
-def hot(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
+def hot_workspace(b: Bench, name: str) -> Path:
+    """A 4-GPU (2 x 2) cluster and a workspace holding the hot script at version 0."""
     b.config(4, 2)
-    ws = b.work / "hot-ws"
+    ws = b.work / name
     ws.mkdir()
     (ws / "hot.py").write_text(HOT_SCRIPT)
+    return ws
+
+
+def hot(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
+    ws = hot_workspace(b, "hot-ws")
     _, hot_rid = b.neo("reserve", "--gpus", "4", "--nodes", "2")
     _, cold_rid = b.neo("reserve", "--gpus", "4", "--nodes", "2")
     hot_rid, cold_rid = hot_rid.strip(), cold_rid.strip()
@@ -235,10 +241,7 @@ def surfaces(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
     """The notebook surfaces through the controller: a kernel's ``%neo run --hot``, a REST GET."""
     from jupyter_client.manager import KernelManager
 
-    b.config(4, 2)
-    ws = b.work / "kernel-ws"
-    ws.mkdir()
-    (ws / "hot.py").write_text(HOT_SCRIPT)
+    ws = hot_workspace(b, "kernel-ws")
     _, rid = b.neo("reserve", "--gpus", "4", "--nodes", "2")
     rid = rid.strip()
     km = KernelManager(kernel_name="python3")

@@ -392,42 +392,21 @@ class Client:
         target: str,
         args: list[str] | None = None,
         *,
-        kind: RunKind = "script",
-        reservation: str | None = None,
-        gpus: int | None = None,
-        nproc_per_node: int | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float | str | None = None,
         workspace: str | Path = ".",
         on_line: LineCallback | None = None,
         on_update: Callable[[Run], None] | None = None,
         progress: Progress = _quiet,
-        hot: bool = False,
-        sync: bool = True,
-        detach: bool = False,
-        label: str | None = None,
-        **request: Any,
+        **fields: Any,
     ) -> Run:
         """Run a script (or ``kind="module"``/``"cmd"``) on every rank of a gang; returns the finished run.
 
-        Without ``reservation`` a ready gang that fits is reused, else one is reserved (and kept warm).
+        ``fields`` are :func:`prepare_run`'s: ``kind``, ``reservation``, ``gpus`` (and the other
+        gang request fields), ``nproc_per_node``, ``env``, ``timeout``, ``hot``, ``sync``,
+        ``detach``, ``label``. Without ``reservation`` a ready gang that fits is reused, else one
+        is reserved (and kept warm).
         """
         spec, gang, ref, data = prepare_run(
-            self.core.config,
-            target=target,
-            args=args,
-            kind=kind,
-            reservation=reservation,
-            gpus=gpus,
-            nproc_per_node=nproc_per_node,
-            env=env,
-            timeout=timeout,
-            workspace=self.path(workspace),
-            hot=hot,
-            sync=sync,
-            detach=detach,
-            label=label,
-            **request,
+            self.core.config, target=target, args=args, workspace=self.path(workspace), **fields
         )
         return self.run_async(
             run_prepared(

@@ -35,9 +35,9 @@ def controllers_of(home: Path) -> list[int]:
     pids = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "jupyter_neo.controller.daemon" in " ".join(proc.info["cmdline"] or []):
-                if proc.environ().get("NEO_HOME") == str(home):
-                    pids.append(proc.pid)
+            daemon = "jupyter_neo.controller.daemon" in " ".join(proc.info["cmdline"] or [])
+            if daemon and proc.environ().get("NEO_HOME") == str(home):
+                pids.append(proc.pid)
         except psutil.Error:
             continue
     return pids
@@ -137,7 +137,7 @@ async def running_run(api: Any, exclude: set[str]) -> dict[str, Any]:
         code, doc = await api("GET", "runs")
         for run in doc["runs"]:
             if run["id"] not in exclude and run["state"] == "running":
-                code, logs = await api("GET", f"runs/{run['id']}/logs", rank="1")
+                _, logs = await api("GET", f"runs/{run['id']}/logs", rank="1")
                 if "started" in logs.get("lines", []):
                     return run  # type: ignore[no-any-return]
         await asyncio.sleep(0.1)
