@@ -134,7 +134,7 @@ async def running_run(api: Any, exclude: set[str]) -> dict[str, Any]:
     """The first run (not in ``exclude``) whose every rank printed, through REST."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        code, doc = await api("GET", "runs")
+        _, doc = await api("GET", "runs")
         for run in doc["runs"]:
             if run["id"] not in exclude and run["state"] == "running":
                 _, logs = await api("GET", f"runs/{run['id']}/logs", rank="1")
