@@ -181,3 +181,21 @@ async def kernel_runs(neo: Neo, api: Any, km: Any, kc: Any) -> None:
     out = await execute(kc, "print('LOGS', r.logs(1)); r.release(); print('GONE')")
     assert "LOGS ['started']" in out and "GONE" in out, out
     assert await asyncio.to_thread(neo_json, neo, "status") == []
+
+
+def test_a_call_raises_the_error_type_the_controller_met(neo: Neo) -> None:
+    """Typed error frames: the caller gets the same jupyter_neo.errors type, message and hint."""
+    from jupyter_neo.controller import remote
+    from jupyter_neo.errors import InvalidRequest, NotFound
+
+    assert [c["name"] for c in remote.call("clusters")] == ["local"]
+    pid = controller.controller_pid(str(neo.home))
+    assert pid and pid > 0, "the call started the controller of NEO_HOME"
+    with pytest.raises(NotFound, match="no reservation 'nope'") as info:
+        remote.call("reservation", {"ref": "nope"})
+    assert info.value.hint, "the hint travels too"
+    with pytest.raises(InvalidRequest, match="unknown verb 'bogus'"):
+        remote.call("bogus")
+    with pytest.raises(InvalidRequest, match="unexpected keyword argument 'colour'"):
+        remote.call("runs", {"colour": 1})
+    assert controller.controller_pid(str(neo.home)) == pid

@@ -80,10 +80,13 @@ class Controller:
         self.subscribers: dict[asyncio.StreamWriter, tuple[float, int]] = {}  # -> (interval, id(core))
 
     # ------------------------------------------------------------------ cores (one per config file)
-    def core_for(self, env: dict[str, str]) -> Any:
+    def core_for(self, env: dict[str, str], command: bool = True) -> Any:
         """The core for the config a request names (``NEO_CONFIG`` / ``XDG_CONFIG_HOME``).
 
         Called on a worker thread; a config error is raised to the request (one line, exit 1).
+        ``command``: a command line reconciles once, as a fresh CLI process would; the surfaces'
+        calls do not (as the server's and the kernel's own cores did not): the change feed and
+        the maintenance loop reconcile in the background.
         """
         from jupyter_neo.config import config_path_for, load_config
         from jupyter_neo.core import Core
@@ -102,7 +105,8 @@ class Controller:
                 core = Core(config)
                 core.track_changes = True  # one-shot syncs use change trackers, not tree walks
                 self.cores[key] = core
-            core.new_command()
+            if command:
+                core.new_command()
             return core
 
     # ------------------------------------------------------------------ serving
@@ -279,7 +283,7 @@ class Controller:
                 loop.call_soon_threadsafe(_write_if, state, writer, data)
 
         async def work() -> Any:
-            core = await asyncio.to_thread(self.core_for, env)
+            core = await asyncio.to_thread(self.core_for, env, False)
             return await self.api_for(core).call(verb, params, emit)
 
         marker = threading.Event()
@@ -320,7 +324,7 @@ class Controller:
             interval = min(max(float(msg.get("interval") or 2.0), 0.1), 60.0)
         except (TypeError, ValueError):
             interval = 2.0
-        core = await asyncio.to_thread(self.core_for, dict(msg.get("env") or {}))
+        core = await asyncio.to_thread(self.core_for, dict(msg.get("env") or {}), False)
         feed = self.feed_for(core)
         await feed.poll()  # the baseline: later looks announce what moved after this point
         writer.write(wire.encode({"type": "subscribed", "pid": os.getpid()}))
