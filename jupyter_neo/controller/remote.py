@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +90,32 @@ def _answer(msg: dict[str, Any] | None, on_event: OnEvent | None) -> tuple[bool,
     return False, None
 
 
+HELLO_TRIES = 5
+
+
+def _connect(home: str) -> Any:
+    """A connection to the controller that said hello, starting one if needed.
+
+    A connect that lands while a killed controller's socket is being torn down is accepted and
+    then closed before the hello: that is a dead controller, not a refusal, so try again (the
+    next connect finds no listener and starts a new one).
+    """
+    for attempt in range(HELLO_TRIES):
+        sock = client.connect(home)
+        try:
+            client.hello(sock)
+            return sock
+        except client.Unavailable:
+            sock.close()
+            if attempt == HELLO_TRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+        except BaseException:
+            sock.close()
+            raise
+    raise AssertionError("unreachable")
+
+
 def call(verb: str, params: dict[str, Any] | None = None, on_event: OnEvent | None = None) -> Any:
     """One verb through the controller, waiting in this thread; events go to ``on_event``.
 
@@ -96,9 +123,8 @@ def call(verb: str, params: dict[str, Any] | None = None, on_event: OnEvent | No
     until the controller says the call ended (a run: stopped on every rank and recorded), then
     raises ``KeyboardInterrupt``; a second one stops waiting.
     """
-    sock = client.connect(client.home_dir())
+    sock = _connect(client.home_dir())
     try:
-        client.hello(sock)
         wire.send(sock, _request("call", verb=verb, params=params or {}))
         cancelled: list[bool] = []
 
@@ -128,10 +154,9 @@ def call(verb: str, params: dict[str, Any] | None = None, on_event: OnEvent | No
 def command(argv: list[str], cwd: str) -> tuple[int, str]:
     """A ``neo`` command line run by the controller: stdout printed here as it comes; returns
     (exit code, what it wrote to stderr) so the caller can turn an error into its own words."""
-    sock = client.connect(client.home_dir())
+    sock = _connect(client.home_dir())
     err: list[str] = []
     try:
-        client.hello(sock)
         wire.send(
             sock,
             _request("cli", argv=argv, cwd=cwd, tty={"stdout": False, "stderr": False}, columns=None),
@@ -155,19 +180,23 @@ def command(argv: list[str], cwd: str) -> tuple[int, str]:
 
 
 async def _open(home: str, start: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection on the running loop; finding or starting the controller happens in a thread."""
-    sock = await asyncio.to_thread(client.connect, home, start)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    try:
-        msg = await wire.read(reader)
-        if msg is None or msg.get("type") != "hello":
-            raise client.Unavailable("the controller closed the connection")
-        if msg.get("protocol") != wire.PROTOCOL:
-            raise client.Refused(wire.mismatch(msg.get("protocol"), "controller"))
-    except BaseException:
+    """A connection on the running loop; finding or starting the controller happens in a thread.
+    Retried like :func:`_connect` when a dying controller closes it before its hello."""
+    for attempt in range(HELLO_TRIES):
+        sock = await asyncio.to_thread(client.connect, home, start)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        try:
+            msg = await wire.read(reader)
+            if msg is not None and msg.get("type") == "hello":
+                if msg.get("protocol") != wire.PROTOCOL:
+                    raise client.Refused(wire.mismatch(msg.get("protocol"), "controller"))
+                return reader, writer
+        except BaseException:
+            writer.close()
+            raise
         writer.close()
-        raise
-    return reader, writer
+        await asyncio.sleep(0.05 * (attempt + 1))
+    raise client.Unavailable("the controller closed the connection")
 
 
 async def acall(
