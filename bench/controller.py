@@ -88,6 +88,12 @@ class Bench:
         mine = [ln for ln in lines if f"] neo {command}" in ln and ": exit " in ln]
         return [float(ln.rsplit(" in ", 1)[1].split()[0]) for ln in mine[-count:]]
 
+    def call_ms(self, verb: str, count: int) -> list[float]:
+        """The controller's own time for its last ``count`` ``call`` requests of ``verb`` (its log)."""
+        lines = (self.home / "controller.log").read_text().splitlines()
+        mine = [ln for ln in lines if f"] call {verb}: result in " in ln]
+        return [float(ln.rsplit(" in ", 1)[1].split()[0]) for ln in mine[-count:]]
+
     def controller(self) -> psutil.Process:
         return psutil.Process(int((self.home / "controller.pid").read_text()))
 
@@ -144,21 +150,7 @@ def headline(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
     print(f"tree: {nfiles} files (torch {ws}); first neo sync {first:.0f} ms; load {load()}", flush=True)
 
     def add(metric: str, values: list[float], inside: list[float] | None = None) -> None:
-        row: dict[str, Any] = {
-            "metric": metric,
-            "median_ms": round(statistics.median(values), 1),
-            "p95_ms": round(pctl(values, 0.95), 1),
-            "n": len(values),
-            "load": load(),
-        }
-        if inside:
-            row["controller_median_ms"] = round(statistics.median(inside), 1)
-        rows.append(row)
-        print(
-            f"{metric:<28} median {statistics.median(values):7.1f} ms  p95 {pctl(values, 0.95):7.1f}"
-            + (f"  (in the controller: median {statistics.median(inside):.1f} ms)" if inside else ""),
-            flush=True,
-        )
+        add_row(rows, metric, values, inside)
 
     imp: list[float] = []
     bare: list[float] = []
@@ -279,7 +271,7 @@ def surfaces(b: Bench, reps: int, rows: list[dict[str, Any]]) -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    add_row(rows, "kernel %neo run --hot: edit -> 4 ranks", times)
+    add_row(rows, "kernel %neo run --hot: edit -> 4 ranks", times, b.call_ms("run", reps))
     rest = rest_round_trips(b, reps)
     add_row(rows, "REST GET reservations (jupyter server)", rest)
     b.neo("release", rid)
@@ -324,17 +316,24 @@ def rest_round_trips(b: Bench, reps: int) -> list[float]:
         server.wait(30)
 
 
-def add_row(rows: list[dict[str, Any]], metric: str, values: list[float]) -> None:
-    rows.append(
-        {
-            "metric": metric,
-            "median_ms": round(statistics.median(values), 1),
-            "p95_ms": round(pctl(values, 0.95), 1),
-            "n": len(values),
-            "load": load(),
-        }
+def add_row(
+    rows: list[dict[str, Any]], metric: str, values: list[float], inside: list[float] | None = None
+) -> None:
+    row: dict[str, Any] = {
+        "metric": metric,
+        "median_ms": round(statistics.median(values), 1),
+        "p95_ms": round(pctl(values, 0.95), 1),
+        "n": len(values),
+        "load": load(),
+    }
+    if inside:
+        row["controller_median_ms"] = round(statistics.median(inside), 1)
+    rows.append(row)
+    print(
+        f"{metric:<28} median {statistics.median(values):7.1f} ms  p95 {pctl(values, 0.95):7.1f}"
+        + (f"  (in the controller: median {statistics.median(inside):.1f} ms)" if inside else ""),
+        flush=True,
     )
-    print(f"{metric:<28} median {statistics.median(values):7.1f} ms", flush=True)
 
 
 def scale(b: Bench, sizes: list[int], rows: list[dict[str, Any]]) -> None:
