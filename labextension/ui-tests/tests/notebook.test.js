@@ -168,6 +168,14 @@ async function logText(widget) {
   return (await widget.locator(tid('neo-run-log-lines')).innerText()).trim();
 }
 
+/** Waits until `widget`'s log pane shows `text` (string or RegExp): the tail is polled, so lines come late. */
+async function logShows(widget, text, timeout = 30_000) {
+  await widget
+    .locator(tid('neo-run-log-lines'))
+    .filter({ hasText: text })
+    .waitFor({ timeout });
+}
+
 before(async () => {
   assert.ok(DIR, 'NEO_NOTEBOOK_DIR: where the kernel works');
   for (const [name, lines] of Object.entries(SCRIPTS)) {
@@ -234,18 +242,9 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   );
 
   // During the run: rank 2's own lines, through the selector.
-  await page.waitForFunction(
-    sel => document.querySelector(sel)?.textContent?.includes('step'),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 120_000 }
-  );
+  await logShows(widget, 'step', 120_000);
   await widget.locator(tid('neo-run-rank')).selectOption('2');
-  await page.waitForFunction(
-    sel =>
-      /rank 2 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 30_000 }
-  );
+  await logShows(widget, /rank 2 step \d+/);
   assert.doesNotMatch(await logText(widget), /rank [013] step/);
   // The training curve (jupyter_neo.log on every rank) sits under the log pane.
   await cells()
@@ -299,12 +298,7 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
 
   // After the run: another rank's lines.
   await widget.locator(tid('neo-run-rank')).selectOption('3');
-  await page.waitForFunction(
-    sel =>
-      /rank 3 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 30_000 }
-  );
+  await logShows(widget, /rank 3 step \d+/);
   const runId = await widget.getAttribute('data-run-id');
   const run = await api('GET', `jupyter-neo/runs/${runId}`);
   assert.equal(run.body.state, 'stopped');
@@ -319,14 +313,7 @@ test('a failing rank 3 is shown first, with its exception', async () => {
     .locator(`${tid('neo-run-widget-state')}:text("failed")`)
     .waitFor();
   assert.equal(await widget.locator(tid('neo-run-rank')).inputValue(), '3');
-  await page.waitForFunction(
-    sel =>
-      [...document.querySelectorAll(sel)].some(e =>
-        e.textContent?.includes('ValueError: rank 3 exploded on purpose')
-      ),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 30_000 }
-  );
+  await logShows(widget, 'ValueError: rank 3 exploded on purpose');
   assert.match(
     await widget.locator(tid('neo-run-widget-error')).innerText(),
     /rank 3/
