@@ -168,6 +168,16 @@ async function logText(widget) {
   return (await widget.locator(tid('neo-run-log-lines')).innerText()).trim();
 }
 
+/** Waits until cell `i` has finished and its run widget says `state`; returns the widget. */
+async function settled(i, state, timeout) {
+  await finished(i, timeout);
+  const widget = widgetOf(i);
+  await widget
+    .locator(`${tid('neo-run-widget-state')}:text("${state}")`)
+    .waitFor();
+  return widget;
+}
+
 /** Waits until `widget`'s log pane shows `text` (string or RegExp): the tail is polled, so lines come late. */
 async function logShows(widget, text, timeout = 30_000) {
   await widget
@@ -282,10 +292,7 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   assert.deepEqual(left.launchers, [], 'no launcher survives');
   assert.ok(ranksGone < 2000, `ranks gone after ${ranksGone} ms (limit 2000)`);
 
-  await finished(1, 60_000);
-  await widget
-    .locator(`${tid('neo-run-widget-state')}:text("stopped")`)
-    .waitFor();
+  await settled(1, 'stopped', 60_000);
   assert.equal(
     await widget.locator(tid('neo-run-widget-stop')).count(),
     0,
@@ -307,11 +314,7 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
 
 test('a failing rank 3 is shown first, with its exception', async () => {
   await execute(2, 'f = %neo run -r {r.reservation} fail3.py');
-  await finished(2, 180_000);
-  const widget = widgetOf(2);
-  await widget
-    .locator(`${tid('neo-run-widget-state')}:text("failed")`)
-    .waitFor();
+  const widget = await settled(2, 'failed', 180_000);
   assert.equal(await widget.locator(tid('neo-run-rank')).inputValue(), '3');
   await logShows(widget, 'ValueError: rank 3 exploded on purpose');
   assert.match(
@@ -328,20 +331,13 @@ test('a failing rank 3 is shown first, with its exception', async () => {
 
 test('a hot iteration with a syntax error says it was not applied', async () => {
   await execute(3, 'h = %neo run --hot -r {r.reservation} hot_step.py');
-  await finished(3, 240_000);
-  await widgetOf(3)
-    .locator(`${tid('neo-run-widget-state')}:text("succeeded")`)
-    .waitFor();
+  await settled(3, 'succeeded', 240_000);
   writeFileSync(
     path.join(DIR, 'hot_step.py'),
     'import os\nprint("generation B on rank", os.environ["RANK"]\n'
   );
   await execute(4, 'h2 = %neo run --hot -r {r.reservation} hot_step.py');
-  await finished(4, 240_000);
-  const widget = widgetOf(4);
-  await widget
-    .locator(`${tid('neo-run-widget-state')}:text("not applied")`)
-    .waitFor();
+  const widget = await settled(4, 'not applied', 240_000);
   const why = await widget.locator(tid('neo-run-widget-error')).innerText();
   assert.match(
     why,
