@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -236,3 +237,28 @@ def test_sync_bar_stays_hidden_and_empty_while_nothing_is_planned() -> None:
     assert bar.bar.value == 25 and bar.box.layout.display == "" and bar.label.value == "1.0 MiB / 4.0 MiB"
     bar.update(62, 62)  # a one-line edit: its size, not "0.0 / 0.0 MiB"
     assert bar.label.value == "62 B / 62 B"
+
+
+@pytest.fixture
+def controller_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEO_CONTROLLER", "off")
+
+
+def test_with_the_controller_off_everything_runs_in_the_kernel(
+    controller_off: None, shell: InteractiveShell, neo: Neo
+) -> None:
+    """``NEO_CONTROLLER=off``: the same verbs (controller/api.py) on the kernel's own core."""
+    from jupyter_neo.controller import client as controller
+
+    neo_magics(shell).widgets = False
+    with capture_output() as cap:
+        result = shell.run_line_magic("neo", "run --gpus 2 --nodes 2 --ranks all --cmd 'echo in-kernel'")
+    assert result.ok and "[node 1 rank 1] in-kernel" in cap.stdout, cap.stdout
+    assert "reserved a new gang" in cap.stderr
+    assert result.record.controller is not None
+    assert result.record.controller["pid"] == os.getpid(), "supervised by the kernel itself"
+    assert result.refresh().state == "succeeded" and result.logs(1) == ["in-kernel"]
+    with capture_output() as cap:
+        shell.run_line_magic("neo", "status")
+    assert result.reservation in cap.stdout
+    assert controller.controller_pid(str(neo.home)) is None, "no controller was started"

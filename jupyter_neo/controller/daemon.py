@@ -2,7 +2,9 @@
 
 One per ``$NEO_HOME``, guaranteed by a lock held for its whole life (``controller.pid``). It
 listens on ``$NEO_HOME/controller.sock`` (mode 0600; peers of another uid are refused), runs each
-forwarded command line in a worker thread against the shared :class:`~jupyter_neo.core.Core`,
+forwarded command line in a worker thread against the shared :class:`~jupyter_neo.core.Core`
+and each surface's ``call`` (REST, ``%neo``) as a task through :mod:`.api`, streams change
+events to subscribers (a Jupyter server),
 and in the background keeps an authenticated connection open to every pod of every live
 reservation (re-opened after a reconcile when one drops, closed at release), drops the change
 trackers of released reservations and reconciles every 30 s while reservations live (budgets:
