@@ -199,3 +199,29 @@ def test_a_call_raises_the_error_type_the_controller_met(neo: Neo) -> None:
     with pytest.raises(InvalidRequest, match="unexpected keyword argument 'colour'"):
         remote.call("runs", {"colour": 1})
     assert controller.controller_pid(str(neo.home)) == pid
+
+
+@pytest.fixture
+def foreign_controller(neo: Neo) -> int:
+    """A controller started from a terminal whose NEO_* environment is not the server's
+    (the server runs with NEO_OWNER=alice, the terminal without)."""
+    assert "NEO_OWNER" not in neo.env
+    neo.run("clusters", check=True)
+    pid = controller.controller_pid(str(neo.home))
+    assert pid and pid > 0
+    return pid
+
+
+async def test_a_controller_with_another_environment_leaves_the_server_in_process(
+    foreign_controller: int, api: Any, jp_serverapp: Any, neo: Neo
+) -> None:
+    events = events_of(jp_serverapp)
+    manager: NeoManager = jp_serverapp.web_app.settings["jupyter_neo_manager"]
+    await wait_for(lambda: manager.in_process)
+    code, res = await api("POST", "reservations", {"gpus": 2, "nodes": 2})
+    assert code == 201 and res["owner"] == "alice", "reserved by the server itself, as its owner"
+    term = await asyncio.to_thread(neo_json, neo, "reserve", "--gpus", "2", "--nodes", "2")
+    assert term["owner"] != "alice"
+    # The server looks at the store itself now: the terminal's reserve still becomes an event.
+    await wait_for(lambda: {"kind": "reservation", "id": term["id"], "state": "ready"} in events)
+    assert controller.controller_pid(str(neo.home)) == foreign_controller

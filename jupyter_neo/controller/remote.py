@@ -221,7 +221,8 @@ async def subscribe(
     home: str | None = None,
     on_subscribed: Callable[[int], None] | None = None,
 ) -> None:
-    """Change events from the controller, for ever: reconnects when it goes away.
+    """Change events from the controller: reconnects when it goes away; returns only when the
+    controller runs with another ``NEO_*`` environment (the caller then works in-process).
 
     After a crash (the stream ends without a word) the next connect starts a new controller, so
     budget enforcement and events resume without the caller restarting; after a ``neo daemon
@@ -255,9 +256,7 @@ async def subscribe(
                     start = False
                     break
                 elif kind == "env_mismatch":
-                    log.warning("jupyter-neo: the controller runs with another NEO_* environment")
-                    await asyncio.sleep(5.0)
-                    break
+                    return  # this controller cannot serve the caller: it falls back to in-process
         finally:
             writer.close()
         await asyncio.sleep(0.2)

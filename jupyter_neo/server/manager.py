@@ -48,6 +48,7 @@ class NeoManager:
         self.controller_pid: int | None = None
         """The pid of the controller the event stream is connected to (None in-process)."""
         self.closed = False
+        self._fell_back = False
 
     @property
     def api(self) -> Api:
@@ -73,7 +74,9 @@ class NeoManager:
             try:
                 return await remote.acall(verb, params)
             except Unavailable as exc:
-                log.warning("jupyter-neo: %s: %s; running in the server instead", verb, exc)
+                if not self._fell_back:
+                    log.warning("jupyter-neo: %s: %s; running in the server instead", verb, exc)
+                self._fell_back = True
         return await self.api.call(verb, params)
 
     async def _change(self, verb: str, kind: ChangeKind, **params: Any) -> dict[str, Any]:
@@ -126,9 +129,18 @@ class NeoManager:
         """Start the controller's event stream (on the running loop); in-process, see :meth:`poll_changes`."""
         if self.in_process or self.closed:
             return
-        self._subscription = asyncio.ensure_future(
-            remote.subscribe(self.changed, interval, on_subscribed=self._subscribed)
-        )
+        self._subscription = asyncio.ensure_future(self._events(interval))
+
+    async def _events(self, interval: float) -> None:
+        """The controller's change stream; if the controller runs with another ``NEO_*``
+        environment (started from a terminal configured otherwise), this server works in-process
+        from then on and looks at the store itself."""
+        await remote.subscribe(self.changed, interval, on_subscribed=self._subscribed)
+        log.warning("jupyter-neo: the controller runs with another NEO_* environment; working in-process")
+        self.in_process = True
+        while not self.closed:
+            await self.poll_changes()
+            await asyncio.sleep(interval)
 
     def _subscribed(self, pid: int) -> None:
         if pid != self.controller_pid:
