@@ -692,11 +692,6 @@ class Core:
                 changes.append((res, "warning"))
         return changes
 
-    def active_for(self, clusters: Sequence[str] | None = None) -> list[Reservation]:
-        return [
-            r for r in self.store.reservations(active_only=True) if clusters is None or r.cluster in clusters
-        ]
-
     def new_command(self) -> None:
         """A long-lived core reconciles once per command, as a fresh CLI process would."""
         self._reconciled = False

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jupyter_neo.errors import BackendError
+
 if TYPE_CHECKING:
     from jupyter_neo.model import Pod
 
@@ -78,12 +80,10 @@ def handle_of(pod: Pod, kind: type[H]) -> H:
     """
     handle = pod.handle
     if not isinstance(handle, kind):
-        from jupyter_neo.errors import BackendError
-
-        found = "no handle" if handle is None else f"a {handle.kind} handle"
         wanted = kind.model_fields["kind"].default
+        found = "no handle yet" if handle is None else f"a handle of the {handle.kind} backend"
         raise BackendError(
-            f"pod {pod.name} has {found}, not a {wanted} one",
+            f"pod {pod.name} has {found}; the {wanted} backend cannot reach it",
             "release it with: neo release ID (and keep a cluster's backend unchanged while it holds pods)",
         )
     return handle
