@@ -51,6 +51,9 @@ from jupyter_neo.errors import Conflict, InvalidRequest, NotFound, StateError
 from jupyter_neo.model import Reservation, ReservationState, Run
 from jupyter_neo.private import FILE_MODE, private_file
 
+FileKey = tuple[int, int, int, tuple[int, int] | None]
+"""A state file's identity: device, inode, mode, and the write-ahead log's (device, inode)."""
+
 P = ParamSpec("P")
 T = TypeVar("T")
 SIDECAR = "state.id"
@@ -137,7 +140,8 @@ class Store:
         self._conns_lock = threading.Lock()
         self._all_conns: list[sqlite3.Connection] = []
         self._generation = 0
-        self._key: tuple[int, int, int, int, int] | None = self._file_key()
+        self._key: FileKey | None
+        self._key, self._size = self._file_key()
         self._warned: set[tuple[str, str]] = set()
         self._check_not_lost()
         for attempt in range(50):
@@ -249,13 +253,26 @@ class Store:
             with suppress(FileNotFoundError):
                 os.chmod(f"{self.path}{suffix}", FILE_MODE)
 
-    def _file_key(self) -> tuple[int, int, int, int, int] | None:
-        """The file the path names as it is now (None: none)."""
+    def _file_key(self) -> tuple[FileKey | None, int]:
+        """Which files the path names now, and the main file's size (None: no file).
+
+        The identity is the main file's inode and mode and the write-ahead log's inode: a state
+        file replaced, deleted or restored over (a restore removes the WAL first) changes it. Its
+        size and mtime are left out on purpose: a WAL checkpoint (run by any process after enough
+        commits) writes the main file, and treating that as a change would close connections that
+        other threads are using mid-transaction. A file that shrank (truncated in place) is a
+        change too; sqlite never shrinks it by itself (no auto-vacuum here).
+        """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+            return None, 0
+        try:
+            wal = os.stat(f"{self.path}-wal")
+            wal_id: tuple[int, int] | None = (wal.st_dev, wal.st_ino)
+        except FileNotFoundError:
+            wal_id = None
+        return (st.st_dev, st.st_ino, st.st_mode, wal_id), st.st_size
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection, re-checked whenever the file changed under this store.
@@ -264,13 +281,14 @@ class Store:
         open; if the state file was replaced, truncated or deleted meanwhile, an open connection
         would go on answering from what it had, and sqlite's per-inode locks (shared by every
         connection of a process) would mix the old file with the new. So a change of the main
-        file seen by any thread (one ``stat`` per call) closes every connection of this store
-        and re-runs the lost-state check before a new one opens. In WAL mode the main file
-        changes only at checkpoints, which a process holding its connections open rarely runs.
+        file seen by any thread (two ``stat`` calls per call, see :meth:`_file_key` for what counts
+        as a change) closes every connection of this store and re-runs the lost-state check
+        before a new one opens.
         """
-        key = self._file_key()
+        key, size = self._file_key()
         with self._conns_lock:
-            if key != self._key:
+            shrank, self._size = size < self._size, size
+            if key != self._key or shrank:
                 for old in self._all_conns:
                     with suppress(sqlite3.Error):
                         old.close()
@@ -291,7 +309,7 @@ class Store:
             self._all_conns.append(conn)
             self._local.conn = conn
             self._local.generation = self._generation
-            self._key = self._file_key()  # opening may have created the file: not a change
+            self._key, self._size = self._file_key()  # opening may have created files: not a change
         return conn
 
     @contextmanager

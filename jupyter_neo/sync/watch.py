@@ -1,8 +1,13 @@
 """Continuous mode: watchdog events, debounced, narrow each sync to the paths they name.
 
 Events arrive on watchdog's thread and are handed to the event loop; a sync starts once no new
-event came for ``debounce`` seconds (or ``max_delay`` after the first), carrying only the
-reported paths as hints, so an edit costs O(change) instead of a tree walk. Events inside
+event came for a quiet period (or ``max_delay`` after the first), carrying only the reported
+paths as hints, so an edit costs O(change) instead of a tree walk. The quiet period depends on
+what the events say: when every changed path was last seen closed after writing (inotify's
+``IN_CLOSE_WRITE``), renamed into place or deleted, its writer is done and ``settle`` (5 ms, to
+gather the rest of a burst) is enough; while a path was only seen modified (a writer still has it
+open), the sync waits ``debounce`` (50 ms) of quiet as before. Editors save by writing and closing
+a file or by renaming a temporary one over it, so a save reaches the pods without the 50 ms. Events inside
 ignored directories (``.git/`` on every commit) are dropped before they wake anything. Inotify can
 miss events (queue overflow, editors' rename dances), so a full rescan runs every
 ``rescan_every`` seconds regardless; it is cheap thanks to the stat cache.
@@ -36,12 +41,15 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
             return
+        # Written and closed, renamed, deleted, or a new directory: nobody is writing it any more.
+        done = kind in ("closed", "moved", "deleted") or (kind == "created" and event.is_directory)
         paths = [event.src_path, getattr(event, "dest_path", "")]
         for raw in paths:
             if raw:
-                self.watcher.notify(os.fsdecode(raw))
+                self.watcher.notify(os.fsdecode(raw), done)
 
 
 class Watcher:
@@ -54,6 +62,7 @@ class Watcher:
         on_report: OnReport | None = None,
         on_error: OnError | None = None,
         debounce: float = 0.05,
+        settle: float = 0.005,
         max_delay: float = 0.5,
         rescan_every: float = 60.0,
     ) -> None:
@@ -61,19 +70,21 @@ class Watcher:
         self.on_report = on_report
         self.on_error = on_error
         self.debounce = debounce
+        self.settle = min(settle, debounce)
         self.max_delay = max_delay
         self.rescan_every = rescan_every
         self.reports: list[SyncReport] = []
         self.errors: list[NeoError] = []
         self._pending: set[str] = set()
+        self._writing: set[str] = set()  # pending paths last seen modified, not yet closed
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None
         self._task: asyncio.Task[None] | None = None
         self._root = os.path.realpath(gang.root)
 
-    def notify(self, abs_path: str) -> None:
-        """Called on watchdog's thread for every path an event names."""
+    def notify(self, abs_path: str, done: bool = False) -> None:
+        """Called on watchdog's thread for every path an event names (``done``: writer finished)."""
         rel = os.path.relpath(os.path.realpath(os.path.dirname(abs_path)), self._root)
         if rel.startswith(".."):
             return
@@ -83,10 +94,14 @@ class Watcher:
         if top == ".git" and rel != ".git/info/exclude":
             return
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._add, rel)
+            self._loop.call_soon_threadsafe(self._add, rel, done)
 
-    def _add(self, rel: str) -> None:
+    def _add(self, rel: str, done: bool) -> None:
         self._pending.add(rel)
+        if done:
+            self._writing.discard(rel)
+        else:
+            self._writing.add(rel)
         self._wake.set()
 
     async def start(self) -> SyncReport:
@@ -111,10 +126,11 @@ class Watcher:
             first_event = time.monotonic()
             while self._wake.is_set() and time.monotonic() - first_event < self.max_delay:
                 self._wake.clear()
-                await asyncio.sleep(self.debounce)
+                await asyncio.sleep(self.debounce if self._writing else self.settle)
             self._wake.clear()
             hints: set[str] | None = set(self._pending)
             self._pending.clear()
+            self._writing.clear()
             if time.monotonic() - last_full >= self.rescan_every:
                 hints, last_full = None, time.monotonic()
             if hints is not None and not hints:
