@@ -25,13 +25,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from jupyter_neo.durations import MAX_SECONDS
 from jupyter_neo.errors import ConfigError, InvalidRequest
+
+if TYPE_CHECKING:
+    from jupyter_neo.model import Reservation
 
 WARN_FRACTION = 0.8
 SPEND_WINDOW = 30 * 86400.0
@@ -243,3 +246,17 @@ def offer(
     if idle_ttl is None or cost is None:
         return f"{head}, no idle release: it bills until released"
     return f"{head}, idle release after {short_duration(idle_ttl)} ≈ {money(cost)} if unused"
+
+
+def new_gang_notice(res: Reservation, command: str = "neo") -> str:
+    """What a run that reserved its own gang says at once: where, what it costs, how it ends
+    (the CLI's stderr, the notebook widget's notice): no silent spending."""
+    text = offer(
+        res.cluster,
+        nodes=res.nodes,
+        gpus_per_node=res.gpus_per_node,
+        gpu_type=res.gpu_type,
+        price_per_hour=res.price_per_hour,
+        idle_ttl=res.idle_ttl,
+    )
+    return f"reserved a new gang {res.id}: {text}; it stays warm for the next run ({command} release {res.id} stops it)"

@@ -360,7 +360,7 @@ class Store:
         data = json.loads(doc)
         data["secret"] = res.secret
         for pod, dumped in zip(res.pods, data["pods"], strict=True):
-            dumped["handle"] = pod.handle
+            dumped["handle"] = pod.handle.model_dump(mode="json") if pod.handle else None
         try:
             conn.execute(
                 """INSERT INTO reservations (id, cluster, state, controller_pid, controller_started, doc, name)
@@ -466,7 +466,7 @@ class Store:
     def _quarantined(self, row: sqlite3.Row, exc: Exception) -> Reservation:
         """A stand-in for an unreadable row, from its intact columns; the row is kept for forensics."""
         rid = row["id"]
-        detail = str(exc).splitlines()[0][:160]
+        detail = unreadable_because(exc)
         conn = self._conn()
         with suppress(sqlite3.Error):
             conn.execute(
@@ -661,6 +661,16 @@ class Store:
                 )
             )
         return out
+
+
+def unreadable_because(exc: Exception) -> str:
+    """One line on why a stored document failed to load: for a validation error, the first field
+    at fault and what is wrong with it (a pod handle missing its ``dir``), else the first line."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        return f"{where}: {first['msg']}"[:160]
+    return str(exc).splitlines()[0][:160]
 
 
 @dataclass(frozen=True)

@@ -160,10 +160,13 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
 
 
 def new_gang_notice(client: Client, reservation: str, command: str = "neo") -> str:
-    """What a run that reserved its own gang says at once (see :func:`jupyter_neo.controller.api.new_gang_notice`)."""
-    from jupyter_neo.controller.api import new_gang_notice as notice
+    """What a run that reserved its own gang says at once (:func:`jupyter_neo.money.new_gang_notice`).
 
-    return notice(client.core, reservation, command)
+    Called from run callbacks, on the client's loop thread: reads the record, never awaits.
+    """
+    from jupyter_neo import money
+
+    return money.new_gang_notice(client.recorded(reservation), command)
 
 
 def watch_loop(

@@ -239,7 +239,8 @@ class Api:
                 self.changed("run", run.id, run.state.value)
                 if run.reservation not in held:
                     # No silent spending: a gang reserved for this run bills until its idle TTL.
-                    emit({"event": "notice", "text": new_gang_notice(self.core, run.reservation, command)})
+                    res = self.core.store.reservation(run.reservation)
+                    emit({"event": "notice", "text": money.new_gang_notice(res, command)})
             emit({"event": "update", "run": run.public()})
 
         def on_line(rank: int | None, node: int, stream: str, line: str) -> None:
@@ -267,23 +268,6 @@ class Api:
 
         report = await self.core.sync(res, Path(root), on_transfer=on_transfer)
         return {"summary": report.summary(), "report": report.model_dump(mode="json")}
-
-
-def new_gang_notice(core: Core, reservation: str, command: str = "neo") -> str:
-    """What a run that reserved its own gang says at once: where, what it costs, how it ends.
-
-    Called from run callbacks, on the core's loop: reads the store, never awaits.
-    """
-    res = core.store.reservation(reservation)
-    offer = money.offer(
-        res.cluster,
-        nodes=res.nodes,
-        gpus_per_node=res.gpus_per_node,
-        gpu_type=res.gpu_type,
-        price_per_hour=res.price_per_hour,
-        idle_ttl=res.idle_ttl,
-    )
-    return f"reserved a new gang {res.id}: {offer}; it stays warm for the next run ({command} release {res.id} stops it)"
 
 
 VERBS: dict[str, Callable[..., Awaitable[Any]]] = {

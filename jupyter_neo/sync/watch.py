@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
 
 OnReport = Callable[[SyncReport], None]
+DONE, WRITING, NEUTRAL = "done", "writing", "neutral"  # what an event says about a path's writer
 OnError = Callable[[NeoError], None]
 
 
@@ -42,14 +43,20 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
-        if kind in ("opened", "closed_no_write"):
+        if kind in ("opened", "closed_no_write") or (kind == "modified" and event.is_directory):
+            # A directory's "modified" is watchdog's echo of an entry created, deleted or moved in
+            # it, each reported by its own event; hinting the directory would rescan its subtree.
             return
-        # Written and closed, renamed, deleted, or a new directory: nobody is writing it any more.
-        done = kind in ("closed", "moved", "deleted") or (kind == "created" and event.is_directory)
+        if kind in ("closed", "moved", "deleted") or (kind == "created" and event.is_directory):
+            state = DONE  # written and closed, renamed, deleted, a new directory: nobody writes it
+        elif kind == "attrib":
+            state = NEUTRAL  # a chmod or a touch says nothing about a writer
+        else:
+            state = WRITING  # modified or created: its writer may still hold it open
         paths = [event.src_path, getattr(event, "dest_path", "")]
         for raw in paths:
             if raw:
-                self.watcher.notify(os.fsdecode(raw), done)
+                self.watcher.notify(os.fsdecode(raw), state)
 
 
 class Watcher:
@@ -83,8 +90,8 @@ class Watcher:
         self._task: asyncio.Task[None] | None = None
         self._root = os.path.realpath(gang.root)
 
-    def notify(self, abs_path: str, done: bool = False) -> None:
-        """Called on watchdog's thread for every path an event names (``done``: writer finished)."""
+    def notify(self, abs_path: str, state: str = NEUTRAL) -> None:
+        """Called on watchdog's thread for every path an event names, with what it says (DONE...)."""
         rel = os.path.relpath(os.path.realpath(os.path.dirname(abs_path)), self._root)
         if rel.startswith(".."):
             return
@@ -94,13 +101,13 @@ class Watcher:
         if top == ".git" and rel != ".git/info/exclude":
             return
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._add, rel, done)
+            self._loop.call_soon_threadsafe(self._add, rel, state)
 
-    def _add(self, rel: str, done: bool) -> None:
+    def _add(self, rel: str, state: str) -> None:
         self._pending.add(rel)
-        if done:
+        if state == DONE:
             self._writing.discard(rel)
-        else:
+        elif state == WRITING:
             self._writing.add(rel)
         self._wake.set()
 
@@ -123,10 +130,8 @@ class Watcher:
             timeout = max(0.0, self.rescan_every - (time.monotonic() - last_full))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            first_event = time.monotonic()
-            while self._wake.is_set() and time.monotonic() - first_event < self.max_delay:
-                self._wake.clear()
-                await asyncio.sleep(self.debounce if self._writing else self.settle)
+            if self._wake.is_set():
+                await self._quiet()
             self._wake.clear()
             hints: set[str] | None = set(self._pending)
             self._pending.clear()
@@ -147,6 +152,24 @@ class Watcher:
                 last_save = time.monotonic()
             if not report.noop:
                 self._record(report)
+
+    async def _quiet(self) -> None:
+        """Wait until no event came for the quiet period, chosen anew at every event.
+
+        A save arrives as "modified" then "closed" a fraction of a millisecond apart: deciding at
+        the first event would wait the long debounce for a writer that has already finished.
+        """
+        first_event = time.monotonic()
+        while True:
+            self._wake.clear()
+            quiet = self.debounce if self._writing else self.settle
+            left = self.max_delay - (time.monotonic() - first_event)
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(quiet, left))
+            except TimeoutError:
+                return  # quiet long enough
 
     def _record(self, report: SyncReport) -> None:
         self.reports.append(report)
