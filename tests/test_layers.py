@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SURFACES = [
     *sorted((ROOT / "jupyter_neo" / "cli").glob("*.py")),
     ROOT / "jupyter_neo" / "magics.py",
+    ROOT / "jupyter_neo" / "kernel_surface.py",
     ROOT / "jupyter_neo" / "widgets.py",
 ]
 # (placement's Candidate is the value type Client.explain returns: not listed)
@@ -77,6 +78,7 @@ SURFACE_MODULES = (
     "jupyter_neo.cli",
     "jupyter_neo.server",
     "jupyter_neo.magics",
+    "jupyter_neo.kernel_surface",
     "jupyter_neo.widgets",
     "jupyter_neo.px_magics",
     "jupyter_neo.client",
