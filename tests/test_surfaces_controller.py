@@ -225,3 +225,42 @@ async def test_a_controller_with_another_environment_leaves_the_server_in_proces
     # The server looks at the store itself now: the terminal's reserve still becomes an event.
     await wait_for(lambda: {"kind": "reservation", "id": term["id"], "state": "ready"} in events)
     assert controller.controller_pid(str(neo.home)) == foreign_controller
+
+
+def test_a_daemon_stop_cancels_a_call_in_flight_and_records_its_run(neo: Neo, tmp_path: Path) -> None:
+    """``neo daemon stop`` during a notebook's run: the call ends as cancelled (the kernel sees an
+    interrupt) and the run is stopped on every rank and recorded, not left to a 20 s drain."""
+    import threading
+
+    from jupyter_neo.controller import remote
+
+    outcome: list[BaseException | object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                remote.call(
+                    "run",
+                    {"target": "sh -c 'echo started; sleep 60'", "kind": "cmd", "gpus": 2, "nodes": 2,
+                     "workspace": str(tmp_path)},
+                )
+            )  # fmt: skip
+        except BaseException as exc:  # the outcome is what the test looks at
+            outcome.append(exc)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    deadline = time.monotonic() + 120
+    runs: Any = []
+    while not (runs and runs[0]["state"] == "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        runs = neo_json(neo, "runs")
+    assert runs and runs[0]["state"] == "running", runs
+    t0 = time.monotonic()
+    neo.run("daemon", "stop", check=True)
+    caller.join(60)
+    assert time.monotonic() - t0 < 15, "the stop did not wait out a drain"
+    assert outcome and isinstance(outcome[0], KeyboardInterrupt), outcome
+    run = neo_json(neo, "runs")[0]
+    assert run["state"] == "stopped" and [r["state"] for r in run["ranks"]] == ["stopped", "stopped"]
+    neo.run("release", "--all", check=True)

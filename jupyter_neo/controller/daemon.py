@@ -80,6 +80,7 @@ class Controller:
         self.apis: dict[int, Any] = {}  # id(core) -> api.Api
         self.feeds: dict[int, Any] = {}  # id(core) -> api.ChangeFeed
         self.subscribers: dict[asyncio.StreamWriter, tuple[float, int]] = {}  # -> (interval, id(core))
+        self.calls: set[asyncio.Future[Any]] = set()
 
     # ------------------------------------------------------------------ cores (one per config file)
     def core_for(self, env: dict[str, str], command: bool = True) -> Any:
@@ -144,6 +145,8 @@ class Controller:
             maintainer.cancel()
             for cancelled in list(self.requests):
                 cancelled.set()
+            for call in list(self.calls):  # as a cancel frame: a run stops its ranks and is recorded
+                call.cancel()
             deadline = time.monotonic() + 20
             while self.requests and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -292,6 +295,7 @@ class Controller:
         self.requests.add(marker)
         self.last_busy = t0 = time.monotonic()
         task = asyncio.ensure_future(work())
+        self.calls.add(task)
         listen: asyncio.Future[Any] = asyncio.ensure_future(wire.read(reader))
         gone = False
         try:
@@ -303,6 +307,7 @@ class Controller:
             frame = await _outcome(task, verb)
         finally:
             listen.cancel()
+            self.calls.discard(task)
             self.requests.discard(marker)
             self.last_busy = time.monotonic()
         await asyncio.sleep(0)  # events scheduled from other threads go out before the answer
