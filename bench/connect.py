@@ -1,0 +1,177 @@
+"""Connect cost per backend (issue #15, item 4): a new agent connection vs a warm one.
+
+Run: ``python -m bench.connect [--reps N] [--backends local k8s slurm]`` (k8s and slurm need root
+and their harnesses: ``make k8s-harness``; ``tests/engines/slurm``; each is started for the run
+if it is not up, under ``flock /tmp/neo-k8s.lock`` / ``/tmp/neo-slurm.lock``, and stopped again
+if this run started it). One pod per backend, in one process, through the same code the resident
+controller uses:
+
+- *new connection*: ``Core.open_connection`` (the backend's byte stream: a unix socket on the
+  local backend, an exec websocket through the API server and kubelet on Kubernetes, an ``srun``
+  step on Slurm; then the agent handshake: hello, HMAC challenge) plus one ``ping`` round trip.
+  The first one in a process is listed apart (it pays imports and client set-up, e.g. the
+  ``kubernetes`` package and kubeconfig, TLS);
+- *warm*: a ``ping`` over the connection the controller already holds (what every command after
+  the first pays: the resident controller opens one stream per pod per lifetime).
+
+Prints a markdown table and writes ``bench/results/connect.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import fcntl
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """The machine-wide lock of a shared harness (the tests take the same one)."""
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def measure(config: str, home: Path, gpus: int, reps: int) -> dict[str, list[float]]:
+    """Reserve one pod from ``config`` and time new and warm connections to its agent, in ms."""
+    from jupyter_neo.client import Client
+    from jupyter_neo.config import load_config
+
+    cfg = home / "neo.yaml"
+    cfg.write_text(config)
+    client = Client(load_config(cfg, home / "home"))
+    res = client.reserve(gpus=gpus, nodes=1, idle_ttl="10m")
+    core: Any = client.core
+    pod = res.pods[0]
+
+    async def new_conn() -> float:
+        t0 = time.perf_counter()
+        conn = await core.open_connection(res, pod)
+        await conn.call("ping")
+        dt = (time.perf_counter() - t0) * 1000
+        await conn.close()
+        return dt
+
+    async def warm(conn: Any) -> float:
+        t0 = time.perf_counter()
+        await conn.call("ping")
+        return (time.perf_counter() - t0) * 1000
+
+    try:
+        # A fresh process's first connection pays the backend client's set-up; measure it in one.
+        first = client.run_async(new_conn())
+        news = [client.run_async(new_conn()) for _ in range(reps)]
+        held = client.run_async(core.connect(res))[0]
+        warms = [client.run_async(warm(held)) for _ in range(reps * 4)]
+    finally:
+        client.release(res.id)
+        client.close()
+    return {"first new connection in a process": [first], "new connection": news, "warm (held stream)": warms}
+
+
+def local(work: Path, reps: int) -> dict[str, list[float]]:
+    return measure("clusters:\n  - {name: local, nodes: 1, gpus_per_node: 1}\n", work, 1, reps)
+
+
+def kubernetes(work: Path, reps: int) -> dict[str, list[float]]:
+    from tests.engines.kubernetes import harness
+    from tests.k8s_real.support import cluster_entry, fresh_namespace
+
+    why = harness.cannot_host()
+    if why:
+        raise SystemExit(f"k8s: cannot run: {why}")
+    with locked("/tmp/neo-k8s.lock"):
+        cluster = harness.already_running()
+        started = cluster is None
+        if cluster is None:
+            cluster = harness.start_cluster()
+        try:
+            fresh_namespace(cluster, "neo-bench-connect")
+            entry = cluster_entry("kube", cluster.kubeconfig, "neo-bench-connect")
+            out = measure("clusters:\n" + entry, work, harness.GPUS_PER_NODE, reps)
+            cluster.kubectl("delete", "namespace", "neo-bench-connect", "--wait=false")
+            return out
+        finally:
+            if started and os.environ.get("NEO_K8S_KEEP") != "1":
+                harness.stop_cluster()
+
+
+def slurm(work: Path, reps: int) -> dict[str, list[float]]:
+    from tests.engines.slurm.harness import SlurmHarnessError, ensure_slurm_cluster, stop_slurm_cluster
+    from tests.engines.slurm.harness import cluster_running
+    from tests.slurm_support import slurm_config
+
+    with locked("/tmp/neo-slurm.lock"):
+        started = not cluster_running()
+        try:
+            cluster = ensure_slurm_cluster(nodes=4, gpus_per_node=8)
+        except SlurmHarnessError as exc:
+            raise SystemExit(f"slurm: cannot run: {exc}") from None
+        try:
+            os.environ["SLURM_CONF"] = str(cluster.conf)
+            return measure(slurm_config(cluster, work / "nodes"), work, 1, reps)
+        finally:
+            if started and os.environ.get("NEO_SLURM_KEEP") != "1":
+                stop_slurm_cluster()
+
+
+BACKENDS = {"local": local, "k8s": kubernetes, "slurm": slurm}
+LABELS = {
+    "local": "local (unix socket to the agent)",
+    "k8s": "Kubernetes 1.20 harness (exec websocket via the API server)",
+    "slurm": "Slurm harness (srun step)",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--backends", nargs="*", default=list(BACKENDS), choices=list(BACKENDS))
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # the harnesses live in tests/
+    rows: list[dict[str, Any]] = []
+    for name in args.backends:
+        with tempfile.TemporaryDirectory(prefix=f"neo-bench-connect-{name}-") as tmp:
+            load0 = os.getloadavg()[0]
+            for measure_name, values in BACKENDS[name](Path(tmp), args.reps).items():
+                rows.append(
+                    {
+                        "backend": LABELS[name],
+                        "measure": measure_name,
+                        "median_ms": round(statistics.median(values), 2),
+                        "min_ms": round(min(values), 2),
+                        "max_ms": round(max(values), 2),
+                        "n": len(values),
+                        "load": f"{load0:.1f} -> {os.getloadavg()[0]:.1f}",
+                    }
+                )
+                print(rows[-1], flush=True)
+    print(f"\n| backend | connection | median ms | min | max | n | 1-min load ({os.cpu_count()} cores) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['backend']} | {r['measure']} | {r['median_ms']} | {r['min_ms']} | {r['max_ms']} "
+            f"| {r['n']} | {r['load']} |"
+        )
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    with (out / "connect.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
