@@ -3,8 +3,15 @@ pods as for 4 (real agents, real listeners), and a pod the tree cannot reach is 
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
+
+from neo_agent import protocol as wire
+from neo_agent.workspace_ops import entry_hash, root_hex
 
 import pytest
 
@@ -70,12 +77,73 @@ def test_a_pod_the_tree_cannot_reach_is_synced_directly(
     conns = client.run_async(client.core.connect(res))
     built = tree._trees[conns[0]]
     # Pod 2 revokes its tree token (its listener closes): pods 2 and 3 are cut off from the tree.
-    client.run_async(conns[2].call("ws_relay_close", token=built.tokens[1]))
+    client.run_async(conns[2].call("ws_relay_close", token=built.offers[1]["token"]))
     (ws / "pkg2" / "m2.py").write_text("X = 'cut'\n")
     report = client.sync(res.id, ws)
     assert [p.status for p in report.pods] == ["applied"] * 4
     assert report.pods[1].bytes_sent == 0, "pod 1 got the edit from the root"
     assert report.pods[2].bytes_sent > 0 and report.pods[3].bytes_sent > 0, "sent directly"
+    assert_pods_match(client.status(res.id)[0], ws)
+    client.release(res.id)
+    client.close()
+
+
+async def _knock(port: int, token: str, header: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    """What a peer on the pod network gets from a tree listener: token frame, then one request."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(wire.encode({"token": token}))
+        await writer.drain()
+        answer = await wire.read_frame(reader)
+        if answer is None or not answer[0].get("ok"):
+            return answer[0] if answer else {"closed": True}
+        writer.write(wire.encode(header, payload))
+        await writer.drain()
+        reply = await wire.read_frame(reader)
+        return reply[0] if reply else {"closed": True}
+    finally:
+        writer.close()
+
+
+def test_a_forwarded_sync_is_checked_like_the_controllers_own(
+    neo: Neo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer holding a child's tree token can make it do nothing the controller could not: a
+    path leaving the workspace is refused on that pod and on its subtree, and nothing is written."""
+    monkeypatch.setenv("NEO_SYNC_RELAY", "on")
+    monkeypatch.setenv("NEO_SYNC_RELAY_FANOUT", "1")
+    use_config(neo, TWENTY)
+    ws = workspace(tmp_path)
+    client = neo.client()
+    res = client.reserve(gpus=3, nodes=3)
+    first = client.sync(res.id, ws)
+    conns = client.run_async(client.core.connect(res))
+    built = tree._trees[conns[0]]
+    offer = built.offers[0]  # pod 1, parent of pod 2
+    data = b"owned\n"
+    digest = hashlib.sha256(data).hexdigest()
+    entries = [["../../escaped.txt", "f", 0o644, digest]]
+    ops = json.dumps(entries).encode("ascii")
+    header = {
+        "op": "ws_sync",
+        "tree": built.id,
+        "base": first.root,
+        "root": root_hex(sum(entry_hash(p, k, m, r) for p, k, m, r in entries)),
+        "generation": 9,
+        "full": False,
+        "ops_len": len(ops),
+        "blobs": [[digest, len(data), False, 0o644]],
+    }
+    bad = client.run_async(_knock(offer["port"], "0" * 32, header, ops + data))
+    assert bad.get("ok") is False and "token" in str(bad.get("error"))
+    reply = client.run_async(_knock(offer["port"], offer["token"], header, ops + data))
+    results = {r["pod"]: r for r in reply["results"]}
+    assert set(results) == {res.pods[1].name, res.pods[2].name}
+    assert all(r["status"] == "failed" for r in results.values()), results
+    for pod in res.pods:
+        pod_dir = Path(pod.handle["dir"])
+        assert not any(p.name == "escaped.txt" for p in pod_dir.parent.rglob("escaped.txt"))
+        assert os.readlink(pod_dir / "ws" / "current") == os.path.join("gens", str(first.generation))
     assert_pods_match(client.status(res.id)[0], ws)
     client.release(res.id)
     client.close()

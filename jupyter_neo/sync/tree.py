@@ -22,7 +22,7 @@ import secrets
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jupyter_neo.errors import InvalidRequest, NeoError
 
@@ -73,7 +73,7 @@ class _Tree:
     id: str
     key: tuple[int, ...]  # the connections it was built over (a reconnect may be a new agent)
     fanout: int
-    tokens: list[str]  # pod i+1's relay token (pod 0, the root, needs none)
+    offers: list[dict[str, Any]]  # pod i+1's relay listener and token (the root needs none)
 
 
 _trees: weakref.WeakKeyDictionary[AgentConnection, _Tree] = weakref.WeakKeyDictionary()
@@ -116,7 +116,7 @@ async def ensure(res_id: str, pods: list[Pod], conns: list[AgentConnection], fan
     except NeoError:  # an agent without tree support, or a pod that cannot listen: star
         broken(res_id, root)
         return None
-    _trees[root] = _Tree(tree_id, key, fanout, [str(o["token"]) for o in offers])
+    _trees[root] = _Tree(tree_id, key, fanout, list(offers))
     return tree_id
 
 
