@@ -9,8 +9,9 @@ controller uses:
 - *new connection*: ``Core.open_connection`` (the backend's byte stream: a unix socket on the
   local backend, an exec websocket through the API server and kubelet on Kubernetes, an ``srun``
   step on Slurm; then the agent handshake: hello, HMAC challenge) plus one ``ping`` round trip.
-  The first one in a process is listed apart (it pays imports and client set-up, e.g. the
-  ``kubernetes`` package and kubeconfig, TLS);
+  The first one of a fresh process is listed apart (a subprocess timed from its start: imports,
+  configuration and client set-up, e.g. the ``kubernetes`` package, kubeconfig, TLS): what a
+  command paid per invocation before the resident controller, and what a controller pays once;
 - *warm*: a ``ping`` over the connection the controller already holds (what every command after
   the first pays: the resident controller opens one stream per pod per lifetime).
 
@@ -26,6 +27,7 @@ import csv
 import fcntl
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,15 +72,76 @@ def measure(config: str, home: Path, gpus: int, reps: int) -> dict[str, list[flo
         return (time.perf_counter() - t0) * 1000
 
     try:
-        # A fresh process's first connection pays the backend client's set-up; measure it in one.
-        first = client.run_async(new_conn())
+        first = [cold_process(cfg, home / "home", res.id) for _ in range(3)]
         news = [client.run_async(new_conn()) for _ in range(reps)]
         held = client.run_async(core.connect(res))[0]
         warms = [client.run_async(warm(held)) for _ in range(reps * 4)]
+        cli_first, cli_warm = cli_ping(cfg, home / "home", res.id, reps)
     finally:
         client.release(res.id)
         client.close()
-    return {"first new connection in a process": [first], "new connection": news, "warm (held stream)": warms}
+    return {
+        "first connection of a new process (imports, client set-up)": first,
+        "new connection (stream + handshake + ping)": news,
+        "warm: ping over the held stream": warms,
+        "CLI `neo ping`, the controller just started (wall)": cli_first,
+        "CLI `neo ping`, warm controller (wall)": cli_warm,
+    }
+
+
+def cli_ping(cfg: Path, home: Path, rid: str, reps: int) -> tuple[list[float], list[float]]:
+    """What a user waits for: ``neo ping`` right after the resident controller starts (it opens
+    the stream and authenticates) vs with the controller holding the stream, in ms."""
+    neo = str(Path(sys.executable).with_name("neo"))
+    env = dict(os.environ, NEO_HOME=str(home), NEO_CONFIG=str(cfg))
+    env.pop("NEO_CONTROLLER", None)
+
+    def run(*args: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([neo, *args], env=env, capture_output=True, check=True, timeout=300)
+        return (time.perf_counter() - t0) * 1000
+
+    first: list[float] = []
+    for _ in range(max(1, reps // 2)):
+        run("daemon", "stop")
+        run("clusters")  # the controller is up (started, configuration read) but holds no stream
+        first.append(run("ping", rid))
+    warm = [run("ping", rid) for _ in range(reps)]
+    run("daemon", "stop")
+    return first, warm
+
+
+COLD = """
+import asyncio, json, sys, time
+t0 = time.perf_counter()
+from pathlib import Path
+from jupyter_neo.config import load_config
+from jupyter_neo.core import Core
+
+async def main():
+    core = Core(load_config(Path(sys.argv[1]), Path(sys.argv[2])))
+    res = core.store.reservation(sys.argv[3])
+    conn = await core.open_connection(res, res.pods[0])
+    await conn.call("ping")
+    return conn
+
+conn = asyncio.run(main())
+print(json.dumps((time.perf_counter() - t0) * 1000))
+"""
+
+
+def cold_process(cfg: Path, home: Path, rid: str) -> float:
+    """A new process's first connection (what a controller pays once when it starts): imports,
+    configuration, the backend client's set-up (``kubernetes``, kubeconfig, TLS), stream, handshake."""
+    out = subprocess.run(
+        [sys.executable, "-c", COLD, str(cfg), str(home), rid],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=dict(os.environ, NEO_HOME=str(home)),
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def local(work: Path, reps: int) -> dict[str, list[float]]:
