@@ -21,7 +21,6 @@ Prints a markdown table and writes ``bench/results/connect.csv``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import csv
 import fcntl
@@ -84,14 +83,15 @@ def measure(config: str, home: Path, gpus: int, reps: int) -> dict[str, list[flo
         "first connection of a new process (imports, client set-up)": first,
         "new connection (stream + handshake + ping)": news,
         "warm: ping over the held stream": warms,
-        "CLI `neo ping`, the controller just started (wall)": cli_first,
+        "CLI `neo ping`, first command (starts the controller, which opens the stream)": cli_first,
         "CLI `neo ping`, warm controller (wall)": cli_warm,
     }
 
 
 def cli_ping(cfg: Path, home: Path, rid: str, reps: int) -> tuple[list[float], list[float]]:
-    """What a user waits for: ``neo ping`` right after the resident controller starts (it opens
-    the stream and authenticates) vs with the controller holding the stream, in ms."""
+    """What a user waits for: ``neo ping`` as the first command (it starts the resident controller,
+    which reads the state, opens the stream and authenticates) vs with the controller holding the
+    stream, in ms."""
     neo = str(Path(sys.executable).with_name("neo"))
     env = dict(os.environ, NEO_HOME=str(home), NEO_CONFIG=str(cfg))
     env.pop("NEO_CONTROLLER", None)
@@ -104,7 +104,6 @@ def cli_ping(cfg: Path, home: Path, rid: str, reps: int) -> tuple[list[float], l
     first: list[float] = []
     for _ in range(max(1, reps // 2)):
         run("daemon", "stop")
-        run("clusters")  # the controller is up (started, configuration read) but holds no stream
         first.append(run("ping", rid))
     warm = [run("ping", rid) for _ in range(reps)]
     run("daemon", "stop")
@@ -121,12 +120,17 @@ from jupyter_neo.core import Core
 async def main():
     core = Core(load_config(Path(sys.argv[1]), Path(sys.argv[2])))
     res = core.store.reservation(sys.argv[3])
+    t1 = time.perf_counter()
+    core.backend(res.cluster)
+    t2 = time.perf_counter()
     conn = await core.open_connection(res, res.pods[0])
     await conn.call("ping")
-    return conn
+    return t1, t2, conn
 
-conn = asyncio.run(main())
-print(json.dumps((time.perf_counter() - t0) * 1000))
+t1, t2, conn = asyncio.run(main())
+t3 = time.perf_counter()
+print(json.dumps([(t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000]), file=sys.stderr)
+print(json.dumps((t3 - t0) * 1000))
 """
 
 
@@ -141,6 +145,7 @@ def cold_process(cfg: Path, home: Path, rid: str) -> float:
         timeout=300,
         env=dict(os.environ, NEO_HOME=str(home)),
     )
+    print(f"  cold process: core/config/store, backend set-up, connect ms = {out.stderr.strip()}", flush=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -172,8 +177,12 @@ def kubernetes(work: Path, reps: int) -> dict[str, list[float]]:
 
 
 def slurm(work: Path, reps: int) -> dict[str, list[float]]:
-    from tests.engines.slurm.harness import SlurmHarnessError, ensure_slurm_cluster, stop_slurm_cluster
-    from tests.engines.slurm.harness import cluster_running
+    from tests.engines.slurm.harness import (
+        SlurmHarnessError,
+        cluster_running,
+        ensure_slurm_cluster,
+        stop_slurm_cluster,
+    )
     from tests.slurm_support import slurm_config
 
     with locked("/tmp/neo-slurm.lock"):

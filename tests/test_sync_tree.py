@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from neo_agent import protocol as wire
 from neo_agent.workspace_ops import entry_hash, root_hex
-
-import pytest
 
 from jupyter_neo.sync import tree
 from tests.conftest import Neo, use_config
@@ -44,7 +43,8 @@ def edit_uplink(neo: Neo, ws: Path, pods: int, tag: str) -> int:
     report: Any = neo.json("sync", res["id"], "--path", str(ws))
     assert report["changed"] == 1
     assert [p["status"] for p in report["pods"]] == ["applied"] * pods
-    assert_pods_match(neo.client().status(res["id"])[0], ws)
+    with neo.client() as client:
+        assert_pods_match(client.status(res["id"])[0], ws)
     assert neo.run("release", res["id"]).returncode == 0
     return int(report["uplink_bytes"])
 

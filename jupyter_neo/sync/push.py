@@ -441,6 +441,14 @@ class GangSync:
             out.relayed_bytes = got
         return [first, *others]
 
+    async def _star(self, conns: list[AgentConnection], plan: _Plan, t0: float) -> list[PodSync]:
+        pods = self.res.pods
+        return list(
+            await asyncio.gather(
+                *(self._pod(p, c, plan, False, t0) for p, c in zip(pods, conns, strict=True))
+            )
+        )
+
     async def _tree_or_star(
         self, conns: list[AgentConnection], plan: _Plan, t0: float, say: Progress
     ) -> list[PodSync]:
@@ -449,13 +457,13 @@ class GangSync:
         pods = self.res.pods
         tree_id = await tree.ensure(self.res.id, pods, conns, self.options.relay_fanout)
         if tree_id is None:
-            return list(await asyncio.gather(*(self._pod(p, c, plan, False, t0) for p, c in zip(pods, conns))))
+            return await self._star(conns, plan, t0)
         try:
             reply, sent = await self._send(conns[0], plan, full=False, extra={"tree": tree_id})
         except NeoError as exc:
             say(f"relay tree unavailable ({exc.message}); sending to every pod directly")
             tree.broken(self.res.id, conns[0])
-            return list(await asyncio.gather(*(self._pod(p, c, plan, False, t0) for p, c in zip(pods, conns))))
+            return await self._star(conns, plan, t0)
         latency = (time.perf_counter() - t0) * 1000
         got = {str(r.get("pod")): r for r in reply.get("results", []) if isinstance(r, dict)}
         if any(p.name not in got for p in pods):

@@ -92,7 +92,10 @@ async def ensure(res_id: str, pods: list[Pod], conns: list[AgentConnection], fan
     tree_id = secrets.token_hex(8)
     try:
         offers = await asyncio.gather(
-            *(c.call("ws_relay_serve", host=p.address, ttl=TREE_TTL) for p, c in zip(pods[1:], conns[1:]))
+            *(
+                c.call("ws_relay_serve", host=p.address, ttl=TREE_TTL)
+                for p, c in zip(pods[1:], conns[1:], strict=True)
+            )
         )
         plan = layout(len(pods), fanout)
         await asyncio.gather(
