@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import fcntl
 import os
 import statistics
@@ -33,6 +32,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bench.results import write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -237,12 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             f"| {r['backend']} | {r['measure']} | {r['median_ms']} | {r['min_ms']} | {r['max_ms']} "
             f"| {r['n']} | {r['load']} |"
         )
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    with (out / "connect.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    print(f"wrote {write_csv('connect', rows, stamp=False)}")
 
 
 if __name__ == "__main__":

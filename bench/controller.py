@@ -25,7 +25,6 @@ goes through the real ``neo`` command (a thin client of the resident controller)
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -41,21 +40,14 @@ from typing import Any
 
 import psutil
 
+from bench.results import load, pctl, write_csv
+
 HERE = Path(__file__).resolve().parent
 NEO = [str(Path(sys.executable).with_name("neo"))]
 HOT_SCRIPT = """import os, torch.distributed as dist
 VERSION = 0
 print("BENCH", os.environ.get("RANK"), VERSION, flush=True)
 """
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def pctl(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 class Bench:
@@ -305,14 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         subprocess.run([*NEO, "release", "--all"], env=b.env, capture_output=True, check=False)
         subprocess.run([*NEO, "daemon", "stop"], env=b.env, capture_output=True, check=False)
-        out = HERE / "results" / "controller.csv"
-        out.parent.mkdir(exist_ok=True)
-        keys = sorted({k for r in rows for k in r})
-        with out.open("w", newline="") as f:
-            w = csv.DictWriter(f, keys)
-            w.writeheader()
-            w.writerows(rows)
-        print(f"wrote {out}")
+        print(f"wrote {write_csv('controller', rows, stamp=False)}")
         shutil.rmtree(work, ignore_errors=True)
 
 

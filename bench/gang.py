@@ -14,6 +14,7 @@ per rank, when its ``BENCH`` lines (see ``train_ddp_timed.py``) reached the benc
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -24,13 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.sync import Rsync, make_tree, pctl, shim
+from bench.results import load, pctl, write_csv
+from bench.sync import Rsync, make_tree, shim
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = "train_ddp.py"
@@ -212,28 +214,114 @@ def new_work() -> Path:
     return Path(tempfile.mkdtemp(prefix="neo-bench-gang-"))
 
 
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
-
-
 def summary(xs: list[float]) -> tuple[float, float]:
     """(median, p90) in milliseconds of a list of seconds."""
     ms = [x * 1000 for x in xs]
     return round(statistics.median(ms), 1), round(pctl(ms, 0.9), 1)
 
 
-def write_csv(name: str, rows: list[dict[str, Any]]) -> Path:
-    import csv
+@dataclass
+class Sample:
+    """One edit made and seen through by one tool: when it was written, what each rank reported."""
 
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    tool: str
+    rep: int  # -1: the unmeasured warm-up
+    t_edit: float
+    info: dict[str, float]  # the tool's own timings (neo's ``run.timings``; the baseline's sync)
+    ranks: dict[int, RankTimes]
+
+    @property
+    def label(self) -> str:
+        return "warm-up" if self.rep < 0 else f"rep {self.rep}"
+
+
+def measure(
+    args: argparse.Namespace, tools: dict[str, bool], row: Callable[[Sample], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Edit, run and record ``args.reps`` rounds of ``tools`` on warm gangs; one row per sample.
+
+    ``tools`` maps a tool to ``hot`` (``Client.run(hot=...)``); each neo tool gets a warm 2x2
+    reservation of its own (hot workers keep theirs busy), ``"baseline"`` is rsync + torchrun.
+    One unmeasured warm-up edit per tool first (first sync, page cache, hot workers' cold start);
+    ``row`` sees it too (rep -1, its result is dropped), so it can keep what later samples are
+    checked against. The tool order rotates between rounds, so machine load drifts hit every tool
+    alike. A sample whose ranks did not all report is dropped and counted, not fatal.
+    """
+    work = new_work()
+    ws = Workspace(work / "ws", args.files)
+    base = Baseline(work, ws, args.steps)
+    rec = Recorder()
+    rows: list[dict[str, Any]] = []
+    order = list(tools)
+    try:
+        with local_client(work) as client:
+            res = {
+                t: client.reserve(gpus=RANKS, nodes=2, cluster="bench", idle_ttl=None)
+                for t in order
+                if t != "baseline"
+            }
+
+            def once(tool: str, rep: int) -> Sample:
+                gen = ws.edit()
+                t_edit = time.time()
+                if tool == "baseline":
+                    info = base.iterate(rec)
+                else:
+                    info = neo_iterate(client, res[tool], ws, rec, args.steps, hot=tools[tool])
+                return Sample(tool, rep, t_edit, info, rec.complete(gen))
+
+            for tool in order:
+                row(once(tool, -1))
+            for rep in range(args.reps):
+                k = rep % len(order)
+                for tool in order[k:] + order[:k]:
+                    try:
+                        sample = once(tool, rep)
+                    except Incomplete as exc:
+                        print(f"rep {rep} {tool}: sample dropped: {exc}", flush=True)
+                        rows.append({"tool": tool, "rep": rep, "dropped": 1})
+                        continue
+                    rows.append({"tool": tool, "rep": rep, **row(sample), "load1": load().split()[0]})
+    finally:
+        base.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def kept(rows: list[dict[str, Any]], tools: Iterable[str]) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """Per tool with samples: its name, its sample count (and how many were dropped), its rows."""
+    for tool in tools:
+        rs = [r for r in rows if r["tool"] == tool and not r.get("dropped")]
+        dropped = sum(1 for r in rows if r["tool"] == tool and r.get("dropped"))
+        if rs:
+            yield tool, f"{len(rs)}" + (f" ({dropped} dropped)" if dropped else ""), rs
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The options every warm-gang benchmark takes."""
+    p = argparse.ArgumentParser(description=doc.split("\n", maxsplit=1)[0])
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument(
+        "--files", type=int, default=1000, help="generated modules in the workspace besides the script"
+    )
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="3 repetitions")
+    return p
+
+
+def report(
+    name: str,
+    args: argparse.Namespace,
+    tools: dict[str, bool],
+    row: Callable[[Sample], dict[str, Any]],
+    table: Callable[[list[dict[str, Any]]], str],
+    heading: str,
+) -> None:
+    """Measure, print ``heading`` with the load before and after, the table, and write the CSV."""
+    if args.quick:
+        args.reps = 3
+    before = load()
+    rows = measure(args, tools, row)
+    print(f"\n{heading}; load {before} -> {load()}")
+    print(table(rows))
+    print(f"wrote {write_csv(name, rows)}")

@@ -16,89 +16,41 @@ first_output, iteration: seconds, measured by the controller from its notificati
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import statistics
-import time
 from typing import Any
 
-from bench.gang import (
-    RANKS,
-    Baseline,
-    Incomplete,
-    Recorder,
-    Workspace,
-    load,
-    local_client,
-    neo_iterate,
-    new_work,
-    summary,
-    write_csv,
-)
+from bench.gang import Sample, arguments, kept, report, summary
 
-TOOLS = ["hot", "cold", "baseline"]
+TOOLS = {"hot": True, "cold": False, "baseline": False}
 TIMINGS = ["sync", "reload", "first_output", "iteration", "launch"]
 
 
-def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    work = new_work()
-    ws = Workspace(work / "ws", args.files)
-    base = Baseline(work, ws, args.steps)
-    rec = Recorder()
-    rows: list[dict[str, Any]] = []
-    try:
-        with local_client(work) as client:
-            res_hot = client.reserve(gpus=RANKS, nodes=2, cluster="bench", idle_ttl=None)
-            res_cold = client.reserve(gpus=RANKS, nodes=2, cluster="bench", idle_ttl=None)
+class HotRows:
+    """Turns samples into rows; checks that every hot iteration ran in the warm-up's processes."""
 
-            def once(tool: str) -> tuple[int, float, dict[str, float]]:
-                gen = ws.edit()
-                t_edit = time.time()
-                if tool == "baseline":
-                    info = base.iterate(rec)
-                else:
-                    res = res_hot if tool == "hot" else res_cold
-                    info = neo_iterate(client, res, ws, rec, args.steps, hot=tool == "hot")
-                return gen, t_edit, info
+    def __init__(self) -> None:
+        self.warm: set[int] = set()
 
-            tools = [t for t in TOOLS if t in args.tools]
-            warm: dict[str, set[int]] = {}
-            for tool in tools:  # warm-up; for hot this is the cold start of the workers
-                gen, _, _ = once(tool)
-                warm[tool] = {r.pid for r in rec.complete(gen).values()}
-            for rep in range(args.reps):
-                k = rep % len(tools)
-                for tool in tools[k:] + tools[:k]:
-                    gen, t_edit, info = once(tool)
-                    try:
-                        ranks = rec.complete(gen)
-                    except Incomplete as exc:
-                        print(f"rep {rep} {tool}: sample dropped: {exc}", flush=True)
-                        rows.append({"tool": tool, "rep": rep, "dropped": 1})
-                        continue
-                    pids = {r.pid for r in ranks.values()}
-                    if tool == "hot" and pids != warm["hot"]:
-                        raise RuntimeError(f"hot iteration ran in new processes: {pids} vs {warm['hot']}")
-                    row: dict[str, Any] = {
-                        "tool": tool,
-                        "rep": rep,
-                        "first_line": max(r.first_at for r in ranks.values()) - t_edit,
-                        "first_step": max(r.step_at for r in ranks.values()) - t_edit,
-                        **{f"neo_{k}": info[k] for k in TIMINGS if k in info and tool != "baseline"},
-                        "sync": info.get("sync", 0.0),
-                        "load1": load().split()[0],
-                    }
-                    rows.append(row)
-                    extra = "  ".join(f"{k} {info[k] * 1000:.0f}" for k in TIMINGS if k in info)
-                    print(
-                        f"rep {rep} {tool:<9} first line on all ranks {row['first_line'] * 1000:7.0f} ms  "
-                        f"first step {row['first_step'] * 1000:7.0f} ms  [{extra}]",
-                        flush=True,
-                    )
-    finally:
-        base.close()
-        shutil.rmtree(work, ignore_errors=True)
-    return rows
+    def __call__(self, s: Sample) -> dict[str, Any]:
+        pids = {r.pid for r in s.ranks.values()}
+        if s.tool == "hot" and s.rep < 0:  # the cold start of the persistent rank workers
+            self.warm = pids
+        elif s.tool == "hot" and pids != self.warm:
+            raise RuntimeError(f"hot iteration ran in new processes: {pids} vs {self.warm}")
+        info = s.info
+        row: dict[str, Any] = {
+            "first_line": max(r.first_at for r in s.ranks.values()) - s.t_edit,
+            "first_step": max(r.step_at for r in s.ranks.values()) - s.t_edit,
+            **{f"neo_{k}": info[k] for k in TIMINGS if k in info and s.tool != "baseline"},
+            "sync": info.get("sync", 0.0),
+        }
+        extra = "  ".join(f"{k} {info[k] * 1000:.0f}" for k in TIMINGS if k in info)
+        print(
+            f"{s.label} {s.tool:<9} first line on all ranks {row['first_line'] * 1000:7.0f} ms  "
+            f"first step {row['first_step'] * 1000:7.0f} ms  [{extra}]",
+            flush=True,
+        )
+        return row
 
 
 def _med(rs: list[dict[str, Any]], key: str) -> str:
@@ -112,12 +64,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "first_output | iteration |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for tool in TOOLS:
-        rs = [r for r in rows if r["tool"] == tool and not r.get("dropped")]
-        dropped = sum(1 for r in rows if r["tool"] == tool and r.get("dropped"))
-        reps = f"{len(rs)}" + (f" ({dropped} dropped)" if dropped else "")
-        if not rs:
-            continue
+    for tool, reps, rs in kept(rows, TOOLS):
         med, p90 = summary([r["first_line"] for r in rs])
         step, _ = summary([r["first_step"] for r in rs])
         neo = " | ".join(_med(rs, f"neo_{k}") for k in ("reload", "first_output", "iteration"))
@@ -133,24 +80,12 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument(
-        "--files", type=int, default=1000, help="generated modules in the workspace besides the script"
-    )
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
-    p.add_argument("--quick", action="store_true", help="3 repetitions")
+    p = arguments(__doc__)
+    p.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
     args = p.parse_args(argv)
-    if args.quick:
-        args.reps = 3
-    before = load()
-    rows = measure(args)
-    print(
-        f"\nedit -> new code's first line on all 4 ranks (ms; neo timings: median ms); load {before} -> {load()}"
-    )
-    print(table(rows))
-    print(f"wrote {write_csv('hot', rows)}")
+    tools = {t: hot for t, hot in TOOLS.items() if t in args.tools}
+    heading = "edit -> new code's first line on all 4 ranks (ms; neo timings: median ms)"
+    report("hot", args, tools, HotRows(), table, heading)
 
 
 if __name__ == "__main__":

@@ -17,25 +17,19 @@ and last quarter of the repetitions (a cell's cost must not grow with the cells 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.gang import free_port
+from bench.results import pctl, write_csv
+
 CELLS = {"x = 1": "x = 1", "all_reduce": "dist.all_reduce(t)"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Kernel:
@@ -75,59 +69,62 @@ class Kernel:
         self.km.shutdown_kernel(now=True)
 
 
-def setup_neo(k: Kernel) -> Callable[[str], str]:
-    k.must("%load_ext jupyter_neo")
-    k.must("%neo reserve --gpus 4 --nodes 2 --name bench")
-    k.must("%neo px --start -r bench")
-    k.must("%%neo px -r bench\nt = torch.ones(1)")
-    return lambda body: f"%%neo px -r bench\n{body}"
+@dataclass(frozen=True)
+class Tool:
+    """How one tool gets its 4 ranks ready in a kernel, sends them a cell, and lets them go.
 
+    ``kernel`` cells run in the kernel itself (load the extension, start the ranks); ``ranks``
+    is the first cell every rank runs (torch, the gloo group, the tensor ``t``), sent the way
+    measured cells are: under ``magic``. A cell may name ``{port}``: a free port picked at start.
+    """
 
-def teardown_neo(k: Kernel) -> None:
-    k.run("%neo release bench")
+    kernel: tuple[str, ...]
+    magic: str
+    ranks: str
+    stop: str
 
+    def start(self, k: Kernel) -> None:
+        port = free_port()
+        for code in (*self.kernel, self.cell(self.ranks)):
+            k.must(code.format(port=port))
 
-def setup_ipyparallel(k: Kernel) -> Callable[[str], str]:
-    port = free_port()
-    k.must(
-        "import ipyparallel as ipp\n"
-        "cluster = ipp.Cluster(n=4, log_level=40)\n"
-        "rc = cluster.start_and_connect_sync()\n"
-        "view = rc[:]\nview.block = True\nview.activate()\n"
-        "view.scatter('rank', list(range(4)), flatten=True)"
-    )
-    k.must("%px import os, torch, torch.distributed as dist")
-    k.must(f"%px os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='{port}')")
-    k.must("%px dist.init_process_group('gloo', rank=rank, world_size=4)")
-    k.must("%px t = torch.ones(1)")
-    return lambda body: f"%%px\n{body}"
-
-
-def teardown_ipyparallel(k: Kernel) -> None:
-    k.run("cluster.stop_cluster_sync()")
-
-
-def setup_nbdistributed(k: Kernel) -> Callable[[str], str]:
-    k.must("%load_ext nbdistributed")
-    k.must("%dist_init -n 4")
-    k.must("%%distributed\nimport torch, torch.distributed as dist\nt = torch.ones(1)")
-    return lambda body: f"%%distributed\n{body}"
-
-
-def teardown_nbdistributed(k: Kernel) -> None:
-    k.run("%dist_shutdown")
+    def cell(self, body: str) -> str:
+        return f"{self.magic}\n{body}"
 
 
 TOOLS = {
-    "neo": (setup_neo, teardown_neo),
-    "ipyparallel": (setup_ipyparallel, teardown_ipyparallel),
-    "nbdistributed": (setup_nbdistributed, teardown_nbdistributed),
+    "neo": Tool(
+        kernel=(
+            "%load_ext jupyter_neo",
+            "%neo reserve --gpus 4 --nodes 2 --name bench",
+            "%neo px --start -r bench",
+        ),
+        magic="%%neo px -r bench",
+        ranks="t = torch.ones(1)",
+        stop="%neo release bench",
+    ),
+    "ipyparallel": Tool(
+        kernel=(
+            "import ipyparallel as ipp\n"
+            "cluster = ipp.Cluster(n=4, log_level=40)\n"
+            "rc = cluster.start_and_connect_sync()\n"
+            "view = rc[:]\nview.block = True\nview.activate()\n"
+            "view.scatter('rank', list(range(4)), flatten=True)",
+        ),
+        magic="%%px",
+        ranks="import os, torch, torch.distributed as dist\n"
+        "os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT='{port}')\n"
+        "dist.init_process_group('gloo', rank=rank, world_size=4)\n"
+        "t = torch.ones(1)",
+        stop="cluster.stop_cluster_sync()",
+    ),
+    "nbdistributed": Tool(
+        kernel=("%load_ext nbdistributed", "%dist_init -n 4"),
+        magic="%%distributed",
+        ranks="import torch, torch.distributed as dist\nt = torch.ones(1)",
+        stop="%dist_shutdown",
+    ),
 }
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,19 +139,18 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ, NEO_HOME=str(tmp / "home"), XDG_CONFIG_HOME=str(tmp / "xdg"), PYTHONUNBUFFERED="1")
     env.pop("NEO_CONFIG", None)
     kernels: dict[str, Kernel] = {}
-    cells: dict[str, Callable[[str], str]] = {}
     times: dict[tuple[str, str], list[float]] = {}
     try:
         for tool in args.tools:
             print(f"setting up {tool} ...", file=sys.stderr, flush=True)
             kernels[tool] = Kernel(env, tmp)
-            cells[tool] = TOOLS[tool][0](kernels[tool])
+            TOOLS[tool].start(kernels[tool])
         done = 0
         while done < reps:
             n = min(args.block, reps - done)
             for tool in args.tools:
                 for name, body in CELLS.items():
-                    code = cells[tool](body)
+                    code = TOOLS[tool].cell(body)
                     for _ in range(n):
                         elapsed, errors = kernels[tool].run(code)
                         if errors:
@@ -164,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {done}/{reps}", file=sys.stderr, flush=True)
     finally:
         for tool, kernel in kernels.items():
-            TOOLS[tool][1](kernel)
+            kernel.run(TOOLS[tool].stop)
             kernel.close()
     rows = []
     for (tool, name), values in times.items():
@@ -175,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                 "cell": name,
                 "reps": len(values),
                 "median_ms": round(statistics.median(values) * 1000, 1),
-                "p95_ms": round(pct(values, 0.95) * 1000, 1),
+                "p95_ms": round(pctl(values, 0.95) * 1000, 1),
                 "first_quarter_median_ms": round(statistics.median(values[:q]) * 1000, 1),
                 "last_quarter_median_ms": round(statistics.median(values[-q:]) * 1000, 1),
             }
@@ -194,13 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                 if (other, name) in medians:
                     ratio = medians[(other, name)] / medians[("neo", name)]
                     print(f"{name}: {other} / neo = {ratio:.2f}x")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"px-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    print(f"wrote {write_csv('px', rows)}")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ the pods' network, the saving is (N - 1) x payload / uplink bandwidth.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.results import load, write_csv
 
 MiB = 2**20
 
@@ -69,13 +70,7 @@ def main() -> None:
                         f"controller sent {rows[-1]['controller_mib']:7.1f} MiB",
                         flush=True,
                     )
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    with (out / "relay.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"\nload average: {os.getloadavg()}; CSV: {out / 'relay.csv'}", file=sys.stderr)
+    print(f"\nload average: {load()}; CSV: {write_csv('relay', rows, stamp=False)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -13,84 +13,33 @@ finished its first step last (the critical path), all from ``time.time()`` on on
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import statistics
-import time
 from typing import Any
 
-from bench.gang import (
-    RANKS,
-    Baseline,
-    Incomplete,
-    Recorder,
-    Workspace,
-    load,
-    local_client,
-    neo_iterate,
-    new_work,
-    summary,
-    write_csv,
-)
+from bench.gang import Sample, arguments, kept, report, summary
 
-TOOLS = ["neo", "baseline"]
+TOOLS = {"neo": False, "baseline": False}
 PHASES = ["sync", "process_start", "torch_import", "init_pg", "first_step"]
 
 
-def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    work = new_work()
-    ws = Workspace(work / "ws", args.files)
-    base = Baseline(work, ws, args.steps)
-    rec = Recorder()
-    rows: list[dict[str, Any]] = []
-    try:
-        with local_client(work) as client:
-            res = client.reserve(gpus=RANKS, nodes=2, cluster="bench", idle_ttl=None)
-
-            def once(tool: str) -> tuple[int, float, dict[str, float]]:
-                gen = ws.edit()
-                t_edit = time.time()
-                if tool == "neo":
-                    info = neo_iterate(client, res, ws, rec, args.steps, hot=False)
-                else:
-                    info = base.iterate(rec)
-                return gen, t_edit, info
-
-            for tool in TOOLS:  # warm-up: first sync of the pods/copies, page cache, torch on disk
-                once(tool)
-            for rep in range(args.reps):
-                order = TOOLS if rep % 2 == 0 else TOOLS[::-1]
-                for tool in order:
-                    gen, t_edit, info = once(tool)
-                    try:
-                        ranks = rec.complete(gen)
-                    except Incomplete as exc:
-                        print(f"rep {rep} {tool}: sample dropped: {exc}", flush=True)
-                        rows.append({"tool": tool, "rep": rep, "dropped": 1})
-                        continue
-                    last = max(ranks.values(), key=lambda r: r.step)
-                    sync = info.get("sync", 0.0)
-                    row: dict[str, Any] = {
-                        "tool": tool,
-                        "rep": rep,
-                        "total": last.step - t_edit,
-                        "sync": sync,
-                        "process_start": last.start - t_edit - sync,
-                        "torch_import": last.imported - last.start,
-                        "init_pg": last.init - last.imported,
-                        "first_step": last.step - last.init,
-                        "load1": load().split()[0],
-                    }
-                    rows.append(row)
-                    print(
-                        f"rep {rep} {tool:<9} total {row['total'] * 1000:7.0f} ms  "
-                        + "  ".join(f"{p} {row[p] * 1000:6.0f}" for p in PHASES),
-                        flush=True,
-                    )
-    finally:
-        base.close()
-        shutil.rmtree(work, ignore_errors=True)
-    return rows
+def row(s: Sample) -> dict[str, Any]:
+    """The phases on the rank that finished its first step last (the critical path)."""
+    last = max(s.ranks.values(), key=lambda r: r.step)
+    sync = s.info.get("sync", 0.0)
+    out: dict[str, Any] = {
+        "total": last.step - s.t_edit,
+        "sync": sync,
+        "process_start": last.start - s.t_edit - sync,
+        "torch_import": last.imported - last.start,
+        "init_pg": last.init - last.imported,
+        "first_step": last.step - last.init,
+    }
+    print(
+        f"{s.label} {s.tool:<9} total {out['total'] * 1000:7.0f} ms  "
+        + "  ".join(f"{p} {out[p] * 1000:6.0f}" for p in PHASES),
+        flush=True,
+    )
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -98,12 +47,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| tool | reps | total median ms | p90 ms | sync | process start | torch import | init_process_group | first step |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for tool in TOOLS:
-        rs = [r for r in rows if r["tool"] == tool and not r.get("dropped")]
-        dropped = sum(1 for r in rows if r["tool"] == tool and r.get("dropped"))
-        reps = f"{len(rs)}" + (f" ({dropped} dropped)" if dropped else "")
-        if not rs:
-            continue
+    for tool, reps, rs in kept(rows, TOOLS):
         med, p90 = summary([r["total"] for r in rs])
         phases = " | ".join(f"{statistics.median(r[p] for r in rs) * 1000:.0f}" for p in PHASES)
         out.append(f"| {tool} | {reps} | {med:.0f} | {p90:.0f} | {phases} |")
@@ -111,23 +55,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument(
-        "--files", type=int, default=1000, help="generated modules in the workspace besides the script"
-    )
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="3 repetitions")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.reps = 3
-    before = load()
-    rows = measure(args)
-    print(
-        f"\nedit -> first training step on all 4 ranks (phases: median ms, critical rank); load {before} -> {load()}"
-    )
-    print(table(rows))
-    print(f"wrote {write_csv('run_loop', rows)}")
+    args = arguments(__doc__).parse_args(argv)
+    heading = "edit -> first training step on all 4 ranks (phases: median ms, critical rank)"
+    report("run_loop", args, TOOLS, row, table, heading)
 
 
 if __name__ == "__main__":

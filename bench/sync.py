@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import random
 import resource
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from bench.results import pctl, write_csv
 
 HERE = Path(__file__).resolve().parent
 SEED = 42
@@ -202,11 +203,6 @@ class Tar:
         return len(data) * len(self.targets)
 
 
-def pctl(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
-
-
 # ---------------------------------------------------------------------------- driver
 def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Fills ``rows`` as it goes (so a failure still leaves the finished rows to write)."""
@@ -361,13 +357,7 @@ def main() -> None:
         run(args, rows)
     finally:
         if rows:
-            out = HERE / "results"
-            out.mkdir(exist_ok=True)
-            path = out / f"sync-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-            with path.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
+            path = write_csv("sync", rows)
             print(f"\nwrote {path}  (machine: {os.cpu_count()} CPUs, {sys.platform}, loopback)")
         print("load averages after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
 

@@ -56,7 +56,7 @@ def main() -> None:
             while left:
                 f.write(block[: min(left, MiB)])
                 left -= min(left, MiB)
-        agents = [int((Path(p.handle["dir"]) / "agent" / "agent.pid").read_text()) for p in res.pods]
+        agents = [int((Path(p.handle.dir) / "agent" / "agent.pid").read_text()) for p in res.pods]
         before = [peak_rss_mib(pid) for pid in agents]
         t0 = time.perf_counter()
         argv = [sys.executable, "-c", CHILD, sys.executable, "-m", "jupyter_neo.cli.main"]

@@ -302,6 +302,13 @@ class Client:
             return [self.run_async(self.core.status_one(ref))]
         return self.run_async(self.core.status())
 
+    def recorded(self, ref: str) -> Reservation:
+        """A reservation as last recorded, without reconciling or waiting on the loop.
+
+        Safe inside run callbacks, which run on the client's own loop thread.
+        """
+        return self.core.recorded(ref)
+
     def release(self, ref: str) -> Reservation:
         return self.run_async(self.core.release(ref))
 

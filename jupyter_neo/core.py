@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from jupyter_neo import money, placement
-from jupyter_neo.backends import Backend, backend_for
-from jupyter_neo.backends.base import reserve_progress
+from jupyter_neo.backends import backend_for
+from jupyter_neo.backends.base import Backend, reserve_progress
 from jupyter_neo.config import Config, load_config
+from jupyter_neo.costs import spend_report
 from jupyter_neo.durations import format_duration, parse_duration
 from jupyter_neo.errors import BackendError, Conflict, InvalidRequest, NeoError, NoCapacity
 from jupyter_neo.identity import controller_alive, owner
@@ -339,6 +340,11 @@ class Core:
         await self.reconcile()
         return self.store.reservation(ref)
 
+    def recorded(self, ref: str) -> Reservation:
+        """A reservation as the store last recorded it: no reconcile, no await (callable from a
+        callback running on the core's own loop, where awaiting ``status_one`` would deadlock)."""
+        return self.store.reservation(ref)
+
     async def history(self) -> list[Reservation]:
         await self.reconcile()
         return self.store.reservations()
@@ -353,34 +359,7 @@ class Core:
         """Spend by cluster and by reservation over the window, from the ledger (``neo cost``)."""
         await self.reconcile()
         now = time.time()
-        entries = self.store.ledger(now - since_seconds)
-        clusters: dict[str, dict[str, float]] = {}
-        rows = []
-        for e in entries:
-            end = e.end or now
-            hours = max(0.0, end - max(e.start, now - since_seconds)) / 3600.0
-            c = clusters.setdefault(e.cluster, {"reservations": 0, "gpu_hours": 0.0, "cost": 0.0})
-            c["reservations"] += 1
-            c["gpu_hours"] += hours * e.gpus
-            c["cost"] += e.cost
-            rows.append(
-                {
-                    "reservation": e.reservation,
-                    "cluster": e.cluster,
-                    "owner": e.owner,
-                    "gpus": e.gpus,
-                    "price_per_hour": e.price_per_hour,
-                    "hours": hours,
-                    "cost": e.cost,
-                    "ended": e.end is not None,
-                }
-            )
-        return {
-            "since_seconds": since_seconds,
-            "total": sum(e.cost for e in entries),
-            "clusters": clusters,
-            "reservations": rows,
-        }
+        return spend_report(self.store.ledger(now - since_seconds), since_seconds, now)
 
     async def record_check(self, reservation: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         """Analyse ``neo check`` measurements and keep the report with the reservation."""
@@ -720,11 +699,6 @@ class Core:
                 self.store.save_reservation(res)
                 changes.append((res, "warning"))
         return changes
-
-    def active_for(self, clusters: Sequence[str] | None = None) -> list[Reservation]:
-        return [
-            r for r in self.store.reservations(active_only=True) if clusters is None or r.cluster in clusters
-        ]
 
     def new_command(self) -> None:
         """A long-lived core reconciles once per command, as a fresh CLI process would."""

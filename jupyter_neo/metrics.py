@@ -8,7 +8,10 @@ same script run with plain ``python``) it does nothing, so scripts need no ``if`
 from __future__ import annotations
 
 import builtins
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (every rank, every CLI start)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def log(step: int | None = None, *, all_ranks: bool = False, **values: Any) -> None:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from jupyter_neo.backends.handles import PodHandle, tag_legacy
 from jupyter_neo.datasets.spec import DatasetUse
 from jupyter_neo.money import USD
 
@@ -175,14 +176,15 @@ class PodState(enum.StrEnum):
 
 
 class Pod(_Model):
-    """One node's slot in a reservation. ``handle`` is the backend's private way to reach it."""
+    """One node's slot in a reservation. ``handle`` is the backend's private way to reach it
+    (backends/handles.py): stored with the reservation, never shown."""
 
     name: str
     rank: int
     address: str
     state: PodState = PodState.PENDING
     gpus: list[int] = Field(default_factory=list)
-    handle: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    handle: PodHandle | None = Field(default=None, exclude=True)
     stats: dict[str, Any] | None = None
 
 
@@ -228,6 +230,12 @@ class Reservation(_Model):
     busy: bool | None = Field(
         default=None, description="live views: a running process keeps the gang from idling"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_handles(cls, data: Any) -> Any:
+        """Rows stored before pod handles were typed hold plain dicts: tag them with the backend."""
+        return tag_legacy(data)
 
     @property
     def gpus(self) -> int:

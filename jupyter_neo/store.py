@@ -51,6 +51,9 @@ from jupyter_neo.errors import Conflict, InvalidRequest, NotFound, StateError
 from jupyter_neo.model import Reservation, ReservationState, Run
 from jupyter_neo.private import FILE_MODE, private_file
 
+FileKey = tuple[int, int, int, tuple[int, int] | None]
+"""A state file's identity: device, inode, mode, and the write-ahead log's (device, inode)."""
+
 P = ParamSpec("P")
 T = TypeVar("T")
 SIDECAR = "state.id"
@@ -166,7 +169,8 @@ class Store:
         self._conns_lock = threading.Lock()
         self._all_conns: list[sqlite3.Connection] = []
         self._generation = 0
-        self._key: tuple[int, int, int, int, int] | None = self._file_key()
+        self._key: FileKey | None
+        self._key, self._size = self._file_key()
         self._warned: set[tuple[str, str]] = set()
         self._check_not_lost()
         for attempt in range(50):
@@ -283,13 +287,26 @@ class Store:
             with suppress(FileNotFoundError):
                 os.chmod(f"{self.path}{suffix}", FILE_MODE)
 
-    def _file_key(self) -> tuple[int, int, int, int, int] | None:
-        """The file the path names as it is now (None: none)."""
+    def _file_key(self) -> tuple[FileKey | None, int]:
+        """Which files the path names now, and the main file's size (None: no file).
+
+        The identity is the main file's inode and mode and the write-ahead log's inode: a state
+        file replaced, deleted or restored over (a restore removes the WAL first) changes it. Its
+        size and mtime are left out on purpose: a WAL checkpoint (run by any process after enough
+        commits) writes the main file, and treating that as a change would close connections that
+        other threads are using mid-transaction. A file that shrank (truncated in place) is a
+        change too; sqlite never shrinks it by itself (no auto-vacuum here).
+        """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+            return None, 0
+        try:
+            wal = os.stat(f"{self.path}-wal")
+            wal_id: tuple[int, int] | None = (wal.st_dev, wal.st_ino)
+        except FileNotFoundError:
+            wal_id = None
+        return (st.st_dev, st.st_ino, st.st_mode, wal_id), st.st_size
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection, re-checked whenever the file changed under this store.
@@ -298,13 +315,14 @@ class Store:
         open; if the state file was replaced, truncated or deleted meanwhile, an open connection
         would go on answering from what it had, and sqlite's per-inode locks (shared by every
         connection of a process) would mix the old file with the new. So a change of the main
-        file seen by any thread (one ``stat`` per call) closes every connection of this store
-        and re-runs the lost-state check before a new one opens. In WAL mode the main file
-        changes only at checkpoints, which a process holding its connections open rarely runs.
+        file seen by any thread (two ``stat`` calls per call, see :meth:`_file_key` for what counts
+        as a change) closes every connection of this store and re-runs the lost-state check
+        before a new one opens.
         """
-        key = self._file_key()
+        key, size = self._file_key()
         with self._conns_lock:
-            if key != self._key:
+            shrank, self._size = size < self._size, size
+            if key != self._key or shrank:
                 # Checked before the old connections close: closing the last one checkpoints its
                 # WAL into whatever file is there now, which would paper over a damaged one.
                 self._check_not_lost()
@@ -328,7 +346,7 @@ class Store:
             self._all_conns.append(conn)
             self._local.conn = conn
             self._local.generation = self._generation
-            self._key = self._file_key()  # opening may have created the file: not a change
+            self._key, self._size = self._file_key()  # opening may have created files: not a change
         return conn
 
     @contextmanager
@@ -379,7 +397,7 @@ class Store:
         data = json.loads(doc)
         data["secret"] = res.secret
         for pod, dumped in zip(res.pods, data["pods"], strict=True):
-            dumped["handle"] = pod.handle
+            dumped["handle"] = pod.handle.model_dump(mode="json") if pod.handle else None
         try:
             conn.execute(
                 """INSERT INTO reservations (id, cluster, state, controller_pid, controller_started, doc, name)
@@ -485,7 +503,7 @@ class Store:
     def _quarantined(self, row: sqlite3.Row, exc: Exception) -> Reservation:
         """A stand-in for an unreadable row, from its intact columns; the row is kept for forensics."""
         rid = row["id"]
-        detail = str(exc).splitlines()[0][:160]
+        detail = unreadable_because(exc)
         conn = self._conn()
         with suppress(sqlite3.Error):
             conn.execute(
@@ -680,6 +698,16 @@ class Store:
                 )
             )
         return out
+
+
+def unreadable_because(exc: Exception) -> str:
+    """One line on why a stored document failed to load: for a validation error, the first field
+    at fault and what is wrong with it (a pod handle missing its ``dir``), else the first line."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        return f"{where}: {first['msg']}"[:160]
+    return str(exc).splitlines()[0][:160]
 
 
 @dataclass(frozen=True)

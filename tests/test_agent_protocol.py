@@ -96,7 +96,7 @@ def test_paths_outside_the_workspace_are_refused(
         with pytest.raises(AgentError, match="outside the workspace"):
             client.run_async(conns[0].call("put", b"x", path=path))
     # A symlinked directory that points outside is not a way out either.
-    ws = os.path.join(res.pods[0].handle["dir"], "ws", "current")
+    ws = os.path.join(res.pods[0].handle.dir, "ws", "current")
     os.symlink("/tmp", os.path.join(ws, "out"))
     with pytest.raises(AgentError, match="outside the workspace"):
         client.run_async(conns[0].call("put", b"x", path="out/escape.txt"))
@@ -189,7 +189,7 @@ def test_pending_request_fails_when_the_stream_dies(
 def test_second_connection_attaches_to_the_resident_agent(neo: Neo) -> None:
     client = neo.client()
     res = client.reserve(gpus=8)
-    pid_files = [os.path.join(p.handle["dir"], "agent", "agent.pid") for p in res.pods]
+    pid_files = [os.path.join(p.handle.dir, "agent", "agent.pid") for p in res.pods]
     first = [Path(f).read_text() for f in pid_files]
     client.run_async(client.core.close())
     client.ping(res.id)

@@ -1,7 +1,15 @@
 """The layering of docs/architecture.md, checked on the imports themselves.
 
+Every import counts, at any depth: function-level ones and those under ``if TYPE_CHECKING`` (a
+cycle hidden from the interpreter is still a cycle in the design). Why a test and not
+import-linter: docs/architecture.md ("What keeps the layers").
+
 - Surfaces (the CLI's commands, the magics and widget) reach the core only through the Python API
-  (``jupyter_neo.client``) and value types, never the core's internals.
+  (``jupyter_neo.client``) and value types, never the core's internals; the CLI's commands import
+  only an allowed list of modules.
+- The core never imports a surface (the CLI, the server extension, magics, widgets, the Python
+  API, the controller daemon); below it, sync/ and runs/ see the core only through hosts.py's
+  protocols, backends never import the core, sync or runs, and transport only itself and errors.
 - The thin ``neo`` client imports nothing heavy: a real interpreter imports it and the modules
   pydantic, rich, the kubernetes client, torch and the core must be absent.
 - The agent (shipped into pods, stdlib only) never imports the controller's package.
@@ -62,6 +70,128 @@ def imports(path: Path, *, optional: bool = True) -> set[str]:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+PACKAGE = ROOT / "jupyter_neo"
+SURFACE_MODULES = (
+    "jupyter_neo.cli",
+    "jupyter_neo.server",
+    "jupyter_neo.magics",
+    "jupyter_neo.widgets",
+    "jupyter_neo.px_magics",
+    "jupyter_neo.client",
+    "jupyter_neo.interactive",
+    "jupyter_neo.controller",
+)
+# What the CLI's command modules may import: the API, value types and their parsers, output
+# helpers, and the thin client that forwards a command line to the controller.
+CLI_ALLOWED = (
+    "jupyter_neo.cli",
+    "jupyter_neo.client",
+    "jupyter_neo.model",
+    "jupyter_neo.errors",
+    "jupyter_neo.errorlog",
+    "jupyter_neo.durations",
+    "jupyter_neo.money",
+    "jupyter_neo.placement.Candidate",
+    "jupyter_neo.sync.report",
+    "jupyter_neo.runs.spec",
+    "jupyter_neo.controller.client",
+    "jupyter_neo.controller.manage",
+    "jupyter_neo.controller.terminal",
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_files() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "labextension" not in p.parts)
+
+
+def core_files() -> list[Path]:
+    """Every module of the package that is not a surface (nor the package's entry-point hooks)."""
+    return [
+        p
+        for p in package_files()
+        if module_name(p) != "jupyter_neo" and not module_name(p).startswith(SURFACE_MODULES)
+    ]
+
+
+def within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+# (the files a rule covers, the modules they must not import, what to do instead)
+LOWER_LAYERS: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
+    (
+        "core",
+        (),
+        SURFACE_MODULES,
+        "the core serves every surface and never calls one back; return values or take a callback",
+    ),
+    (
+        "sync and runs",
+        ("jupyter_neo.sync", "jupyter_neo.runs"),
+        ("jupyter_neo.core", "jupyter_neo.backends", "jupyter_neo.store"),
+        "take what you need through a protocol in jupyter_neo/hosts.py (SyncHost, RunHost)",
+    ),
+    (
+        "backends",
+        ("jupyter_neo.backends",),
+        ("jupyter_neo.core", "jupyter_neo.sync", "jupyter_neo.runs", "jupyter_neo.hosts"),
+        "a backend holds pods and opens streams; the core drives it",
+    ),
+    (
+        "transport",
+        ("jupyter_neo.transport",),
+        tuple(
+            m
+            for m in {module_name(p) for p in package_files()}
+            if m != "jupyter_neo" and not within(m, ("jupyter_neo.transport", "jupyter_neo.errors"))
+        ),
+        "transport moves bytes to agents and knows nothing above it",
+    ),
+]
+
+
+@pytest.mark.parametrize("rule", LOWER_LAYERS, ids=lambda r: r[0])
+def test_lower_layers_do_not_import_upper_ones(
+    rule: tuple[str, tuple[str, ...], tuple[str, ...], str],
+) -> None:
+    name, covered, forbidden, fix = rule
+    files = [p for p in core_files() if not covered or within(module_name(p), covered)]
+    assert files, f"rule {name!r} covers no file"
+    bad = {str(p.relative_to(ROOT)): sorted(m for m in imports(p) if within(m, forbidden)) for p in files}
+    bad = {f: ms for f, ms in bad.items() if ms}
+    assert not bad, f"{name} imports a layer above it: {bad}; {fix}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "jupyter_neo" / "cli").glob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_cli_imports_only_the_api_and_value_types(path: Path) -> None:
+    bad = sorted(
+        m
+        for m in imports(path)
+        if m.split(".")[0] == "jupyter_neo"
+        and not within(m, CLI_ALLOWED)
+        and not any(a.startswith(m + ".") for a in CLI_ALLOWED)  # ``from jupyter_neo.placement import``
+    )
+    assert not bad, f"{path.name} imports {bad}; add a verb to jupyter_neo.client.Client and call that"
+
+
+def test_the_rules_would_catch_a_violation(tmp_path: Path) -> None:
+    """The checker itself: an import under TYPE_CHECKING and one inside a function both count."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from jupyter_neo.core import Core\n"
+        "def f():\n    import jupyter_neo.cli.app\n"
+    )
+    assert {"jupyter_neo.core.Core", "jupyter_neo.cli.app"} <= imports(sample)
 
 
 @pytest.mark.parametrize("path", SURFACES, ids=lambda p: str(p.relative_to(ROOT)))

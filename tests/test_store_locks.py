@@ -3,10 +3,12 @@
 Closing *any* descriptor of a file drops every POSIX lock the process holds on it. sqlite's
 shared lock on the state file is how another process knows this one still uses the WAL; once it
 was dropped, the next process to close its last connection checkpointed and deleted the WAL and
-the shared-memory index, and the resident controller went on writing into the deleted files:
-everything it wrote afterwards was invisible to the CLI's in-process clients, the Jupyter server
-and scripts, and lost when it exited. The store's own checks (the lost-state header read, the
-owner-only chmod) opened and closed the file whenever a new thread got its first connection.
+the shared-memory index under the resident controller, which went on writing into the deleted
+files: what it wrote was invisible to the CLI's in-process clients, the Jupyter server and
+scripts, and lost when it exited (since the store also watches the WAL's inode it reconnects at
+its next call, but a transaction in flight still lands in the deleted file). The store's own
+checks (the lost-state header read, the owner-only chmod) opened and closed the file whenever a
+new thread got its first connection.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def test_writes_after_a_new_threads_connection_reach_other_processes(tmp_path: P
     reader = threading.Thread(target=lambda: store._conn().execute("SELECT 1").fetchall())
     reader.start()
     reader.join()
+    wal = Path(f"{path}-wal")
+    before = wal.stat().st_ino
     assert read_elsewhere(path, "first") == "first-value"  # another process opens and closes
+    assert wal.exists() and wal.stat().st_ino == before, "the WAL was deleted under this process"
     write(store, "second")
     assert read_elsewhere(path, "second") == "second-value", "this process wrote into a deleted WAL"

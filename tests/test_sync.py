@@ -83,7 +83,7 @@ def test_edits_renames_and_chmod_move_only_what_changed(gang: Gang, tmp_path: Pa
     assert report.generation == 3
     assert_pods_match(res, root)
     # The previous generation is kept for rollback, untouched.
-    old = Path(res.pods[0].handle["dir"]) / "ws" / "gens" / "2" / "train.py"
+    old = Path(res.pods[0].handle.dir) / "ws" / "gens" / "2" / "train.py"
     assert old.read_text() == "import model\nprint(model.VERSION)\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -81,3 +82,32 @@ def apply_and_check(
         report = client.sync(res, root)
         escaping = {p for p, why in report.skipped.items() if "outside" in why}
         assert_pods_match(res, root, skip=escaping)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(OPS, min_size=1, max_size=6), min_size=1, max_size=3))
+def test_the_watcher_alone_keeps_every_pod_equal_to_the_tree(
+    gang: tuple[Client, Reservation], tmp_path: Path, batches: list[list[tuple[str, str, object]]]
+) -> None:
+    """The same random edits with no ``sync`` call: only watchdog's events (and the settle/debounce
+    choice they drive) move them; every pod must end equal to the tree."""
+    client, res = gang
+    root = tmp_path / "watched-prop"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    with client.watch(res, root) as handle:
+        for batch in batches:
+            for op in batch:
+                apply(root, op)
+            time.sleep(0.02)  # batches a few ms apart, as saves from an editor
+        deadline = time.monotonic() + 20
+        while True:
+            escaping = {p for r in handle.reports for p, why in r.skipped.items() if "outside" in why}
+            try:
+                assert_pods_match(res, root, skip=escaping)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert not handle.watcher.errors

@@ -31,7 +31,7 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def pod_tree(res: Any, pod: int) -> dict[str, bytes]:
-    root = Path(res.pods[pod].handle["dir"]) / "ws" / "current"
+    root = Path(res.pods[pod].handle.dir) / "ws" / "current"
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 

@@ -40,7 +40,7 @@ def tree(root: Path | str, *, skip: set[str] | None = None) -> Tree:
 
 
 def pod_current(res: Reservation, rank: int) -> Path:
-    return Path(res.pods[rank].handle["dir"]) / "ws" / "current"
+    return Path(res.pods[rank].handle.dir) / "ws" / "current"
 
 
 def assert_pods_match(res: Reservation, root: Path, skip: set[str] | None = None) -> None:

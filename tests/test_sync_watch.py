@@ -96,3 +96,38 @@ def test_watch_mode_picks_up_a_real_edit(gang: tuple[Client, Reservation], tmp_p
         assert len(handle.reports) >= 2
         assert all(p.latency_ms < 5000 for r in handle.reports for p in r.pods)
         assert not any(c.path.startswith(".git") for r in handle.reports for c in r.changes)
+
+
+def test_a_closed_file_syncs_at_once_and_one_still_written_waits_for_quiet(
+    gang: tuple[Client, Reservation], tmp_path: Path
+) -> None:
+    """A save (written and closed) skips the debounce; a file a writer still holds open waits for it."""
+    client, res = gang
+    root = tmp_path / "settle"
+    root.mkdir()
+    (root / "a.py").write_text("A = 0\n")
+    reports: list[SyncReport] = []
+
+    def wait_for(rel: str, text: str) -> None:
+        target = pod_current(res, 0) / rel
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (target.exists() and target.read_text() == text):
+            time.sleep(0.01)
+        assert target.read_text() == text
+
+    with client.watch(res, root, on_report=reports.append, debounce=2.0):
+        t0 = time.monotonic()
+        (root / "a.py").write_text("A = 1\n")
+        wait_for("a.py", "A = 1\n")
+        saved_s = time.monotonic() - t0
+        before = len(reports)
+        with open(root / "b.py", "w") as f:  # the writer keeps it open between its two writes
+            f.write("B = ")
+            f.flush()
+            time.sleep(0.3)
+            f.write("1\n")
+        wait_for("b.py", "B = 1\n")
+        time.sleep(0.3)
+    assert saved_s < 1.5, f"a closed file waited for the 2 s debounce ({saved_s:.2f} s)"
+    with_b = [r for r in reports[before:] if any(c.path == "b.py" for c in r.changes)]
+    assert len(with_b) == 1, "a file still being written was synced before its writer finished"

@@ -1,12 +1,15 @@
-"""Backends differ only in how they reserve pods and open a byte stream to one."""
+"""Backends differ only in how they reserve pods and open a byte stream to one.
+
+Importing the package imports nothing else (``model`` imports :mod:`.handles` from it); each
+backend's module, and the contract in :mod:`.base`, are imported where they are used.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jupyter_neo.backends.base import Backend
-
 if TYPE_CHECKING:
+    from jupyter_neo.backends.base import Backend
     from jupyter_neo.config import Config
     from jupyter_neo.model import Cluster
     from jupyter_neo.store import Store
@@ -38,4 +41,4 @@ def backend_for(cluster: Cluster, config: Config, store: Store) -> Backend:
     )
 
 
-__all__ = ["Backend", "backend_for"]
+__all__ = ["backend_for"]

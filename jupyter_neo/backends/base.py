@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from jupyter_neo.backends.handles import SlurmHandle, SshHandle, handle_of
 from jupyter_neo.transport.bundle import stub_argv
 from jupyter_neo.transport.streams import ByteStream
 
@@ -167,11 +168,18 @@ class NodeDirBackend(Backend):
         base = self.base_dir.replace("{user}", owner or "neo")
         return f"{base}/{res_id}/{node}"
 
+    handle_type: type[SlurmHandle | SshHandle]
+    """The handle class of this backend's pods; both kinds hold the pod's directory."""
+
+    def node_dir(self, pod: Pod) -> str:
+        """The pod's directory on its node (what ``pod_dir`` gave at allocation)."""
+        return handle_of(pod, self.handle_type).dir
+
     def agent_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/agent"
+        return f"{self.node_dir(pod)}/agent"
 
     def workspace_dir(self, pod: Pod) -> str:
-        return f"{pod.handle['dir']}/ws"
+        return f"{self.node_dir(pod)}/ws"
 
     def python(self, pod: Pod) -> str:
         return self.remote_python

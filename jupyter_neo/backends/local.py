@@ -24,6 +24,7 @@ from neo_agent import reaper
 from neo_agent.boot import SOCKET_NAME
 
 from jupyter_neo.backends.base import Backend
+from jupyter_neo.backends.handles import LocalHandle, handle_of
 from jupyter_neo.datasets.spec import DatasetUse
 from jupyter_neo.errors import BackendError, InvalidRequest, NoCapacity, NotFound
 from jupyter_neo.identity import controller_identity
@@ -74,7 +75,7 @@ class LocalBackend(Backend):
                         rank=rank,
                         address="127.0.0.1",
                         gpus=gpus,
-                        handle={"node": node, "dir": str(pod_dir)},
+                        handle=LocalHandle(node=node, dir=str(pod_dir)),
                     )
                 )
             self.store.save_reservation(res, db, **controller_identity())
@@ -82,7 +83,7 @@ class LocalBackend(Backend):
     async def start(self, res: Reservation) -> None:
         # Owner-only whatever the umask: the pod's workspace (your code) and agent live below.
         for pod in res.pods:
-            private_dir(Path(pod.handle["dir"]))
+            private_dir(self.node_dir(pod))
         for use in res.datasets:
             folder = dataset_folder(use)
             if folder is not None and use.path is not None:
@@ -116,11 +117,15 @@ class LocalBackend(Backend):
             return None
         return datetime.fromtimestamp(max(known), UTC)
 
+    def node_dir(self, pod: Pod) -> Path:
+        """The pod's directory (``<reservation dir>/node<N>``): its agent and workspace live below."""
+        return Path(handle_of(pod, LocalHandle).dir)
+
     def agent_dir(self, pod: Pod) -> str:
-        return str(Path(pod.handle["dir"]) / "agent")
+        return str(self.node_dir(pod) / "agent")
 
     def workspace_dir(self, pod: Pod) -> str:
-        return str(Path(pod.handle["dir"]) / "ws")
+        return str(self.node_dir(pod) / "ws")
 
     def python(self, pod: Pod) -> str:
         return sys.executable
@@ -131,7 +136,7 @@ class LocalBackend(Backend):
         env.update(
             CUDA_VISIBLE_DEVICES=slots,
             NEO_GPU_SLOTS=slots,
-            NEO_LOCAL_NODE=str(pod.handle["node"]),
+            NEO_LOCAL_NODE=str(handle_of(pod, LocalHandle).node),
             PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
         )
         return env
@@ -153,10 +158,10 @@ class LocalBackend(Backend):
         return await super().open_agent_stream(pod)
 
     async def open_stream(self, pod: Pod, argv: list[str]) -> ByteStream:
-        return await SubprocessStream.open(argv, cwd=pod.handle["dir"], label=f"local:{pod.name}")
+        return await SubprocessStream.open(argv, cwd=str(self.node_dir(pod)), label=f"local:{pod.name}")
 
     async def pod_lost(self, res: Reservation, pod: Pod) -> None:
-        await asyncio.to_thread(kill_tree_under, Path(pod.handle["dir"]))
+        await asyncio.to_thread(kill_tree_under, self.node_dir(pod))
 
     async def release(self, res: Reservation) -> None:
         await asyncio.to_thread(self._release_sync, res.id)

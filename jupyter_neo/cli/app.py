@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from jupyter_neo.cli.parser import UsageError, build_parser
+from jupyter_neo.cli.parser import UsageError, parser_for
 from jupyter_neo.errors import NeoError
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def execute(argv: list[str], make_client: Callable[[], Client], cwd: str | None = None) -> int:
     """Run one command line; ``cwd`` is the caller's directory (relative ``--path`` is against it)."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parser_for().parse_args(argv)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

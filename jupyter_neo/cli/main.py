@@ -31,10 +31,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from jupyter_neo.controller import client, manage
-
     if argv[:1] == ["daemon"]:
+        from jupyter_neo.controller import manage
+
         return manage.main(argv[1:])
+    from jupyter_neo.controller import client
+
     if os.environ.get("NEO_CONTROLLER", "on") != "off":
         try:
             return client.run_command(argv)

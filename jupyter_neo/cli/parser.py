@@ -7,6 +7,7 @@ instead of exiting, so a notebook gets a one-line message, not a SystemExit.
 from __future__ import annotations
 
 import argparse
+import threading
 from typing import Any, NoReturn
 
 from jupyter_neo.errors import NeoError
@@ -91,4 +92,23 @@ def build_parser(prog: str = "neo") -> NeoArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=NeoArgumentParser)
     for module in commands.MODULES:
         module.register(sub)
+    return parser
+
+
+_PARSERS = threading.local()
+
+
+def parser_for(prog: str = "neo") -> NeoArgumentParser:
+    """A parser built once per thread and reused.
+
+    Building the parser (every command's subparser) costs a few milliseconds, paid by every
+    command the resident controller runs; parsing does not change a parser, but argparse does not
+    promise that it is thread-safe, so each of the controller's worker threads keeps its own.
+    """
+    cache: dict[str, NeoArgumentParser] | None = getattr(_PARSERS, "by_prog", None)
+    if cache is None:
+        cache = _PARSERS.by_prog = {}
+    parser = cache.get(prog)
+    if parser is None:
+        parser = cache[prog] = build_parser(prog)
     return parser

@@ -162,11 +162,11 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
 def new_gang_notice(client: Client, reservation: str, command: str = "neo") -> str:
     """What a run that reserved its own gang says at once: where, what it costs, how it ends.
 
-    Called from run callbacks, on the client's loop thread: reads the store, never awaits.
+    Called from run callbacks, on the client's loop thread: reads the record, never awaits.
     """
     from jupyter_neo import money
 
-    res = client.core.store.reservation(reservation)
+    res = client.recorded(reservation)
     offer = money.offer(
         res.cluster,
         nodes=res.nodes,

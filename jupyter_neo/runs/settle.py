@@ -29,7 +29,7 @@ from jupyter_neo.runs.logs import RunLogs, failed_ranks
 from jupyter_neo.runs.supervisor import EXIT_INTERRUPTED, EXIT_LOST, shell_code, stop_launchers
 
 if TYPE_CHECKING:
-    from jupyter_neo.core import Core
+    from jupyter_neo.hosts import RunHost
 
 CONNECT_TIMEOUT = 15.0
 SETTLE_TIMEOUT = 120.0
@@ -71,18 +71,18 @@ def unsupervised(run: Run) -> bool:
     return not controller_alive(int(pid) if pid is not None else None, who.get("started"))
 
 
-async def settle_open_runs(core: Core, res: Reservation | None = None, ending: str | None = None) -> None:
+async def settle_open_runs(host: RunHost, res: Reservation | None = None, ending: str | None = None) -> None:
     """Settle every unsupervised open run (of ``res`` only, when given); never raises.
 
     ``ending``: the reservation is being given back for this reason, so the runs end now.
     """
-    for run in core.store.open_runs():
+    for run in host.store.open_runs():
         if res is not None and run.reservation != res.id:
             continue
         if not unsupervised(run):
             continue
         with contextlib.suppress(NeoError, OSError, TimeoutError):
-            await asyncio.wait_for(settle(core, run, ending=ending), SETTLE_TIMEOUT)
+            await asyncio.wait_for(settle(host, run, ending=ending), SETTLE_TIMEOUT)
 
 
 class _Node:
@@ -96,25 +96,27 @@ class _Node:
         self.readable = False
 
 
-async def settle(core: Core, run: Run, *, ending: str | None = None, stop_reason: str | None = None) -> Run:
+async def settle(
+    host: RunHost, run: Run, *, ending: str | None = None, stop_reason: str | None = None
+) -> Run:
     """Bring ``run``'s record up to date from its pods; stop it first if it must end now.
 
     ``stop_reason``: a user asked to stop it (``neo stop``). A detached run that is still going
     and has no reason to end only gets its logs brought up to date.
     """
-    res = core.store.reservation(run.reservation)
+    res = host.store.reservation(run.reservation)
     if run.hot:
-        return _record(core, run, RunState.LOST, EXIT_LOST, "its controller exited during this hot iteration")
+        return _record(host, run, RunState.LOST, EXIT_LOST, "its controller exited during this hot iteration")
     live = res.state in (ReservationState.READY, ReservationState.DEGRADED)
     if not live:
         why = f"reservation {res.id} was released ({res.reason or 'no reason recorded'}) before this run's end was seen"
         return _record(
-            core, run, RunState.LOST, EXIT_LOST, f"{why}; its output up to then is in {run.log_dir}"
+            host, run, RunState.LOST, EXIT_LOST, f"{why}; its output up to then is in {run.log_dir}"
         )
     names = [f"{run.id}-n{n}" for n in range(run.nodes)]
     conns: list[Any] | None
     try:
-        conns = await asyncio.wait_for(core.connect(res), CONNECT_TIMEOUT)
+        conns = await asyncio.wait_for(host.connect(res), CONNECT_TIMEOUT)
     except (NeoError, OSError, TimeoutError):
         conns = None
     if conns is None and ending is None and stop_reason is None:
@@ -124,15 +126,15 @@ async def settle(core: Core, run: Run, *, ending: str | None = None, stop_reason
         states = await asyncio.gather(*(_proc_state(c, n) for c, n in zip(conns, names, strict=True)))
         still = any(s is not None and s.get("returncode") is None for s in states)
         if still and run.detached and ending is None and stop_reason is None:
-            await _collect(core, res, run, conns, final=False)
-            core.store.save_run(run)
+            await _collect(host, res, run, conns, final=False)
+            host.store.save_run(run)
             return run
         if still:
             await stop_launchers({n: (conns[n], names[n]) for n in range(run.nodes)})
             stopped_by_us = True
-    nodes, logs = await _collect(core, res, run, conns, final=True)
+    nodes, logs = await _collect(host, res, run, conns, final=True)
     return _conclude(
-        core, run, nodes, logs=logs, stopped_by_us=stopped_by_us, ending=ending, stop_reason=stop_reason
+        host, run, nodes, logs=logs, stopped_by_us=stopped_by_us, ending=ending, stop_reason=stop_reason
     )
 
 
@@ -145,7 +147,7 @@ async def _proc_state(conn: Any, name: str) -> dict[str, Any] | None:
 
 
 async def _collect(
-    core: Core, res: Reservation, run: Run, conns: list[Any] | None, final: bool
+    host: RunHost, res: Reservation, run: Run, conns: list[Any] | None, final: bool
 ) -> tuple[list[_Node], RunLogs]:
     """Read each node's new output (agent, else the pod's files) into the rank logs."""
     names = [f"{run.id}-n{n}" for n in range(run.nodes)]
@@ -153,7 +155,7 @@ async def _collect(
     offsets = [dict(run.collected.get(str(n), {})) for n in range(run.nodes)]
     nodes = await asyncio.gather(
         *(
-            _read_node(core, res, n, name=names[n], conn=conns[n] if conns else None, offsets=offsets[n])
+            _read_node(host, res, n, name=names[n], conn=conns[n] if conns else None, offsets=offsets[n])
             for n in range(run.nodes)
         )
     )
@@ -175,7 +177,7 @@ async def _collect(
 
 
 async def _read_node(
-    core: Core, res: Reservation, node: int, *, name: str, conn: Any, offsets: dict[str, int]
+    host: RunHost, res: Reservation, node: int, *, name: str, conn: Any, offsets: dict[str, int]
 ) -> _Node:
     out = _Node()
     if conn is not None:
@@ -200,15 +202,15 @@ async def _read_node(
     # The agent is gone: read the files it left in the pod through the backend's own stream.
     with contextlib.suppress(NeoError, OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
         await asyncio.wait_for(
-            _read_files(core, res, node, name=name, offsets=offsets, out=out), CONNECT_TIMEOUT * 2
+            _read_files(host, res, node, name=name, offsets=offsets, out=out), CONNECT_TIMEOUT * 2
         )
     return out
 
 
 async def _read_files(
-    core: Core, res: Reservation, node: int, *, name: str, offsets: dict[str, int], out: _Node
+    host: RunHost, res: Reservation, node: int, *, name: str, offsets: dict[str, int], out: _Node
 ) -> None:
-    backend = core.backend(res.cluster)
+    backend = host.backend(res.cluster)
     pod = res.pods[node]
     argv = [
         backend.python(pod),
@@ -235,7 +237,7 @@ async def _read_files(
 
 
 def _conclude(
-    core: Core,
+    host: RunHost,
     run: Run,
     nodes: list[_Node],
     *,
@@ -258,7 +260,7 @@ def _conclude(
         else:
             rank.state = RunState.STOPPED
     if all(code == 0 for code in codes.values()) and not stopped_by_us:
-        return _record(core, run, RunState.SUCCEEDED, 0, None)
+        return _record(host, run, RunState.SUCCEEDED, 0, None)
     bad = next((n for n, c in codes.items() if c is not None and c != 0), None)
     bad_code = codes.get(bad) if bad is not None else None
     code = shell_code(bad_code) if bad_code is not None else EXIT_LOST
@@ -271,25 +273,25 @@ def _conclude(
     tail = ("\n" + "\n".join(lines)) if lines else ""
     pod_stop = (agent_reason or "").startswith(POD_STOPPING)
     if stop_reason:
-        return _record(core, run, RunState.STOPPED, EXIT_INTERRUPTED, stop_reason + tail)
+        return _record(host, run, RunState.STOPPED, EXIT_INTERRUPTED, stop_reason + tail)
     if ending and (stopped_by_us or pod_stop):
-        return _record(core, run, RunState.STOPPED, code, f"the reservation was given back ({ending}){tail}")
+        return _record(host, run, RunState.STOPPED, code, f"the reservation was given back ({ending}){tail}")
     if pod_stop:
         why = (agent_reason or "")[len(POD_STOPPING) :]
-        return _record(core, run, RunState.STOPPED, code, f"its pods stopped it ({why}){tail}")
+        return _record(host, run, RunState.STOPPED, code, f"its pods stopped it ({why}){tail}")
     if run.detached and not stopped_by_us:
         run.failed_node, run.failed_rank = bad, culprit
         where = f"rank {culprit}" if culprit is not None else f"node {bad}"
-        return _record(core, run, RunState.FAILED, code, f"{where} failed{tail}")
+        return _record(host, run, RunState.FAILED, code, f"{where} failed{tail}")
     pid = (run.controller or {}).get("pid")
     who = f"its controller (pid {int(pid)})" if pid is not None else "its controller"
     how = agent_reason or ("every rank was stopped" if stopped_by_us else "no exit code was recorded")
     if not any(node.readable for node in nodes):
         how += "; the pods' record of it could not be read"
-    return _record(core, run, RunState.LOST, code, f"{who} exited before the run ended; {how}{tail}")
+    return _record(host, run, RunState.LOST, code, f"{who} exited before the run ended; {how}{tail}")
 
 
-def _record(core: Core, run: Run, state: RunState, code: int, error: str | None) -> Run:
+def _record(host: RunHost, run: Run, state: RunState, code: int, error: str | None) -> Run:
     run.state = state
     run.exit_code = code
     run.ended = run.ended or utcnow()
@@ -298,5 +300,5 @@ def _record(core: Core, run: Run, state: RunState, code: int, error: str | None)
     for rank in run.ranks:
         if rank.state in (RunState.STARTING, RunState.RUNNING):
             rank.state = RunState.SUCCEEDED if state is RunState.SUCCEEDED else RunState.STOPPED
-    core.store.save_run(run)
+    host.store.save_run(run)
     return run

@@ -634,7 +634,3 @@ async def stop_launchers(
                 await asyncio.wait_for(conn.call("wait", proc=proc, timeout=5), 15)
 
     await asyncio.gather(*(stop(c, p) for c, p in procs.values()), return_exceptions=True)
-
-
-def describe_run(run: Run) -> dict[str, Any]:
-    return run.public()

@@ -220,7 +220,3 @@ class ChangeTracker:
                 if ignore and self.rules.reason(child, True) is not None:
                     continue
                 stack.append(child)
-
-    @property
-    def watched(self) -> int:
-        return len(self._dirs)

@@ -1,8 +1,13 @@
 """Continuous mode: watchdog events, debounced, narrow each sync to the paths they name.
 
 Events arrive on watchdog's thread and are handed to the event loop; a sync starts once no new
-event came for ``debounce`` seconds (or ``max_delay`` after the first), carrying only the
-reported paths as hints, so an edit costs O(change) instead of a tree walk. Events inside
+event came for a quiet period (or ``max_delay`` after the first), carrying only the reported
+paths as hints, so an edit costs O(change) instead of a tree walk. The quiet period depends on
+what the events say: when every changed path was last seen closed after writing (inotify's
+``IN_CLOSE_WRITE``), renamed into place or deleted, its writer is done and ``settle`` (5 ms, to
+gather the rest of a burst) is enough; while a path was only seen modified (a writer still has it
+open), the sync waits ``debounce`` (50 ms) of quiet as before. Editors save by writing and closing
+a file or by renaming a temporary one over it, so a save reaches the pods without the 50 ms. Events inside
 ignored directories (``.git/`` on every commit) are dropped before they wake anything. Inotify can
 miss events (queue overflow, editors' rename dances), so a full rescan runs every
 ``rescan_every`` seconds regardless; it is cheap thanks to the stat cache.
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
 
 OnReport = Callable[[SyncReport], None]
+DONE, WRITING, NEUTRAL = "done", "writing", "neutral"  # what an event says about a path's writer
 OnError = Callable[[NeoError], None]
 
 
@@ -36,12 +42,21 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write") or (kind == "modified" and event.is_directory):
+            # A directory's "modified" is watchdog's echo of an entry created, deleted or moved in
+            # it, each reported by its own event; hinting the directory would rescan its subtree.
             return
+        if kind in ("closed", "moved", "deleted") or (kind == "created" and event.is_directory):
+            state = DONE  # written and closed, renamed, deleted, a new directory: nobody writes it
+        elif kind == "attrib":
+            state = NEUTRAL  # a chmod or a touch says nothing about a writer
+        else:
+            state = WRITING  # modified or created: its writer may still hold it open
         paths = [event.src_path, getattr(event, "dest_path", "")]
         for raw in paths:
             if raw:
-                self.watcher.notify(os.fsdecode(raw))
+                self.watcher.notify(os.fsdecode(raw), state)
 
 
 class Watcher:
@@ -54,6 +69,7 @@ class Watcher:
         on_report: OnReport | None = None,
         on_error: OnError | None = None,
         debounce: float = 0.05,
+        settle: float = 0.005,
         max_delay: float = 0.5,
         rescan_every: float = 60.0,
     ) -> None:
@@ -61,19 +77,21 @@ class Watcher:
         self.on_report = on_report
         self.on_error = on_error
         self.debounce = debounce
+        self.settle = min(settle, debounce)
         self.max_delay = max_delay
         self.rescan_every = rescan_every
         self.reports: list[SyncReport] = []
         self.errors: list[NeoError] = []
         self._pending: set[str] = set()
+        self._writing: set[str] = set()  # pending paths last seen modified, not yet closed
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None
         self._task: asyncio.Task[None] | None = None
         self._root = os.path.realpath(gang.root)
 
-    def notify(self, abs_path: str) -> None:
-        """Called on watchdog's thread for every path an event names."""
+    def notify(self, abs_path: str, state: str = NEUTRAL) -> None:
+        """Called on watchdog's thread for every path an event names, with what it says (DONE...)."""
         rel = os.path.relpath(os.path.realpath(os.path.dirname(abs_path)), self._root)
         if rel.startswith(".."):
             return
@@ -83,10 +101,14 @@ class Watcher:
         if top == ".git" and rel != ".git/info/exclude":
             return
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._add, rel)
+            self._loop.call_soon_threadsafe(self._add, rel, state)
 
-    def _add(self, rel: str) -> None:
+    def _add(self, rel: str, state: str) -> None:
         self._pending.add(rel)
+        if state == DONE:
+            self._writing.discard(rel)
+        elif state == WRITING:
+            self._writing.add(rel)
         self._wake.set()
 
     async def start(self) -> SyncReport:
@@ -108,13 +130,12 @@ class Watcher:
             timeout = max(0.0, self.rescan_every - (time.monotonic() - last_full))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            first_event = time.monotonic()
-            while self._wake.is_set() and time.monotonic() - first_event < self.max_delay:
-                self._wake.clear()
-                await asyncio.sleep(self.debounce)
+            if self._wake.is_set():
+                await self._quiet()
             self._wake.clear()
             hints: set[str] | None = set(self._pending)
             self._pending.clear()
+            self._writing.clear()
             if time.monotonic() - last_full >= self.rescan_every:
                 hints, last_full = None, time.monotonic()
             if hints is not None and not hints:
@@ -131,6 +152,24 @@ class Watcher:
                 last_save = time.monotonic()
             if not report.noop:
                 self._record(report)
+
+    async def _quiet(self) -> None:
+        """Wait until no event came for the quiet period, chosen anew at every event.
+
+        A save arrives as "modified" then "closed" a fraction of a millisecond apart: deciding at
+        the first event would wait the long debounce for a writer that has already finished.
+        """
+        first_event = time.monotonic()
+        while True:
+            self._wake.clear()
+            quiet = self.debounce if self._writing else self.settle
+            left = self.max_delay - (time.monotonic() - first_event)
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(quiet, left))
+            except TimeoutError:
+                return  # quiet long enough
 
     def _record(self, report: SyncReport) -> None:
         self.reports.append(report)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import neo_agent
-from neo_agent.boot import STUB
+from neo_agent.boot import GUARD, STUB
 
 
 @dataclass(frozen=True)
@@ -45,17 +45,15 @@ def agent_bundle() -> AgentBundle:
 # is missing and stdin is empty, so a caller sends the zip only to a host that lacks it.
 # Fixed code run as ``python3 -c INSTALL DIR HASH [ARGS...]``; nothing in it comes from input.
 NEED_ZIP = 75
-INSTALL = r"""
-import hashlib, os, sys
-d, h = sys.argv[1], sys.argv[2]
-z = os.path.join(d, "agent-" + h + ".pyz")
-if not os.path.exists(z):
+INSTALL = (
+    GUARD
+    + r"""
+if not have(z, h):
     b = sys.stdin.buffer.read()
     if not b:
         sys.exit(75)
     if hashlib.sha256(b).hexdigest()[:16] != h:
         sys.exit("neo: corrupt agent upload")
-    os.makedirs(d, mode=0o700, exist_ok=True)
     t = "%s.%d.tmp" % (z, os.getpid())
     with open(t, "wb") as f:
         f.write(b)
@@ -66,6 +64,7 @@ if len(sys.argv) > 3:
     from neo_agent.__main__ import main
     main()
 """
+)
 
 
 def stub_argv(python: str, agent_dir: str) -> list[str]:

@@ -108,6 +108,12 @@ class SubprocessStream:
     def stderr_tail(self) -> str:
         return b"".join(self._stderr).decode(errors="replace")[-2000:]
 
+    async def stderr_done(self, timeout: float) -> None:
+        """Wait (briefly) until the process's stderr is read to its end: after stdout ended, its
+        last words (why the boot stub gave up) may still be in the pipe."""
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._stderr_task), timeout)
+
     def describe(self) -> str:
         return self.label
 

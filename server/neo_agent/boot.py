@@ -15,13 +15,46 @@ import threading
 import time
 from typing import Any
 
-STUB = r"""
+GUARD = r"""
 import hashlib, os, sys
 d, h = sys.argv[1], sys.argv[2]
 os.makedirs(d, mode=0o700, exist_ok=True)
+u, r = os.getuid(), os.path.realpath(d)
+p = r
+while True:
+    s = os.lstat(p)
+    if s.st_uid not in (u, 0) or (p == r and s.st_uid != u):
+        sys.stderr.write("neo-agent: refusing agent directory %s: %s belongs to uid %d, not to this "
+                         "user (uid %d); remove it or set another base_dir\n" % (d, p, s.st_uid, u))
+        sys.exit(4)
+    q = os.path.dirname(p)
+    if q == p:
+        break
+    p = q
+if os.stat(r).st_mode & 0o077:
+    os.chmod(r, 0o700)
 z = os.path.join(d, "agent-" + h + ".pyz")
+def have(z, h):
+    try:
+        with open(z, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16] == h
+    except OSError:
+        return False
+"""
+"""Run first by every stub, before anything in the agent directory is trusted.
+
+The directory (and every directory above it) must belong to this user or root, so nobody else can
+plant an agent zip or a fake agent socket there: on a shared login or compute node the default
+``/tmp/jupyter-neo-<user>`` could have been created by another user first. The directory is made
+private (0700), and a zip already there is used only if its content hashes to the version asked
+for (a truncated or replaced one is uploaded again).
+"""
+
+STUB = (
+    GUARD
+    + r"""
 i, o = sys.stdin.buffer, sys.stdout.buffer
-if not os.path.exists(z):
+if not have(z, h):
     o.write(b"NEED\n"); o.flush()
     n = int(i.readline())
     b = i.read(n)
@@ -35,6 +68,7 @@ sys.path.insert(0, z)
 from neo_agent.boot import relay
 relay(d, z)
 """
+)
 
 SOCKET_NAME = "agent.sock"
 START_TIMEOUT = 15.0

@@ -31,7 +31,7 @@ CHAIN = "x/l1/x/l1/../../../secret.txt"  # never below the root lexically; three
 def pod(neo: Neo) -> Iterator[tuple[Client, Reservation, AgentConnection, Path]]:
     client = neo.client()
     res = client.reserve(gpus=8)
-    pod_dir = Path(res.pods[0].handle["dir"])
+    pod_dir = Path(res.pods[0].handle.dir)
     (pod_dir / "secret.txt").write_bytes(SECRET)
     conn = client.run_async(client.core.connect(res))[0]
     yield client, res, conn, pod_dir

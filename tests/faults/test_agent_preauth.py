@@ -27,7 +27,7 @@ PREFIX = struct.Struct(">II")
 def pod(neo: Neo) -> Iterator[tuple[Client, Reservation, Path]]:
     client = neo.client()
     res = client.reserve(gpus=8)
-    yield client, res, Path(res.pods[0].handle["dir"]) / "agent"
+    yield client, res, Path(res.pods[0].handle.dir) / "agent"
     client.release(res.id)
     client.close()
 

@@ -53,7 +53,7 @@ def test_secrets_workspaces_and_logs_are_owner_only_under_umask_000(neo: Neo, tm
     try:
         held = client.status(res["id"])[0]
         for pod in held.pods:
-            dirs += [Path(pod.handle["dir"]), Path(pod.handle["dir"]) / "ws"]
+            dirs += [Path(pod.handle.dir), Path(pod.handle.dir) / "ws"]
         files = [state, neo.home / "state.id", Path(f"{state}-wal"), Path(f"{state}-shm")]
         files += sorted(log_dir.glob("*.log"))
         assert any(f.name.startswith("rank") for f in files)
@@ -62,7 +62,7 @@ def test_secrets_workspaces_and_logs_are_owner_only_under_umask_000(neo: Neo, tm
     finally:
         client.close()
     assert loose == {}, f"readable by others under umask 000: {loose}"
-    assert (Path(held.pods[0].handle["dir"]) / "ws" / "current").exists(), "the workspace was used"
+    assert (Path(held.pods[0].handle.dir) / "ws" / "current").exists(), "the workspace was used"
 
     neo.run("release", "--all", check=True)
     assert_released_and_clean(neo, free=32)

@@ -39,7 +39,7 @@ def gang(neo: Neo, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Client, Re
 
 
 def _leader(res: Reservation) -> psutil.Process:
-    return psutil.Process(agent_pid(Path(res.pods[0].handle["dir"]) / "agent"))
+    return psutil.Process(agent_pid(Path(res.pods[0].handle.dir) / "agent"))
 
 
 def _listening(proc: psutil.Process) -> list[tuple[str, int]]:

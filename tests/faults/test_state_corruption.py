@@ -104,3 +104,49 @@ def test_lost_state_is_refused_and_live_pods_survive(neo: Neo, damage: str) -> N
     assert [r["id"] for r in assert_consistent(neo)] == [res["id"]]
     neo.run("release", "--all", check=True)
     assert_released_and_clean(neo, free=32)
+
+
+def rewrite_handles(neo: Neo, rid: str, change: Any) -> None:
+    """Apply ``change`` to every pod's stored handle of ``rid`` (a dict, as sqlite holds it)."""
+    db = sqlite3.connect(neo.home / "state.sqlite")
+    doc = json.loads(db.execute("SELECT doc FROM reservations WHERE id = ?", (rid,)).fetchone()[0])
+    for pod in doc["pods"]:
+        pod["handle"] = change(pod["handle"])
+    db.execute("UPDATE reservations SET doc = ? WHERE id = ?", (json.dumps(doc), rid))
+    db.commit()
+    db.close()
+
+
+def test_a_row_with_untyped_pod_handles_still_loads_and_releases(neo: Neo) -> None:
+    """Rows written before handles were typed (plain dicts, no ``kind``) are adopted as they are:
+    status shows the gang live without a warning and release stops its pods by their handles."""
+    res: Any = neo.json("reserve", "--gpus", "8", "--nodes", "2")
+    rewrite_handles(neo, res["id"], lambda h: {k: v for k, v in h.items() if k != "kind"})
+
+    status = neo.run("status", "--json")
+    assert status.returncode == 0 and not status.stderr.strip(), status.stderr
+    assert [r["state"] for r in json.loads(status.stdout)] == ["ready"]
+    assert res["id"] in " ".join(neo.processes()), "the gang's pods are alive"
+
+    released = neo.run("release", res["id"], "--json")
+    assert released.returncode == 0 and "Traceback" not in released.stderr, released.stderr
+    assert_released_and_clean(neo, free=32)
+
+
+def test_a_row_with_a_broken_pod_handle_is_quarantined(neo: Neo) -> None:
+    """A handle that does not validate (its directory missing) quarantines the row like any other
+    unreadable one: a one-line warning, a degraded stand-in, and ``release --all`` still works."""
+    bad: Any = neo.json("reserve", "--gpus", "8", "--name", "bad")
+    rewrite_handles(neo, bad["id"], lambda h: {"node": h["node"]})
+
+    status = neo.run("status", "--json")
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    warnings = [ln for ln in status.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and bad["id"] in warnings[0] and "quarantined" in warnings[0], status.stderr
+    assert "dir" in warnings[0], "the warning names what is wrong with the row"
+    [shown] = json.loads(status.stdout)
+    assert shown["state"] == "degraded" and "quarantined" in shown["reason"]
+
+    released = neo.run("release", "--all", "--json")
+    assert released.returncode == 0 and "Traceback" not in released.stderr, released.stderr
+    assert_released_and_clean(neo, free=32)

@@ -52,7 +52,7 @@ def test_exception_from_the_backends_pod_lost_stops_every_node(
                 up.add(rank)
             if len(up) == 2 and not hasattr(on_line, "done"):
                 on_line.done = True  # type: ignore[attr-defined]
-                node1 = res.pods[1].handle["dir"] + "/agent"
+                node1 = res.pods[1].handle.dir + "/agent"
                 agent = next(p for p in neo.processes() if " serve " in p and p.endswith(node1))
                 os.kill(int(agent.split()[0]), signal.SIGKILL)
 

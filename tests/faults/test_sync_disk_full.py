@@ -38,7 +38,7 @@ def test_pod_disk_full_cleans_up_reports_one_line_and_a_retry_works(
     neo: Neo, one_pod: tuple[Client, Reservation], tmp_path: Path
 ) -> None:
     _, res = one_pod
-    pod_ws = Path(res.pods[0].handle["dir"]) / "ws"
+    pod_ws = Path(res.pods[0].handle.dir) / "ws"
     local = tmp_path / "project"
     local.mkdir()
     (local / "train.py").write_text("print('train')\n")

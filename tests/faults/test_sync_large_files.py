@@ -72,7 +72,7 @@ def test_a_file_over_the_frame_limit_streams_in_bounded_memory(
     assert small.returncode == 0, small.stderr
     write_pattern(ws / "weights.bin", 600 * 10**6, 3)  # 600 MB: over one 512 MiB frame
     neo.env["NEO_SYNC_MAX_FILE_MB"] = "1024"
-    agent = agent_pid(Path(res.pods[0].handle["dir"]) / "agent")
+    agent = agent_pid(Path(res.pods[0].handle.dir) / "agent")
     agent_before = peak_rss_mib(agent)
     big, big_rss = _sync_measured(neo, res, ws)
     assert big.returncode == 0, big.stderr

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from jupyter_neo.backends.base import Backend, Capacity
+from jupyter_neo.backends.handles import KubernetesHandle, handle_of
 from jupyter_neo.backends.kubernetes import gang as gangs
 from jupyter_neo.backends.kubernetes import manifests as mf
 from jupyter_neo.backends.kubernetes.api import RBAC_HINT, KubeApi, Obj
@@ -159,14 +160,14 @@ class KubernetesBackend(Backend):
                 rank=rank,
                 address=mf.pod_address(res.id, rank, self.opts.namespace),
                 gpus=list(range(res.gpus_per_node)),
-                handle={"namespace": self.opts.namespace, "gang": gang},
+                handle=KubernetesHandle(namespace=self.opts.namespace, gang=gang),
             )
             for rank in range(res.nodes)
         ]
         self.store.save_reservation(res, **controller_identity())
 
     async def start(self, res: Reservation) -> None:
-        gang = res.pods[0].handle["gang"]
+        gang = handle_of(res.pods[0], KubernetesHandle).gang
         objs = self.objects(res, gang)
         groups = [o for o in objs if o["kind"] not in ("Pod", "Service")]
         for obj in groups:  # the PodGroup must exist before its pods reach the scheduler
@@ -199,7 +200,7 @@ class KubernetesBackend(Backend):
             running = [p for p in pods.values() if _running(p)]
             if len(running) == len(expected):
                 for pod in res.pods:
-                    pod.handle["node"] = pods[pod.name]["spec"].get("nodeName")
+                    handle_of(pod, KubernetesHandle).node = pods[pod.name]["spec"].get("nodeName")
                     ip = pods[pod.name].get("status", {}).get("podIP")
                     if self.opts.rendezvous == "pod-ip" and ip:
                         pod.address = ip
@@ -243,7 +244,7 @@ class KubernetesBackend(Backend):
             return await ExecStream.open(
                 self.api.exec_client(),
                 pod.name,
-                pod.handle.get("namespace", self.opts.namespace),
+                handle_of(pod, KubernetesHandle).namespace,
                 argv,
                 "neo",
             )
@@ -284,7 +285,11 @@ class KubernetesBackend(Backend):
     # ------------------------------------------------------------------ release
     async def release(self, res: Reservation) -> None:
         """Delete pods, Service and gang objects by name and by label; verify none is left."""
-        gang = res.pods[0].handle.get("gang", "none") if res.pods else "none"
+        gang = (
+            res.pods[0].handle.gang
+            if res.pods and isinstance(res.pods[0].handle, KubernetesHandle)
+            else "none"
+        )
         sel = mf.selector(res.id)
         names = {p.name for p in res.pods} | {p["metadata"]["name"] for p in await self.api.pods(sel)}
         await asyncio.gather(*(self.api.delete_pod(n) for n in names))

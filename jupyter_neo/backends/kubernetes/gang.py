@@ -48,10 +48,6 @@ def detect(groups: set[str], kueue_queues: list[str], configured_queue: str | No
     return "none"
 
 
-def kueue_queue(opts: KubeOptions, discovered: list[str]) -> str:
-    return opts.queue or (discovered[0] if discovered else "default")
-
-
 def group_object(
     gang: str, opts: KubeOptions, res: Reservation, labels: dict[str, str]
 ) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_neo.backends.base import NodeDirBackend, report_progress
+from jupyter_neo.backends.handles import SlurmHandle, handle_of
 from jupyter_neo.backends.slurm.commands import Completed, LocalSlurmCommands, SlurmCommands, login_commands
 from jupyter_neo.backends.slurm.options import SlurmOptions, parse_options, slurm_minutes
 from jupyter_neo.config import Config
@@ -120,6 +121,8 @@ print(os.environ.get("CUDA_VISIBLE_DEVICES") or os.environ.get("SLURM_STEP_GPUS"
 class SlurmBackend(NodeDirBackend):
     """Gangs as Slurm allocations, pods reached with ``srun --overlap``."""
 
+    handle_type = SlurmHandle
+
     def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
         super().__init__(cluster, config, store)
         self.options: SlurmOptions = parse_options(cluster.name, cluster.options)
@@ -145,10 +148,16 @@ class SlurmBackend(NodeDirBackend):
     def _rid_of(self, job_name: str) -> str | None:
         return job_name[len(self.job_prefix) :] if job_name.startswith(self.job_prefix) else None
 
+    @staticmethod
+    def _jobs(res: Reservation) -> list[str]:
+        """The Slurm job ids ``res``'s pods are in (none while it waits for its allocation)."""
+        return sorted({str(p.handle.job) for p in res.pods if isinstance(p.handle, SlurmHandle)})
+
     def _step(self, pod: Pod, *argv: str) -> list[str]:
         """``srun`` for one task on ``pod``'s node inside its allocation, sharing its resources."""
+        handle = handle_of(pod, SlurmHandle)
         return [
-            "srun", f"--jobid={pod.handle['job']}", "--overlap", "-N1", "-n1", "-w", pod.handle["node"],
+            "srun", f"--jobid={handle.job}", "--overlap", "-N1", "-n1", "-w", handle.node,
             "--quiet", "--kill-on-bad-exit=0", *argv,
         ]  # fmt: skip
 
@@ -223,7 +232,7 @@ class SlurmBackend(NodeDirBackend):
                     rank=rank,
                     address=addrs[node],
                     gpus=list(range(res.gpus_per_node)),
-                    handle={"job": job, "node": node, "dir": self.pod_dir(res.id, res.owner, node)},
+                    handle=SlurmHandle(job=job, node=node, dir=self.pod_dir(res.id, res.owner, node)),
                 )
                 for rank, node in enumerate(nodes)
             ]
@@ -351,7 +360,7 @@ class SlurmBackend(NodeDirBackend):
         bundle = agent_bundle()
         agent_dir = self.agent_dir(pod)
         zip_path = f"{agent_dir}/agent-{bundle.digest}.pyz"
-        node = pod.handle["node"]
+        node = handle_of(pod, SlurmHandle).node
         py = self.python(pod)
         done = await self.cmd.run(
             self._step(pod, py, "-c", INSTALL, agent_dir, bundle.digest), stdin=bundle.data, timeout=60
@@ -362,7 +371,9 @@ class SlurmBackend(NodeDirBackend):
         log.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(
             self.cmd.start_detached,
-            self._step(pod, "--job-name=neo-agent", py, "-c", KEEPER, agent_dir, zip_path, pod.handle["dir"]),
+            self._step(
+                pod, "--job-name=neo-agent", py, "-c", KEEPER, agent_dir, zip_path, self.node_dir(pod)
+            ),
             log,
         )
         probe = await self.cmd.run(
@@ -380,13 +391,13 @@ class SlurmBackend(NodeDirBackend):
 
     async def open_stream(self, pod: Pod, argv: list[str]) -> ByteStream:
         step = self._step(pod, "--unbuffered", *argv)
-        return await self.cmd.stream(step, label=f"slurm:{pod.handle['node']}:{pod.name}")
+        return await self.cmd.stream(step, label=f"slurm:{handle_of(pod, SlurmHandle).node}:{pod.name}")
 
     # ------------------------------------------------------------------ release
     async def release(self, res: Reservation) -> None:
         """``scancel`` the allocation (by id and by name) and wait until ``squeue`` no longer lists it."""
         name = self.job_name(res.id)
-        jobs = sorted({str(p.handle["job"]) for p in res.pods if p.handle.get("job")})
+        jobs = self._jobs(res)
         await self.cmd.run(["scancel", f"--name={name}", *jobs], timeout=30)
         deadline = time.monotonic() + GONE_TIMEOUT_S
         while True:
@@ -429,7 +440,7 @@ class SlurmBackend(NodeDirBackend):
         return lost
 
     async def _why_gone(self, res: Reservation) -> str:
-        job = next((str(p.handle["job"]) for p in res.pods if p.handle.get("job")), "")
+        job = next(iter(self._jobs(res)), "")
         if not job:
             return f"Slurm job {self.job_name(res.id)} is gone"
         info = await self.cmd.run(["scontrol", "-o", "show", "job", job], timeout=10)

@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from jupyter_neo.backends.base import Capacity, NodeDirBackend, report_progress
+from jupyter_neo.backends.handles import SshHandle, handle_of
 from jupyter_neo.backends.ssh.fleet import HostAccess, HostError, HostReport, hosts_of
 from jupyter_neo.backends.ssh.options import SshOptions, parse_options
 from jupyter_neo.config import Config
@@ -49,6 +50,8 @@ class _Raced(Exception):
 
 class SshBackend(NodeDirBackend):
     """Gangs as GPU leases on SSH hosts; pods reached with ``ssh host python3 -c STUB``."""
+
+    handle_type = SshHandle
 
     def __init__(self, cluster: Cluster, config: Config, store: Store) -> None:
         super().__init__(cluster, config, store)
@@ -73,7 +76,7 @@ class SshBackend(NodeDirBackend):
         return env
 
     def _access(self, pod: Pod) -> HostAccess:
-        return self.hosts[pod.handle["host"]]
+        return self.hosts[handle_of(pod, SshHandle).host]
 
     # ------------------------------------------------------------------ capacity
     async def survey(self) -> list[HostReport]:
@@ -99,11 +102,9 @@ class SshBackend(NodeDirBackend):
                         name=f"{res.id}-{rank}-{r.host.name}",
                         rank=rank,
                         address=r.address,
-                        handle={
-                            "host": r.host.name,
-                            "dir": self.pod_dir(res.id, res.owner, r.host.name),
-                            "total": r.gpus,
-                        },
+                        handle=SshHandle(
+                            host=r.host.name, dir=self.pod_dir(res.id, res.owner, r.host.name), total=r.gpus
+                        ),
                     )
                     for rank, r in enumerate(chosen)
                 ]
@@ -156,7 +157,7 @@ class SshBackend(NodeDirBackend):
             access = self._access(pod)
             out = await access.verb_json(
                 res.owner, "leases", "take", self.options.lease_dir, res.id, res.owner,
-                str(res.gpus_per_node), str(pod.handle["total"]), ttl, timeout=30,
+                str(res.gpus_per_node), str(handle_of(pod, SshHandle).total), ttl, timeout=30,
             )  # fmt: skip
             if not out.get("ok"):
                 raise _Raced(f"{access.host.name}: only {out.get('free')} GPU(s) left after a race")
@@ -180,7 +181,7 @@ class SshBackend(NodeDirBackend):
         slots = ",".join(str(g) for g in pod.gpus)
         ttl = f"{self.options.lease_ttl_s:g}"
         out = await access.verb(
-            res.owner, "keep", pod.handle["dir"], self.options.lease_dir, res.id, ttl, slots, timeout=90
+            res.owner, "keep", self.node_dir(pod), self.options.lease_dir, res.id, ttl, slots, timeout=90
         )
         if not out.strip().startswith("ok"):
             raise HostError(access.host, f"the pod did not start: {out.strip()[-300:]}")
@@ -196,7 +197,7 @@ class SshBackend(NodeDirBackend):
         async def one(pod: Pod) -> None:
             access = self._access(pod)
             left = await access.verb_json(
-                res.owner, "release", pod.handle["dir"], self.options.lease_dir, res.id, timeout=60
+                res.owner, "release", self.node_dir(pod), self.options.lease_dir, res.id, timeout=60
             )
             if left.get("leases") or left.get("procs"):
                 raise HostError(
@@ -207,7 +208,8 @@ class SshBackend(NodeDirBackend):
                 )
 
         results = await asyncio.gather(
-            *(one(p) for p in res.pods if p.handle.get("host") in self.hosts), return_exceptions=True
+            *(one(p) for p in res.pods if isinstance(p.handle, SshHandle) and p.handle.host in self.hosts),
+            return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -252,7 +254,7 @@ class SshBackend(NodeDirBackend):
             access = self._access(pod)
             try:
                 doc = await access.verb_json(
-                    res.owner, "pod", pod.handle["dir"], self.options.lease_dir, res.id, timeout=30
+                    res.owner, "pod", self.node_dir(pod), self.options.lease_dir, res.id, timeout=30
                 )
             except BackendError:
                 return pod, None  # unreachable now is not gone: the run's probe decides that
@@ -260,5 +262,5 @@ class SshBackend(NodeDirBackend):
 
         for pod, doc in await asyncio.gather(*(state(p) for p in res.pods)):
             if doc is not None and not doc.get("leases") and not doc.get("running"):
-                return f"{doc.get('reason') or 'its agent and leases are gone'} (host {pod.handle['host']})"
+                return f"{doc.get('reason') or 'its agent and leases are gone'} (host {handle_of(pod, SshHandle).host})"
         return None

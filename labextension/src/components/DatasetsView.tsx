@@ -1,6 +1,7 @@
 import * as React from 'react';
 
 import type { IDataset } from '../types';
+import { NameCell, ScrollTable } from './Table';
 
 /** One cell of the matrix: what a cluster can do with a dataset. */
 export type DataVerdict = 'held' | 'copy' | 'forbidden';
@@ -40,56 +41,41 @@ export function DatasetsView(props: {
   datasets: readonly IDataset[];
   clusters: readonly string[];
 }): JSX.Element {
-  if (props.datasets.length === 0) {
-    return <p className="jp-neo-empty">No datasets configured.</p>;
-  }
   return (
-    <div className="jp-neo-table-wrap">
-      <table className="jp-neo-table" data-testid="neo-datasets">
-        <thead>
-          <tr>
-            <th>Dataset</th>
-            <th title="where it may be stored and processed">Residency</th>
-            {props.clusters.map(c => (
-              <th key={c} className="jp-neo-data-col">
-                {c}
-              </th>
-            ))}
-          </tr>
-        </thead>
-        <tbody>
-          {props.datasets.map(d => (
-            <tr
-              key={d.name}
-              data-testid="neo-dataset-row"
-              data-dataset={d.name}
-            >
-              <td title={d.description || undefined}>
-                <div className="jp-neo-cluster-name">{d.name}</div>
-                <div className="jp-neo-sub">{d.size_human}</div>
+    <ScrollTable
+      testid="neo-datasets"
+      rows={props.datasets}
+      empty="No datasets configured."
+      columns={[
+        { label: 'Dataset' },
+        { label: 'Residency', title: 'where it may be stored and processed' },
+        ...props.clusters.map(c => ({ label: c, className: 'jp-neo-data-col' }))
+      ]}
+      row={d => (
+        <tr key={d.name} data-testid="neo-dataset-row" data-dataset={d.name}>
+          <NameCell
+            name={d.name}
+            sub={d.size_human}
+            title={d.description || undefined}
+          />
+          <td>{d.residency.length ? d.residency.join(', ') : 'anywhere'}</td>
+          {props.clusters.map(c => {
+            const verdict = dataVerdict(d, c);
+            return (
+              <td
+                key={c}
+                className={`jp-neo-data-cell jp-neo-data-${verdict}`}
+                data-testid="neo-dataset-cell"
+                data-cluster={c}
+                data-verdict={verdict}
+                title={cellTitle(d, c)}
+              >
+                {MARK[verdict]}
               </td>
-              <td>
-                {d.residency.length ? d.residency.join(', ') : 'anywhere'}
-              </td>
-              {props.clusters.map(c => {
-                const verdict = dataVerdict(d, c);
-                return (
-                  <td
-                    key={c}
-                    className={`jp-neo-data-cell jp-neo-data-${verdict}`}
-                    data-testid="neo-dataset-cell"
-                    data-cluster={c}
-                    data-verdict={verdict}
-                    title={cellTitle(d, c)}
-                  >
-                    {MARK[verdict]}
-                  </td>
-                );
-              })}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+            );
+          })}
+        </tr>
+      )}
+    />
   );
 }

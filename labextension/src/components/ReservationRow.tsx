@@ -11,6 +11,7 @@ import {
 import type { IReservation } from '../types';
 import { PodDots } from './PodDots';
 import { ReservationData } from './ReservationData';
+import { RowHead } from './RowHead';
 import { UtilBars } from './UtilBars';
 
 export interface IReservationActions {
@@ -90,18 +91,14 @@ export function ReservationRow(
       data-reservation-id={r.id}
       data-state={r.state}
     >
-      <div className="jp-neo-row-head">
-        <span className="jp-neo-id" title={r.id}>
-          {r.name || r.id}
-        </span>
-        <span
-          className={`jp-neo-badge jp-neo-state-${r.state}`}
-          data-testid="neo-reservation-state"
-        >
-          {r.state}
-        </span>
+      <RowHead
+        name={r.name || r.id}
+        nameTitle={r.id}
+        state={r.state}
+        badgeTestid="neo-reservation-state"
+      >
         <PodDots pods={r.pods} />
-      </div>
+      </RowHead>
       <div className="jp-neo-row-meta">
         <span title="cluster">{r.cluster}</span>
         <span title="nodes × GPUs per node">{formatShape(r)}</span>

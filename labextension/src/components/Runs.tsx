@@ -3,6 +3,7 @@ import * as React from 'react';
 import { formatCommand, runDuration } from '../format';
 import type { IRun } from '../types';
 import { MetricSparkline } from './MetricSparkline';
+import { RowHead } from './RowHead';
 
 /** The badge of a run: its state, or "not applied" for a skipped hot iteration. */
 export function runBadge(run: IRun): { text: string; state: string } {
@@ -49,33 +50,20 @@ export function Runs(props: IRunsProps): JSX.Element {
             data-run-id={run.id}
             data-state={run.state}
           >
-            <div
-              className="jp-neo-row-head jp-neo-clickable"
-              role="button"
-              tabIndex={0}
+            <RowHead
+              name={run.label || run.id}
+              nameTestid="neo-run-name"
+              state={badge.state}
+              badge={badge.text}
+              badgeTestid="neo-run-state"
               title={run.command.join(' ')}
-              onClick={() => toggle(run.id)}
-              onKeyDown={e => {
-                if (e.key === 'Enter' || e.key === ' ') {
-                  e.preventDefault();
-                  toggle(run.id);
-                }
-              }}
+              onActivate={() => toggle(run.id)}
             >
-              <span className="jp-neo-id" data-testid="neo-run-name">
-                {run.label || run.id}
-              </span>
-              <span
-                className={`jp-neo-badge jp-neo-state-${badge.state}`}
-                data-testid="neo-run-state"
-              >
-                {badge.text}
-              </span>
               <span title="duration">{runDuration(run, props.now)}</span>
               <span title="exit code" data-testid="neo-run-exit-code">
                 {run.exit_code === null ? '' : `exit ${run.exit_code}`}
               </span>
-            </div>
+            </RowHead>
             <div className="jp-neo-row-meta">
               <span className="jp-neo-command">
                 {formatCommand(run.command)}

@@ -168,6 +168,24 @@ async function logText(widget) {
   return (await widget.locator(tid('neo-run-log-lines')).innerText()).trim();
 }
 
+/** Waits until cell `i` has finished and its run widget says `state`; returns the widget. */
+async function settled(i, state, timeout) {
+  await finished(i, timeout);
+  const widget = widgetOf(i);
+  await widget
+    .locator(`${tid('neo-run-widget-state')}:text("${state}")`)
+    .waitFor();
+  return widget;
+}
+
+/** Waits until `widget`'s log pane shows `text` (string or RegExp): the tail is polled, so lines come late. */
+async function logShows(widget, text, timeout = 30_000) {
+  await widget
+    .locator(tid('neo-run-log-lines'))
+    .filter({ hasText: text })
+    .waitFor({ timeout });
+}
+
 before(async () => {
   assert.ok(DIR, 'NEO_NOTEBOOK_DIR: where the kernel works');
   for (const [name, lines] of Object.entries(SCRIPTS)) {
@@ -234,18 +252,9 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   );
 
   // During the run: rank 2's own lines, through the selector.
-  await page.waitForFunction(
-    sel => document.querySelector(sel)?.textContent?.includes('step'),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 120_000 }
-  );
+  await logShows(widget, 'step', 120_000);
   await widget.locator(tid('neo-run-rank')).selectOption('2');
-  await page.waitForFunction(
-    sel =>
-      /rank 2 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 30_000 }
-  );
+  await logShows(widget, /rank 2 step \d+/);
   assert.doesNotMatch(await logText(widget), /rank [013] step/);
   // The training curve (jupyter_neo.log on every rank) sits under the log pane.
   await cells()
@@ -283,10 +292,7 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
   assert.deepEqual(left.launchers, [], 'no launcher survives');
   assert.ok(ranksGone < 2000, `ranks gone after ${ranksGone} ms (limit 2000)`);
 
-  await finished(1, 60_000);
-  await widget
-    .locator(`${tid('neo-run-widget-state')}:text("stopped")`)
-    .waitFor();
+  await settled(1, 'stopped', 60_000);
   assert.equal(
     await widget.locator(tid('neo-run-widget-stop')).count(),
     0,
@@ -299,12 +305,7 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
 
   // After the run: another rank's lines.
   await widget.locator(tid('neo-run-rank')).selectOption('3');
-  await page.waitForFunction(
-    sel =>
-      /rank 3 step \d+/.test(document.querySelector(sel)?.textContent ?? ''),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 30_000 }
-  );
+  await logShows(widget, /rank 3 step \d+/);
   const runId = await widget.getAttribute('data-run-id');
   const run = await api('GET', `jupyter-neo/runs/${runId}`);
   assert.equal(run.body.state, 'stopped');
@@ -313,20 +314,9 @@ test('Stop in the widget stops every rank while the cell blocks; ranks switch du
 
 test('a failing rank 3 is shown first, with its exception', async () => {
   await execute(2, 'f = %neo run -r {r.reservation} fail3.py');
-  await finished(2, 180_000);
-  const widget = widgetOf(2);
-  await widget
-    .locator(`${tid('neo-run-widget-state')}:text("failed")`)
-    .waitFor();
+  const widget = await settled(2, 'failed', 180_000);
   assert.equal(await widget.locator(tid('neo-run-rank')).inputValue(), '3');
-  await page.waitForFunction(
-    sel =>
-      [...document.querySelectorAll(sel)].some(e =>
-        e.textContent?.includes('ValueError: rank 3 exploded on purpose')
-      ),
-    `${tid('neo-run-widget')} ${tid('neo-run-log-lines')}`,
-    { timeout: 30_000 }
-  );
+  await logShows(widget, 'ValueError: rank 3 exploded on purpose');
   assert.match(
     await widget.locator(tid('neo-run-widget-error')).innerText(),
     /rank 3/
@@ -341,20 +331,13 @@ test('a failing rank 3 is shown first, with its exception', async () => {
 
 test('a hot iteration with a syntax error says it was not applied', async () => {
   await execute(3, 'h = %neo run --hot -r {r.reservation} hot_step.py');
-  await finished(3, 240_000);
-  await widgetOf(3)
-    .locator(`${tid('neo-run-widget-state')}:text("succeeded")`)
-    .waitFor();
+  await settled(3, 'succeeded', 240_000);
   writeFileSync(
     path.join(DIR, 'hot_step.py'),
     'import os\nprint("generation B on rank", os.environ["RANK"]\n'
   );
   await execute(4, 'h2 = %neo run --hot -r {r.reservation} hot_step.py');
-  await finished(4, 240_000);
-  const widget = widgetOf(4);
-  await widget
-    .locator(`${tid('neo-run-widget-state')}:text("not applied")`)
-    .waitFor();
+  const widget = await settled(4, 'not applied', 240_000);
   const why = await widget.locator(tid('neo-run-widget-error')).innerText();
   assert.match(
     why,
