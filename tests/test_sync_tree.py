@@ -141,7 +141,7 @@ def test_a_forwarded_sync_is_checked_like_the_controllers_own(
     assert set(results) == {res.pods[1].name, res.pods[2].name}
     assert all(r["status"] == "failed" for r in results.values()), results
     for pod in res.pods:
-        pod_dir = Path(pod.handle["dir"])
+        pod_dir = Path(pod.handle.dir)
         assert not any(p.name == "escaped.txt" for p in pod_dir.parent.rglob("escaped.txt"))
         assert os.readlink(pod_dir / "ws" / "current") == os.path.join("gens", str(first.generation))
     assert_pods_match(client.status(res.id)[0], ws)
