@@ -21,12 +21,15 @@ goes through the real ``neo`` command (a thin client of the resident controller)
   process (both through the same resident controller as the CLI);
 - scale: N = 1, 4, 16, 64 pods (N nodes x 1 GPU), a small tree (this repository's
   ``jupyter_neo`` package): reserve, a one-line edit synced, ``neo run --cmd true``,
-  ``neo status`` (wall) and the controller's CPU seconds over those steps.
+  ``neo status`` (wall) and the controller's CPU seconds over those steps, and the bytes the
+  controller wrote to pod streams for the edit (``uplink_bytes`` of the sync report), once with
+  star fan-out and once with the relay tree (``NEO_SYNC_RELAY=on``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -329,35 +332,45 @@ def add_row(
 
 
 def scale(b: Bench, sizes: list[int], rows: list[dict[str, Any]]) -> None:
+    """Each size twice: star fan-out (the loopback default) and the relay tree (``NEO_SYNC_RELAY=on``,
+    as across a network). The controller restarts between the two so it reads the setting."""
     src = HERE.parent / "jupyter_neo"
-    for n in sizes:
-        ws = b.work / f"scale-{n}"
-        shutil.copytree(src, ws, ignore=shutil.ignore_patterns("__pycache__", "labextension"))
-        b.config(n, 1)
-        b.neo("clusters")  # the controller is up before we read its CPU time
-        cpu0 = sum(b.controller().cpu_times()[:2])
-        reserve, rid = b.neo("reserve", "--gpus", str(n), "--nodes", str(n))
-        rid = rid.strip()
-        b.neo("sync", rid, cwd=ws)
-        with open(ws / "core.py", "a") as f:
-            f.write("# scale edit\n")
-        sync, _ = b.neo("sync", rid, cwd=ws)
-        assert pods_hold(b.home, "core.py", "# scale edit")
-        run, _ = b.neo("run", "-r", rid, "--cmd", "true", cwd=ws)
-        status, _ = b.neo("status")
-        cpu = sum(b.controller().cpu_times()[:2]) - cpu0
-        row = {
-            "metric": f"scale N={n}",
-            "reserve_ms": round(reserve),
-            "edit_sync_ms": round(sync, 1),
-            "run_true_ms": round(run, 1),
-            "status_ms": round(status, 1),
-            "controller_cpu_s": round(cpu, 2),
-            "load": load(),
-        }
-        rows.append(row)
-        print(row, flush=True)
-        b.neo("release", rid)
+    for mode in ("star", "tree"):
+        b.env["NEO_SYNC_RELAY"] = "off" if mode == "star" else "on"
+        b.neo("daemon", "stop", check=False)
+        for n in sizes:
+            ws = b.work / f"scale-{mode}-{n}"
+            shutil.copytree(src, ws, ignore=shutil.ignore_patterns("__pycache__", "labextension"))
+            b.config(n, 1)
+            b.neo("clusters")  # the controller is up before we read its CPU time
+            cpu0 = sum(b.controller().cpu_times()[:2])
+            reserve, rid = b.neo("reserve", "--gpus", str(n), "--nodes", str(n))
+            rid = rid.strip()
+            b.neo("sync", rid, cwd=ws)
+            b.neo("sync", rid, cwd=ws)  # builds the relay tree (once per warm connection set)
+            with open(ws / "core.py", "a") as f:
+                f.write("# scale edit\n")
+            sync, out = b.neo("sync", rid, "--json", cwd=ws)
+            report = json.loads(out)
+            assert report["changed"] == 1 and pods_hold(b.home, "core.py", "# scale edit")
+            run, _ = b.neo("run", "-r", rid, "--cmd", "true", cwd=ws)
+            status, _ = b.neo("status")
+            cpu = sum(b.controller().cpu_times()[:2]) - cpu0
+            row = {
+                "metric": f"scale N={n}",
+                "fan_out": mode,
+                "reserve_ms": round(reserve),
+                "edit_sync_ms": round(sync, 1),
+                "uplink_bytes": report["uplink_bytes"],
+                "run_true_ms": round(run, 1),
+                "status_ms": round(status, 1),
+                "controller_cpu_s": round(cpu, 2),
+                "load": load(),
+            }
+            rows.append(row)
+            print(row, flush=True)
+            b.neo("release", rid)
+    b.env.pop("NEO_SYNC_RELAY")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -120,14 +120,19 @@ class Core:
 
         return catalog(self.config.datasets, list(self.config.clusters))
 
-    async def explain(self, request: GangRequest) -> list[placement.Candidate]:
-        candidates = placement.evaluate(
+    def candidates(self, request: GangRequest) -> list[placement.Candidate]:
+        """Every cluster's verdict for ``request``, cheapest first, without contacting any cluster."""
+        return placement.evaluate(
             request,
             list(self.config.clusters),
             self.config.defaults.residency,
             datasets=self.config.dataset_map,
             transfer=self.config.transfer,
         )
+
+    async def explain(self, request: GangRequest) -> list[placement.Candidate]:
+        """The candidates with each feasible cluster's free GPUs (probes every one: for display)."""
+        candidates = self.candidates(request)
         for cand in candidates:
             if cand.rejected is None:
                 cand.free_gpus = await self.backend(cand.cluster.name).free_gpus()
@@ -137,7 +142,10 @@ class Core:
     async def reserve(self, request: GangRequest, progress: Progress = _quiet) -> Reservation:
         """Admit a gang all-or-nothing on the cheapest cluster that fits, falling over on no capacity."""
         await self.reconcile()
-        candidates = await self.explain(request)
+        # No capacity probe up front: allocation on each cluster, in placement order, is the probe
+        # (it raises NoCapacity holding nothing), so a cheaper cluster that fits never makes the
+        # controller import or contact the others' APIs.
+        candidates = self.candidates(request)
         feasible = [c for c in candidates if c.rejected is None]
         if not feasible:
             raise placement.no_fit_error(request, candidates, self.config.defaults.residency)

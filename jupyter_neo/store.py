@@ -58,6 +58,35 @@ P = ParamSpec("P")
 T = TypeVar("T")
 SIDECAR = "state.id"
 
+# path -> (dev, ino, descriptor): see _read_header
+_HEADER_FDS: dict[str, tuple[int, int, int]] = {}
+_HEADER_LOCK = threading.Lock()
+
+
+def _read_header(path: Path) -> bytes:
+    """The state file's first 100 bytes, through a descriptor this process keeps open.
+
+    Closing *any* descriptor of a file drops every POSIX lock the process holds on it, including
+    the shared lock by which sqlite tells other processes that this one still uses the WAL. A
+    header read that opened and closed the file (once per new thread's connection) let the next
+    process that closed its last connection delete the WAL under the resident controller, which
+    then wrote into the deleted file: its changes invisible to everyone else and lost at exit
+    (tests/test_store_locks.py). So the descriptor stays open while that file is in place.
+    """
+    key = str(path.absolute())
+    with _HEADER_LOCK:
+        st = os.stat(path)
+        held = _HEADER_FDS.get(key)
+        if held is None or held[:2] != (st.st_dev, st.st_ino):
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fst = os.fstat(fd)
+            if held is not None:  # a replaced file: its old inode's connections are being closed
+                os.close(held[2])
+            held = (fst.st_dev, fst.st_ino, fd)
+            _HEADER_FDS[key] = held
+        return os.pread(held[2], 100, 0)
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservations (
     id TEXT PRIMARY KEY,
@@ -187,8 +216,7 @@ class Store:
                 raise self.damaged(f"the file is {what} but {sidecar} shows it held state")
             return
         try:
-            with self.path.open("rb") as f:
-                header = f.read(100)
+            header = _read_header(self.path)
         except OSError as exc:
             raise StateError(
                 f"cannot read state store {self.path}: {exc.strerror}", "check NEO_HOME"
@@ -247,8 +275,14 @@ class Store:
             print(f"warning: {message}", file=sys.stderr, flush=True)
 
     def _tighten(self) -> None:
-        """Owner-only state (it holds every reservation's secret), whatever the umask or a chmod did."""
-        private_file(self.path)  # before sqlite creates it: WAL and SHM then get the same 0600
+        """Owner-only state (it holds every reservation's secret), whatever the umask or a chmod did.
+
+        By path, never through a descriptor of an existing file: closing one would drop this
+        process's sqlite locks on it (see :func:`_read_header`)."""
+        try:
+            os.chmod(self.path, FILE_MODE)
+        except FileNotFoundError:
+            private_file(self.path)  # before sqlite creates it: WAL and SHM then get the same 0600
         for suffix in ("-wal", "-shm"):
             with suppress(FileNotFoundError):
                 os.chmod(f"{self.path}{suffix}", FILE_MODE)
@@ -289,6 +323,9 @@ class Store:
         with self._conns_lock:
             shrank, self._size = size < self._size, size
             if key != self._key or shrank:
+                # Checked before the old connections close: closing the last one checkpoints its
+                # WAL into whatever file is there now, which would paper over a damaged one.
+                self._check_not_lost()
                 for old in self._all_conns:
                     with suppress(sqlite3.Error):
                         old.close()

@@ -9,8 +9,9 @@ The common case costs one round trip per pod: the request names the root the con
 the pod holds (``base``) and the root it must end at; the pod answers ``noop`` (already there),
 ``applied`` (with its new generation) or ``mismatch``. A mismatching pod (new, restarted, or cut
 off during an earlier sync) is repaired: it sends its manifest and the digests it holds, and
-gets exactly the difference. Fan-out is a star: every pod gets the same frame concurrently; see
-docs/sync.md for why relaying through pods does not pay at the sizes measured.
+gets exactly the difference. Fan-out is a star (every pod gets the same frame concurrently) on
+one machine; with relay fan-out on, the frame goes to the root of a relay tree of pods
+(:mod:`jupyter_neo.sync.tree`) and large content is pulled from the leader (docs/sync.md).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_neo.errors import AgentError, BackendError, InvalidRequest, NeoError
-from jupyter_neo.sync import files
+from jupyter_neo.sync import files, tree
 from jupyter_neo.sync.files import Ident, Swapped
 from jupyter_neo.sync.manifest import Entry, Manifest, Scanner, ScanResult, diff, hash_file, root_ident
 from jupyter_neo.sync.report import Change, PodSync, SyncError, SyncReport
@@ -101,6 +102,8 @@ class SyncOptions:
     relay: str = field(default_factory=lambda: _env_choice("NEO_SYNC_RELAY", "auto", ("auto", "on", "off")))
     relay_min_pods: int = field(default_factory=lambda: _env_int("NEO_SYNC_RELAY_PODS", 3))
     relay_min_bytes: int = field(default_factory=lambda: _env_mb("NEO_SYNC_RELAY_MB", 8))
+    # Children per pod in the relay tree that carries the sync frames (jupyter_neo.sync.tree).
+    relay_fanout: int = field(default_factory=tree.fanout_from_env)
 
 
 @dataclass
@@ -275,6 +278,7 @@ class GangSync:
         if not dry_run:
             self.scanner.commit(scan)
         conns = await self.core.connect(self.res)
+        uplink0 = sum(c.bytes_out for c in conns)
         mine = [a for k, a in self.scanner.acked.items() if k.startswith(self.res.id + "/")]
         generation = max((int(str(a[0])) for a in mine), default=0) + 1
         plan = _Plan(base, scan.manifest, scan.changes, blobs, generation)
@@ -282,13 +286,13 @@ class GangSync:
         relay_wanted = self.options.relay == "on" or (
             self.options.relay == "auto" and any(p.address not in LOOPBACK for p in self.res.pods)
         )
-        if (
-            relay_wanted
-            and not dry_run
-            and len(conns) >= self.options.relay_min_pods
-            and payload >= self.options.relay_min_bytes
-        ):
-            results = await self._relay_fan_out(conns, plan, dry_run, t0, say)
+        inline = all(b.source is None for b in blobs.values()) and payload <= self.options.frame_limit
+        if relay_wanted and not dry_run and len(conns) >= self.options.relay_min_pods:
+            # Large content: pulled from the leader; the frames (and small content): down the tree.
+            if payload >= self.options.relay_min_bytes or not inline:
+                results = await self._relay_fan_out(conns, plan, dry_run, t0, say)
+            else:
+                results = await self._tree_or_star(conns, plan, t0, say)
         else:
             results = await asyncio.gather(
                 *(
@@ -299,6 +303,7 @@ class GangSync:
         report.pods = list(results)
         self._repair_cache = {}
         report.bytes_sent = sum(p.bytes_sent for p in report.pods)
+        report.uplink_bytes = sum(c.bytes_out for c in conns) - uplink0
         if dry_run:
             report.noop = not scan.changes and all(p.root == report.root for p in report.pods)
         else:
@@ -431,10 +436,57 @@ class GangSync:
                 await conns[0].call("ws_relay_close", token=offer["token"])
         say(f"relay: the leader served {sum(relayed) / 2**20:.1f} MiB to {len(rest)} pod(s)")
         light = _Plan(plan.base, plan.new, plan.changes, {}, plan.generation)
-        others = await asyncio.gather(*(self._pod(p, c, light, dry_run, t0) for p, c in rest))
+        others = (await self._tree_or_star(conns, light, t0, say))[1:]  # the leader answers noop
         for out, got in zip(others, relayed, strict=True):
             out.relayed_bytes = got
         return [first, *others]
+
+    async def _star(self, conns: list[AgentConnection], plan: _Plan, t0: float) -> list[PodSync]:
+        pods = self.res.pods
+        return list(
+            await asyncio.gather(
+                *(self._pod(p, c, plan, False, t0) for p, c in zip(pods, conns, strict=True))
+            )
+        )
+
+    async def _tree_or_star(
+        self, conns: list[AgentConnection], plan: _Plan, t0: float, say: Progress
+    ) -> list[PodSync]:
+        """One ``ws_sync`` to the relay tree's root, which forwards it to every pod; the star if
+        there is no tree. A pod the tree did not bring to the new root is synced directly."""
+        pods = self.res.pods
+        tree_id = await tree.ensure(self.res.id, pods, conns, self.options.relay_fanout)
+        if tree_id is None:
+            return await self._star(conns, plan, t0)
+        try:
+            reply, sent = await self._send(conns[0], plan, full=False, extra={"tree": tree_id})
+        except NeoError as exc:
+            say(f"relay tree unavailable ({exc.message}); sending to every pod directly")
+            tree.broken(self.res.id, conns[0])
+            return await self._star(conns, plan, t0)
+        latency = (time.perf_counter() - t0) * 1000
+        got = {str(r.get("pod")): r for r in reply.get("results", []) if isinstance(r, dict)}
+        if any(p.name not in got for p in pods):
+            say("relay tree: some pods were not reached; sending to them directly")
+            tree.broken(self.res.id, conns[0])
+        out: list[PodSync | None] = []
+        retry: list[int] = []
+        for i, pod in enumerate(pods):
+            r = got.get(pod.name)
+            if r is None or r.get("status") not in ("applied", "noop") or r.get("root") != plan.new.root_hex:
+                out.append(None)
+                retry.append(i)
+                continue
+            done = PodSync(pod=pod.name, rank=pod.rank, status=str(r["status"]), latency_ms=latency)
+            done.generation, done.root = int(r["generation"]), str(r["root"])
+            done.bytes_sent = sent if i == 0 else 0
+            self.scanner.acked[self._pod_key(pod)] = [done.generation, done.root]
+            out.append(done)
+        direct = await asyncio.gather(*(self._pod(pods[i], conns[i], plan, False, t0) for i in retry))
+        for i, res in zip(retry, direct, strict=True):
+            out[i] = res
+        say(f"relay tree (fan-out {self.options.relay_fanout}): {len(pods) - len(retry)} pod(s) via the tree")
+        return [o for o in out if o is not None]
 
     # ------------------------------------------------------------------ transition
     async def _pod(self, pod: Pod, conn: AgentConnection, plan: _Plan, dry_run: bool, t0: float) -> PodSync:
@@ -489,7 +541,9 @@ class GangSync:
         blobs = {e.ref: self._repair_cache[e.ref] for e in wanted.values() if e.ref in self._repair_cache}
         return await self._send(conn, _Plan(pod_m, new, changes, blobs, generation), full=full)
 
-    async def _send(self, conn: AgentConnection, plan: _Plan, *, full: bool) -> tuple[dict[str, Any], int]:
+    async def _send(
+        self, conn: AgentConnection, plan: _Plan, *, full: bool, extra: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], int]:
         """One ``ws_sync`` (content first in ``ws_objects`` frames when it exceeds one frame)."""
         ops = [[p] if e is None else e.wire(p) for p, e in plan.changes.items()]
         ops_bytes = json.dumps(ops, separators=(",", ":")).encode("ascii") if ops else b""
@@ -518,6 +572,7 @@ class GangSync:
                 "full": full,
                 "ops_len": len(ops_bytes),
                 "blobs": [[b.digest, len(b.data), b.compressed, b.mode] for b in batch],
+                **(extra or {}),
             }
             payload = ops_bytes + b"".join(b.data for b in batch)
             reply = await conn.call("ws_sync", payload, **header)

@@ -48,6 +48,9 @@ class SyncReport(BaseModel):
     deleted: int = 0
     files: int = 0
     bytes_sent: int = 0
+    uplink_bytes: int = Field(
+        default=0, description="every byte the controller wrote to this gang's pod streams during the sync"
+    )
     hashed: int = 0
     scan_ms: float = 0.0
     total_ms: float = 0.0

@@ -27,7 +27,13 @@ EventCallback = Callable[[dict[str, Any], bytes], None]
 class AgentConnection:
     """One open connection; use :meth:`open` to create it."""
 
+    # Bytes of request frames written to pod streams by this process, all connections together
+    # (the controller's uplink; ``bytes_out`` is this connection's share). Read by the sync report
+    # and ``neo daemon status`` so a benchmark can see what one edit costs the uplink.
+    total_bytes_out = 0
+
     def __init__(self, stream: ByteStream, hello: dict[str, Any], name: str) -> None:
+        self.bytes_out = 0
         self.stream = stream
         self.hello = hello
         self.name = name
@@ -151,7 +157,10 @@ class AgentConnection:
         future: asyncio.Future[tuple[dict[str, Any], bytes]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = (future, on_event)
         try:
-            self.stream.writer.write(wire.encode({"id": rid, "op": op, **fields}, payload))
+            frame = wire.encode({"id": rid, "op": op, **fields}, payload)
+            self.bytes_out += len(frame)
+            AgentConnection.total_bytes_out += len(frame)
+            self.stream.writer.write(frame)
             await self.stream.writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             self._pending.pop(rid, None)

@@ -188,6 +188,9 @@ MALFORMED = [
     ("ws_object_part", {"digest": "0" * 64, "mode": 420, "offset": 5, "total": 1}),
     ("ws_relay_fetch", {"host": "127.0.0.1", "port": "80", "token": "t", "want": []}),
     ("ws_relay_fetch", {"host": "127.0.0.1", "port": 80, "token": "t", "want": [["../../x", 420]]}),
+    ("ws_relay_serve", {"host": "127.0.0.1", "ttl": 10**9}),
+    ("ws_relay_children", {"tree": "t", "children": "pod-1"}),
+    ("ws_relay_children", {"tree": "t", "children": [{"pod": "p", "host": "h", "port": 0, "token": "t"}]}),
 ]
 
 

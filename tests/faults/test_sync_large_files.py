@@ -48,6 +48,8 @@ def _sync_measured(neo: Neo, res: Reservation, ws: Path) -> tuple[subprocess.Com
         ("NEO_SYNC_MAX_FILE_MB", "nan"),
         ("NEO_SYNC_MAX_FILE_MB", "-1"),
         ("NEO_SYNC_RELAY", "sometimes"),
+        ("NEO_SYNC_RELAY_FANOUT", "0"),
+        ("NEO_SYNC_RELAY_FANOUT", "four"),
     ],
 )
 def test_a_bad_sync_setting_is_one_line(
