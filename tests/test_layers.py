@@ -27,7 +27,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SURFACES = [
     *sorted((ROOT / "jupyter_neo" / "cli").glob("*.py")),
+    *sorted((ROOT / "jupyter_neo" / "server").glob("*.py")),
     ROOT / "jupyter_neo" / "magics.py",
+    ROOT / "jupyter_neo" / "px_magics.py",
     ROOT / "jupyter_neo" / "kernel_surface.py",
     ROOT / "jupyter_neo" / "widgets.py",
 ]

@@ -79,6 +79,15 @@ class Api:
         self.core = core
         self.changed = changed
 
+    @classmethod
+    def in_process(cls, changed: Changed = _no_change) -> Api:
+        """The verbs on a core of the calling process, for a surface that cannot use the controller
+        (``NEO_CONTROLLER=off``, a controller with another environment): surfaces never build a
+        core themselves (tests/test_layers.py)."""
+        from jupyter_neo.config import load_config
+
+        return cls(Core(load_config()), changed)
+
     async def call(self, verb: str, params: dict[str, Any], emit: Emit | None = None) -> Any:
         """Run one verb; the one place where a verb name becomes a core call."""
         method = VERBS.get(verb)

@@ -54,10 +54,7 @@ class NeoManager:
     def api(self) -> Api:
         """The in-process verbs (``NEO_CONTROLLER=off``, or a controller that cannot serve us)."""
         if self._api is None:
-            from jupyter_neo.config import load_config
-            from jupyter_neo.core import Core
-
-            self._api = Api(Core(load_config()), self.changed)
+            self._api = Api.in_process(self.changed)
             self.feed = ChangeFeed(self._api.core, self.changed)
         return self._api
 
