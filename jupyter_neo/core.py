@@ -647,6 +647,11 @@ class Core:
         command's reconcile may meet the background one, and must see its outcome, not race it.
         """
         if self._reconciled and not force:
+            if self._reconcile_lock.locked():
+                # One is in progress (the controller's adoption at start, or its maintenance):
+                # this command must see its outcome, not the store before it.
+                async with self._reconcile_lock:
+                    pass
             return
         self._reconciled = True
         async with self._reconcile_lock:
