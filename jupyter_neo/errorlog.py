@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import traceback
 from pathlib import Path
 
@@ -37,3 +38,16 @@ def report(exc: BaseException, where: str) -> str:
     except OSError as err:
         where_logged = f"the traceback could not be written to {path}: {err.strerror or err}"
     return f"unexpected error: {summary} ({where_logged}); please report it"
+
+
+INTERRUPTED = "interrupted: whatever was starting or running was stopped"
+
+
+def command_ended_by(exc: BaseException, argv: list[str]) -> int:
+    """The last word of a ``neo`` command that something escaped (in the thin client or wherever
+    the command ran): Ctrl-C as exit 130, anything else as one line whose traceback is logged."""
+    if isinstance(exc, KeyboardInterrupt):
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    print(f"error: {report(exc, 'neo ' + ' '.join(argv))}", file=sys.stderr)
+    return 1

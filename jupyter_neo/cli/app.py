@@ -37,14 +37,10 @@ def execute(argv: list[str], make_client: Callable[[], Client], cwd: str | None 
     except NeoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: whatever was starting or running was stopped", file=sys.stderr)
-        return 130
-    except Exception as exc:  # the catch-all: one line for the user, the traceback to a file
-        from jupyter_neo.errorlog import report
+    except (KeyboardInterrupt, Exception) as exc:  # the catch-all: one line, the traceback to a file
+        from jupyter_neo.errorlog import command_ended_by
 
-        print(f"error: {report(exc, 'neo ' + ' '.join(argv))}", file=sys.stderr)
-        return 1
+        return command_ended_by(exc, argv)
 
 
 def main_in_process(argv: list[str] | None = None) -> int:

@@ -20,14 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return _main(argv)
-    except KeyboardInterrupt:
-        print("interrupted: whatever was starting or running was stopped", file=sys.stderr)
-        return 130
-    except Exception as exc:  # the catch-all: one line for the user, the traceback to a file
-        from jupyter_neo.errorlog import report
+    except (KeyboardInterrupt, Exception) as exc:  # the catch-all: one line, the traceback to a file
+        from jupyter_neo.errorlog import command_ended_by
 
-        print(f"error: {report(exc, 'neo ' + ' '.join(argv))}", file=sys.stderr)
-        return 1
+        return command_ended_by(exc, argv)
 
 
 def _main(argv: list[str]) -> int:

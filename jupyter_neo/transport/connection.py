@@ -80,9 +80,8 @@ class AgentConnection:
             await writer.drain()
             line = await reader.readline()
         if line != b"READY\n":
-            stderr_done = getattr(stream, "stderr_done", None)
-            if not line and stderr_done is not None:
-                await stderr_done(1.0)
+            if not line:
+                await stream.stderr_done(1.0)
             refused = [ln for ln in stream.stderr_tail().splitlines() if ln.startswith("neo-agent: refusing")]
             if refused:  # the stub would not trust the pod's agent directory (boot.GUARD)
                 raise BackendError(f"{name}: {refused[-1].removeprefix('neo-agent: ')}")

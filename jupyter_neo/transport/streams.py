@@ -26,6 +26,10 @@ class ByteStream(Protocol):
 
     def stderr_tail(self) -> str: ...
 
+    async def stderr_done(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until the stream's stderr is read to its end, so that
+        :meth:`stderr_tail` holds a process's last words after its stdout ended."""
+
 
 class UnixSocketStream:
     """A direct connection to a resident agent's unix socket (pods on this machine).
@@ -62,6 +66,9 @@ class UnixSocketStream:
 
     def stderr_tail(self) -> str:
         return ""
+
+    async def stderr_done(self, timeout: float) -> None:
+        return None  # no stderr: an agent's socket
 
     def describe(self) -> str:
         return self.label

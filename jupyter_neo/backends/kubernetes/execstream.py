@@ -145,6 +145,9 @@ class ExecStream:
     def describe(self) -> str:
         return self.label
 
+    async def stderr_done(self, timeout: float) -> None:
+        return None  # stderr frames arrive on the same websocket, before the end of stdout
+
     def stderr_tail(self) -> str:
         text = b"".join(self._stderr).decode(errors="replace")
         if self._error:
