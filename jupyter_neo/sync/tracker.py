@@ -15,6 +15,13 @@ Correctness rests on three rules:
   (the set of watched directories depends on them), a watch limit hit, or a barrier that did not
   come back all make :meth:`take` return None, and the caller does a full, correct scan after
   the watches are rebuilt (rebuilt first, so nothing between the two is missed).
+- **One descriptor per rebuild, and only the current one counts.** A rebuild stops the old
+  descriptor (its reader thread, its watches) and starts a new one. Events the old reader thread
+  had already read are delivered after that; watch descriptor numbers restart at 1 in every
+  inotify instance, so such an event would name a directory of the *new* set (a stale
+  "deleted" event would drop a live directory's watch, and its later edits would be missed).
+  Each descriptor's events therefore go through its own :class:`_Watches`, and a tracker acts
+  only on the current one's.
 - **A read that was not committed is given back** (:meth:`give_back`): a dry run or a failed
   sync must not lose the paths it consumed.
 
@@ -60,6 +67,29 @@ except (ImportError, OSError, AttributeError):  # not Linux, or no usable libc i
     AVAILABLE = False
 
 
+class _Watches:
+    """One inotify descriptor's watches for a tracker (the callback watchdog's reader thread calls).
+
+    Kept apart from the tracker so that events from a replaced descriptor, still being delivered
+    by its reader thread, can be told from the current one's and ignored.
+    """
+
+    def __init__(self, tracker: ChangeTracker, fd: Any) -> None:
+        self.tracker = tracker
+        self.fd = fd
+        self.dirs: dict[int, str] = {}  # watch descriptor -> directory, relative ("" = root)
+        self.sentinel_wd = -1
+
+    def on_event(self, event: Any) -> None:
+        self.tracker._on_event(self, event)
+
+    def on_watch_deleted(self, wd: int) -> None:
+        self.tracker._on_watch_deleted(self, wd)
+
+    def on_queue_overflow(self) -> None:
+        self.tracker._on_queue_overflow(self)
+
+
 class ChangeTracker:
     """Workspace-relative paths changed under ``root`` since the last :meth:`take`."""
 
@@ -71,26 +101,24 @@ class ChangeTracker:
         self._lock = threading.Lock()
         self._dirty: set[str] = set()
         self._lost = True  # nothing is known before the first (full) scan
-        self._dirs: dict[int, str] = {}  # watch descriptor -> directory, relative ("" = root)
-        self._sentinel_wd = -1
         self._arrived = threading.Event()
-        self._fd: Any = None
-        self._dir_id = CallbackId(id(self) * 2) if AVAILABLE else 0
-        self._sentinel_id = CallbackId(id(self) * 2 + 1) if AVAILABLE else 0
+        self._watches: _Watches | None = None  # the current descriptor's; None before the first take
         self.full_scans = 0  # how often take() answered None (tests and status)
 
     # ------------------------------------------------------------------ watchdog callbacks
-    def on_event(self, event: Any) -> None:
-        if event.wd == self._sentinel_wd:
-            self._arrived.set()
-            return
+    def _on_event(self, watches: _Watches, event: Any) -> None:
         with self._lock:
-            base = self._dirs.get(event.wd)
+            if watches is not self._watches:
+                return  # a replaced descriptor's event, delivered late
+            if event.wd == watches.sentinel_wd:
+                self._arrived.set()
+                return
+            base = watches.dirs.get(event.wd)
             if base is None:
                 return
             if not event.name:  # the watched directory itself was deleted or moved
                 if event.is_delete_self or event.is_move_self:
-                    self._dirs.pop(event.wd, None)
+                    watches.dirs.pop(event.wd, None)
                     if base == "":
                         self._lost = True
                     else:
@@ -104,22 +132,25 @@ class ChangeTracker:
                 if event.is_moved_from:
                     self._lost = True  # descriptors below it now name another path
                 elif (event.is_create or event.is_moved_to) and self.rules.reason(rel, True) is None:
-                    self._watch_tree(rel, ignore=True)
+                    self._watch_tree(watches, rel)
 
-    def on_watch_deleted(self, wd: int) -> None:
+    def _on_watch_deleted(self, watches: _Watches, wd: int) -> None:
         with self._lock:
-            self._dirs.pop(wd, None)
-            if wd == self._sentinel_wd:
+            if watches is not self._watches:
+                return
+            watches.dirs.pop(wd, None)
+            if wd == watches.sentinel_wd:
                 self._lost = True
 
-    def on_queue_overflow(self) -> None:
+    def _on_queue_overflow(self, watches: _Watches) -> None:
         with self._lock:
-            self._lost = True
+            if watches is self._watches:
+                self._lost = True
 
     # ------------------------------------------------------------------ reading
     def take(self) -> set[str] | None:
         """The changed paths since the last call; None when unknown (scan everything)."""
-        if self._fd is None or self._lost or not self._barrier():
+        if self._watches is None or self._lost or not self._barrier():
             self._rebuild()
             return None
         with self._lock:
@@ -142,19 +173,19 @@ class ChangeTracker:
                 self._dirty |= paths
 
     def close(self) -> None:
-        """Remove this tracker's watches from the shared descriptor."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
+        """Stop this tracker's descriptor: its watches, its reader thread and the descriptor itself.
+
+        Every rebuild calls this, so a long-lived controller whose user renames directories does
+        not collect inotify instances (128 per user by default) and reader threads.
+        """
         with self._lock:
-            mine = [(wd, self._dir_id) for wd in self._dirs]
-            self._dirs = {}
-        if self._sentinel_wd >= 0:
-            mine.append((self._sentinel_wd, self._sentinel_id))
-            self._sentinel_wd = -1
-        with warnings.catch_warnings(), contextlib.suppress(Exception):
-            warnings.simplefilter("ignore", RuntimeWarning)
-            fd.remove_callbacks(mine)
+            watches, self._watches = self._watches, None
+        if watches is not None:
+            with warnings.catch_warnings(), contextlib.suppress(Exception):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                watches.fd.stop()  # removes every watch; the reader thread closes the descriptor
+                if watches.fd is not threading.current_thread():
+                    watches.fd.join(BARRIER_TIMEOUT)
 
     # ------------------------------------------------------------------ internals
     def _barrier(self) -> bool:
@@ -170,28 +201,32 @@ class ChangeTracker:
         self.full_scans += 1
         self.close()
         with self._lock:
-            self._dirty, self._dirs, self._lost = set(), {}, False
+            self._dirty, self._lost = set(), False
         if not AVAILABLE:
             self._lost = True
             return
+        fd = None
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             Path(self.sentinel).touch()
             fd = InotifyFD()
             fd.start()
-            self._fd = fd
-            self._sentinel_wd = fd.add_callback(
-                os.fsencode(self.sentinel), _SENTINEL_MASK, self, CallbackId(0)
-            )
+            watches = _Watches(self, fd)
             with self._lock:
-                self._watch_tree("", ignore=True)
+                self._watches = watches
+                watches.sentinel_wd = fd.add_callback(
+                    os.fsencode(self.sentinel), _SENTINEL_MASK, watches, CallbackId(0)
+                )
+                self._watch_tree(watches, "")
         except OSError:  # watch limit (ENOSPC), no inotify: walk every time
             self.close()
+            if fd is not None:
+                fd.stop()
             with self._lock:
                 self._lost = True
 
-    def _watch_tree(self, top: str, *, ignore: bool) -> None:
-        """Watch ``top`` and every directory below it (skipping ignored ones when ``ignore``).
+    def _watch_tree(self, watches: _Watches, top: str) -> None:
+        """Watch ``top`` and every directory below it that the rules do not ignore.
 
         Called with the lock held, from take() or from the reader thread for a new directory
         (whose content, created before its watch, is covered by its own path being dirty: the
@@ -204,12 +239,12 @@ class ChangeTracker:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # a re-used descriptor
-                    wd = self._fd.add_callback(os.fsencode(full), _MASK, self, self._dir_id)
+                    wd = watches.fd.add_callback(os.fsencode(full), _MASK, watches, CallbackId(1))
             except OSError as exc:
                 if rel == "" or exc.errno not in (2, 20):  # ENOENT/ENOTDIR: gone meanwhile
                     self._lost = True
                 continue
-            self._dirs[wd] = rel
+            watches.dirs[wd] = rel
             try:
                 with os.scandir(full) as it:
                     subdirs = [e.name for e in it if e.is_dir(follow_symlinks=False)]
@@ -217,6 +252,6 @@ class ChangeTracker:
                 continue
             for name in subdirs:
                 child = f"{rel}/{name}" if rel else name
-                if ignore and self.rules.reason(child, True) is not None:
+                if self.rules.reason(child, True) is not None:
                     continue
                 stack.append(child)
