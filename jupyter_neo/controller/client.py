@@ -9,11 +9,10 @@ When no controller can serve (``NEO_CONTROLLER=off``, an unusable ``$NEO_HOME``,
 
 from __future__ import annotations
 
+import _socket
 import errno
 import fcntl
 import os
-import signal
-import socket
 import stat
 import sys
 import time
@@ -23,6 +22,10 @@ from jupyter_neo.controller import wire
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Any
+
+# The C modules under ``socket`` and ``signal``: those wrap every constant in an enum at import
+# (~7 ms of a command that otherwise costs the interpreter's start and one round trip).
+_signal: Any = __import__("_signal")
 
 START_TIMEOUT = 60.0
 TERMINAL_VARS = ("TERM", "COLORTERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "XDG_CONFIG_HOME")
@@ -40,7 +43,7 @@ def home_dir() -> str:
     home = os.environ.get("NEO_HOME")
     if home:
         return os.path.abspath(home)
-    import platformdirs  # only without NEO_HOME (a few ms)
+    import platformdirs  # only without NEO_HOME (a few ms; its rules are not ours to copy)
 
     return str(platformdirs.user_data_dir("jupyter-neo"))
 
@@ -72,9 +75,9 @@ def check_owner(path: str) -> bool:
     return True
 
 
-def _connect_unix(path: str) -> socket.socket:
+def _connect_unix(path: str) -> _socket.socket:
     """Connect, also when the path is longer than sun_path allows (via the directory's /proc fd)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         if len(os.fsencode(path)) < 100:
             sock.connect(path)
@@ -90,7 +93,7 @@ def _connect_unix(path: str) -> socket.socket:
     return sock
 
 
-def try_connect(home: str) -> socket.socket | None:
+def try_connect(home: str) -> _socket.socket | None:
     """A connection to a live controller, or None when none is listening."""
     path = path_in(home, wire.SOCKET)
     if not check_owner(path):
@@ -140,7 +143,7 @@ def _spawn(home: str) -> Any:
         os.close(log)
 
 
-def connect(home: str, start: bool = True) -> socket.socket:
+def connect(home: str, start: bool = True) -> _socket.socket:
     """A connection to the controller of ``home``, starting one (exactly one) if needed."""
     sock = try_connect(home)
     if sock is not None or not start:
@@ -180,7 +183,7 @@ def connect(home: str, start: bool = True) -> socket.socket:
         os.close(lock)
 
 
-def hello(sock: socket.socket) -> dict[str, Any]:
+def hello(sock: _socket.socket) -> dict[str, Any]:
     msg = wire.recv(sock)
     if msg is None or msg.get("type") != "hello":
         raise Unavailable("the controller closed the connection")
@@ -240,7 +243,7 @@ def run_command(argv: list[str]) -> int:
         sock.close()
 
 
-def _relay(sock: socket.socket) -> int:
+def _relay(sock: _socket.socket) -> int:
     """Print the streamed output until the exit frame; Ctrl-C cancels this request only."""
     cancelled: list[bool] = []
 
@@ -253,7 +256,7 @@ def _relay(sock: socket.socket) -> int:
         except OSError:
             pass
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = _signal.signal(_signal.SIGINT, on_sigint)
     try:
         while True:
             msg = wire.recv(sock)
@@ -281,4 +284,4 @@ def _relay(sock: socket.socket) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _signal.signal(_signal.SIGINT, previous)

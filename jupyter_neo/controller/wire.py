@@ -6,14 +6,14 @@ A frame is a 4-byte big-endian length and a UTF-8 JSON object with a ``type``. B
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import struct
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the thin CLI's start-up)
 if TYPE_CHECKING:
+    import _socket
     import asyncio
+    from collections.abc import Callable
     from typing import Any
 
 PROTOCOL = 2
@@ -42,23 +42,79 @@ def env_fingerprint(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     }
 
 
+class _ScanContext:
+    """What CPython's C JSON scanner reads from a decoder: ``json.JSONDecoder``'s defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    array_hook = None  # read from Python 3.15 on
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # "NaN", "Infinity", "-Infinity", as json.loads takes them
+
+
+def _codec() -> tuple[Callable[[Any], str], Callable[[str], Any]]:
+    """JSON text from and to Python objects, the same as ``json.dumps(separators=(",", ":"),
+    default=str)`` and ``json.loads``, but from the C accelerator ``_json`` directly.
+
+    Why: ``import json`` compiles regular expressions (``re``) at import, ~5 ms of the thin CLI's
+    start, which otherwise imports next to nothing. The C encoder and scanner are what ``json``
+    itself runs; they are checked on a sample here, and ``json`` is used when they are absent or
+    behave otherwise (another Python implementation or version).
+    """
+    try:
+        import _json
+
+        encoder = _json.make_encoder(
+            None, str, _json.encode_basestring_ascii, None, ":", ",", False, False, True
+        )
+        scanner = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
+
+        def dumps(obj: Any) -> str:
+            return "".join(encoder(obj, 0))
+
+        def loads(text: str) -> Any:
+            text = text.strip(" \t\n\r")
+            try:
+                obj, end = scanner(text, 0)
+            except StopIteration as exc:
+                raise ValueError(f"invalid JSON at character {exc.value}") from None
+            if end != len(text):
+                raise ValueError(f"extra data after JSON at character {end}")
+            return obj
+
+        sample = {"a": ["\u00fc\udcff\n", 1, 2.5, None, True, False, {}], "b": -1e300}
+        text = '{"a":["\\u00fc\\udcff\\n",1,2.5,null,true,false,{}],"b":-1e+300}'
+        if dumps(sample) == text and loads(text) == sample:
+            return dumps, loads
+    except (ImportError, TypeError, ValueError, AttributeError):
+        pass
+    import json
+
+    return (lambda obj: json.dumps(obj, separators=(",", ":"), default=str)), json.loads
+
+
+_dumps, _loads = _codec()
+
+
 def encode(msg: dict[str, Any]) -> bytes:
-    data = json.dumps(msg, separators=(",", ":"), default=str).encode("utf-8", "surrogateescape")
+    data = _dumps(msg).encode("utf-8", "surrogateescape")
     return _LEN.pack(len(data)) + data
 
 
 def _decode(data: bytes) -> dict[str, Any]:
-    msg = json.loads(data.decode("utf-8", "surrogateescape"))
+    msg = _loads(data.decode("utf-8", "surrogateescape"))
     if not isinstance(msg, dict):
         raise ValueError("frame is not a JSON object")
     return msg
 
 
-def send(sock: socket.socket, msg: dict[str, Any]) -> None:
+def send(sock: _socket.socket, msg: dict[str, Any]) -> None:
     sock.sendall(encode(msg))
 
 
-def recv(sock: socket.socket) -> dict[str, Any] | None:
+def recv(sock: _socket.socket) -> dict[str, Any] | None:
     """The next frame, or None at end of stream."""
     head = _recv_exact(sock, _LEN.size)
     if head is None:
@@ -72,7 +128,7 @@ def recv(sock: socket.socket) -> dict[str, Any] | None:
     return _decode(body)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+def _recv_exact(sock: _socket.socket, n: int) -> bytes | None:
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
