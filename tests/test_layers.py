@@ -227,3 +227,14 @@ def test_the_thin_cli_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"the thin client imported {out.strip()}"
+
+
+def test_a_forwarded_command_imports_no_stdlib_wrapper_it_can_do_without() -> None:
+    """json (its import compiles ``re`` patterns), socket and signal (enum-wrapped constants) cost
+    ~12 ms together; a forwarded command needs only their C modules (docs/protocol.md)."""
+    avoid = ["json", "re", "socket", "signal", "enum", "typing"]
+    code = f"import sys, jupyter_neo.cli.main, jupyter_neo.controller.client\nprint([m for m in {avoid!r} if m in sys.modules])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    ).stdout
+    assert out.strip() == "[]", f"the per-command path imported {out.strip()}"
