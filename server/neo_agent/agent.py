@@ -746,13 +746,16 @@ class Agent:
             self.stopping = asyncio.ensure_future(self._stop(reason, purge))
 
     async def _stop(self, reason: str, purge: bool) -> None:
+        # The record comes first, before the socket closes: a controller that sees its stream
+        # drop and reconnects must find the pod ended (the boot stub then refuses to start a new
+        # agent here, and reconcile reports why) rather than an empty directory to revive.
+        with contextlib.suppress(OSError):
+            self._write_json("exit.json", {"reason": reason, "time": _now()})
         if self.server is not None:
             self.server.close()
         await self.stop_processes(reason="pod stopping: %s" % reason)
         if self.cgroups is not None:
             self.cgroups.close()
-        with contextlib.suppress(OSError):
-            self._write_json("exit.json", {"reason": reason, "time": _now()})
         try:
             os.unlink(os.path.join(self.dir, "agent.sock"))
         except OSError:

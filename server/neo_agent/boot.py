@@ -85,6 +85,22 @@ def _connect(agent_dir: str) -> "socket.socket | None":
         return None
 
 
+def _ended() -> "str | None":
+    """Why the agent of this directory (the cwd) stopped, if it stopped by itself or was released.
+
+    An agent writes ``exit.json`` before it closes its socket, so a stream opened while the pod
+    ends (a controller re-opening a dropped connection) finds it and starts nothing: a new agent
+    here would hold no lease and no reservation, an orphan on the node.
+    """
+    import json
+
+    try:
+        with open("exit.json") as f:
+            return str(json.load(f).get("reason") or "stopped")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def ensure_agent(agent_dir: str, zip_path: str) -> socket.socket:
     """Connect to the resident agent, starting it first if none answers (one starter at a time)."""
     os.chdir(agent_dir)
@@ -98,6 +114,10 @@ def ensure_agent(agent_dir: str, zip_path: str) -> socket.socket:
         sock = _connect(agent_dir)
         if sock is not None:
             return sock
+        ended = _ended()
+        if ended is not None:
+            sys.stderr.write("neo-agent: refusing to start an agent in a pod that ended (%s)\n" % ended)
+            raise SystemExit(5)
         with open("agent.log", "ab") as log:
             subprocess.Popen(
                 [sys.executable, zip_path, "serve", agent_dir],

@@ -274,7 +274,10 @@ def pod_state(pod_dir: str, lease_dir: str, rid: str) -> Dict[str, Any]:
         for s, lease in gpu_leases.read(lease_dir).items()
         if lease.get("reservation") == rid and float(lease.get("expires", 0)) > now
     ]
-    reason = (gpu_leases.read_json(_exit_file(pod_dir)) or {}).get("reason")
+    # The keeper's record once it has cleaned up; the agent's own while the pod is still ending.
+    reason = (gpu_leases.read_json(_exit_file(pod_dir)) or {}).get("reason") or (
+        gpu_leases.read_json(os.path.join(pod_dir, "agent", "exit.json")) or {}
+    ).get("reason")
     return {"leases": live, "running": bool(procs_under(pod_dir)), "reason": reason}
 
 

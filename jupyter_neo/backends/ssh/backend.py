@@ -261,6 +261,7 @@ class SshBackend(NodeDirBackend):
             return pod, doc
 
         for pod, doc in await asyncio.gather(*(state(p) for p in res.pods)):
-            if doc is not None and not doc.get("leases") and not doc.get("running"):
+            # Ended: its agent recorded why (it is stopping, or has), or nothing of it is left.
+            if doc is not None and (doc.get("reason") or (not doc.get("leases") and not doc.get("running"))):
                 return f"{doc.get('reason') or 'its agent and leases are gone'} (host {handle_of(pod, SshHandle).host})"
         return None
