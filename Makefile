@@ -90,9 +90,11 @@ fmt: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff format jupyter_neo server tests bench examples
 	cd $(LAB) && $(JLPM) lint
 
-## test: lint first, then jest, then every pytest test (the browser test included)
+## test: lint first, then jest, then every pytest test (the browser test included), on
+## PYTEST_WORKERS processes: the real engines' tests in one worker (tests/conftest.py's scheduler)
+PYTEST_WORKERS ?= 2
 test: deps k8s-harness lint jest $(LAB_BUILT) $(UI_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'

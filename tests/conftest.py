@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 import pytest
@@ -74,6 +74,57 @@ class Neo:
         from jupyter_neo.config import load_config
 
         return Client(load_config(self.config if self.config.exists() else None, self.home))
+
+
+# Tests on the real engines share one machine-wide instance each (the Slurm cluster and sshd in
+# network namespaces, the Kubernetes cluster): started by a session fixture, stopped at its end.
+# ``make test`` runs two pytest-xdist workers; the files below run in one worker, in order, so no
+# two workers start, use or stop an engine at once, and the rest spreads over both. The browser
+# test is a unit of its own (the heaviest single user of the CPU). A scheduler, not
+# ``xdist_group`` marks: xdist 3.8 writes a group into ``item._nodeid``, which pytest 9 no longer
+# reads, so marked groups are silently ignored there.
+ENGINE_FIXTURES = {"slurm_cluster", "ssh_fleet", "kube_cluster"}
+ENGINE_FILES = {
+    "tests/faults/test_slurm_runs.py",
+    "tests/test_datasets_slurm.py",
+    "tests/test_estate_failover.py",
+    "tests/test_slurm_backend.py",
+    "tests/test_slurm_harness.py",
+    "tests/test_slurm_over_ssh.py",
+    "tests/test_slurm_run.py",
+    "tests/test_ssh_fleet.py",
+}
+
+
+def work_unit(nodeid: str) -> str:
+    """The scheduling unit of a test: ``engines``, ``browser``, or the test itself."""
+    path = nodeid.split("::", 1)[0]
+    if path in ENGINE_FILES or path.startswith("tests/k8s_real/"):
+        return "engines"
+    return "browser" if path == "tests/test_sidebar_browser.py" else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EngineUnits(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return EngineUnits(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    stray = sorted(
+        {i.nodeid.split("::", 1)[0] for i in items if ENGINE_FIXTURES & set(getattr(i, "fixturenames", ()))}
+        - ENGINE_FILES
+    )
+    stray = [p for p in stray if not p.startswith("tests/k8s_real/")]
+    if stray:
+        raise pytest.UsageError(
+            f"{', '.join(stray)} use a real engine: add them to ENGINE_FILES in tests/conftest.py "
+            "(so they never run beside another engine test in a second worker)"
+        )
 
 
 @pytest.fixture
