@@ -104,6 +104,7 @@ def work_unit(nodeid: str) -> str:
     return "browser" if path == "tests/test_sidebar_browser.py" else nodeid
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
