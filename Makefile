@@ -25,6 +25,9 @@ LAB_SRC    := $(shell find $(LAB)/src $(LAB)/style -type f -not -path '*/__tests
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# A built sidebar already holds a copy of install.json, which the wheel's shared-data maps
+	# too: hatchling refuses the second file, so a re-install after a pyproject.toml change failed.
+	rm -f jupyter_neo/labextension/install.json
 	$(BIN)/pip install -q -e '.[test]'
 	# The CPU build of torch (a pinned release; an unpinned one pulls a multi-GB CUDA build).
 	$(BIN)/pip install -q 'torch==2.13.0' numpy
