@@ -117,10 +117,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     stray = sorted(
-        {i.nodeid.split("::", 1)[0] for i in items if ENGINE_FIXTURES & set(getattr(i, "fixturenames", ()))}
-        - ENGINE_FILES
+        {
+            i.nodeid.split("::", 1)[0]
+            for i in items
+            if ENGINE_FIXTURES & set(getattr(i, "fixturenames", ())) and work_unit(i.nodeid) != "engines"
+        }
     )
-    stray = [p for p in stray if not p.startswith("tests/k8s_real/")]
     if stray:
         raise pytest.UsageError(
             f"{', '.join(stray)} use a real engine: add them to ENGINE_FILES in tests/conftest.py "

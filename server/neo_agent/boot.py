@@ -85,20 +85,18 @@ def _connect(agent_dir: str) -> "socket.socket | None":
         return None
 
 
-def _ended() -> "str | None":
-    """Why the agent of this directory (the cwd) stopped, if it stopped by itself or was released.
+def exit_reason(agent_dir: str) -> "str | None":
+    """Why the agent of ``agent_dir`` stopped (its ``exit.json``), or None if it never did.
 
-    An agent writes ``exit.json`` before it closes its socket, so a stream opened while the pod
-    ends (a controller re-opening a dropped connection) finds it and starts nothing: a new agent
-    here would hold no lease and no reservation, an orphan on the node.
+    An agent writes the record before it closes its socket, so a stream opened while the pod ends
+    (a controller re-opening a dropped connection) finds it and starts nothing (a new agent there
+    would hold no lease and no reservation: an orphan on the node), and the keeper's reconcile
+    answer names the reason while the pod is still stopping.
     """
-    import json
+    from neo_agent.gpu_leases import read_json
 
-    try:
-        with open("exit.json") as f:
-            return str(json.load(f).get("reason") or "stopped")
-    except (OSError, ValueError, AttributeError):
-        return None
+    record = read_json(os.path.join(agent_dir, "exit.json"))
+    return None if record is None else str(record.get("reason") or "stopped")
 
 
 def ensure_agent(agent_dir: str, zip_path: str) -> socket.socket:
@@ -114,7 +112,7 @@ def ensure_agent(agent_dir: str, zip_path: str) -> socket.socket:
         sock = _connect(agent_dir)
         if sock is not None:
             return sock
-        ended = _ended()
+        ended = exit_reason(os.curdir)  # the cwd is the agent directory (chdir above)
         if ended is not None:
             sys.stderr.write("neo-agent: refusing to start an agent in a pod that ended (%s)\n" % ended)
             raise SystemExit(5)

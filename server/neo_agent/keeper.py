@@ -34,6 +34,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from neo_agent import gpu_leases
+from neo_agent.boot import exit_reason
 
 START_TIMEOUT = 30.0
 TICK = 0.5
@@ -182,9 +183,7 @@ class Keeper:
         kill_all(procs_under(self.pod_dir), 3.0)
         with contextlib.suppress(OSError):
             gpu_leases.give(self.lease_dir, self.rid)
-        reason = self.reason or str(
-            (gpu_leases.read_json(os.path.join(self.agent_dir, "exit.json")) or {}).get("reason", "")
-        )
+        reason = self.reason or exit_reason(self.agent_dir) or ""
         exits = _exit_file(self.pod_dir)
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(exits), exist_ok=True)
@@ -275,9 +274,9 @@ def pod_state(pod_dir: str, lease_dir: str, rid: str) -> Dict[str, Any]:
         if lease.get("reservation") == rid and float(lease.get("expires", 0)) > now
     ]
     # The keeper's record once it has cleaned up; the agent's own while the pod is still ending.
-    reason = (gpu_leases.read_json(_exit_file(pod_dir)) or {}).get("reason") or (
-        gpu_leases.read_json(os.path.join(pod_dir, "agent", "exit.json")) or {}
-    ).get("reason")
+    reason = (gpu_leases.read_json(_exit_file(pod_dir)) or {}).get("reason") or exit_reason(
+        os.path.join(pod_dir, "agent")
+    )
     return {"leases": live, "running": bool(procs_under(pod_dir)), "reason": reason}
 
 
