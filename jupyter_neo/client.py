@@ -243,6 +243,11 @@ async def run_prepared(
     return await core.run(res, spec, on_line, on_update)
 
 
+def ref_of(ref: str | Reservation) -> str:
+    """The id to look up: scripts pass back the :class:`Reservation` that ``reserve`` returned."""
+    return ref.id if isinstance(ref, Reservation) else ref
+
+
 def only_reservation(active: list[Reservation]) -> Reservation:
     """The one active reservation a command without an id means (sync, ``%neo sync``)."""
     if len(active) != 1:
@@ -366,33 +371,33 @@ class Client:
         """Every reservation the store knows, released ones included."""
         return self.run_async(self.core.history())
 
-    def status(self, ref: str | None = None) -> list[Reservation]:
+    def status(self, ref: str | Reservation | None = None) -> list[Reservation]:
         if ref:
-            return [self.run_async(self.core.status_one(ref))]
+            return [self.run_async(self.core.status_one(ref_of(ref)))]
         return self.run_async(self.core.status())
 
-    def recorded(self, ref: str) -> Reservation:
+    def recorded(self, ref: str | Reservation) -> Reservation:
         """A reservation as last recorded, without reconciling or waiting on the loop.
 
         Safe inside run callbacks, which run on the client's own loop thread.
         """
-        return self.core.recorded(ref)
+        return self.core.recorded(ref_of(ref))
 
-    def release(self, ref: str) -> Reservation:
-        return self.run_async(self.core.release(ref))
+    def release(self, ref: str | Reservation) -> Reservation:
+        return self.run_async(self.core.release(ref_of(ref)))
 
     def release_all(self) -> list[Reservation]:
         return self.run_async(self.core.release_all())
 
     def extend(
         self,
-        ref: str,
+        ref: str | Reservation,
         *,
         idle_ttl: str | float | Literal["keep"] | None = "keep",
         budget: float | Literal["keep"] | None = "keep",
     ) -> Reservation:
         """Change a live reservation's idle TTL and/or budget (``"keep"`` leaves a field unchanged)."""
-        return self.run_async(self.core.extend(ref, idle_ttl=idle_ttl, budget=budget))
+        return self.run_async(self.core.extend(ref_of(ref), idle_ttl=idle_ttl, budget=budget))
 
     def run(
         self,
@@ -455,8 +460,8 @@ class Client:
         run = self.get_run(run_id)
         return tail_file(Path(run.log_dir) / f"rank{rank}.log", tail)
 
-    def ping(self, ref: str) -> list[float]:
-        return self.run_async(self.core.ping(ref))
+    def ping(self, ref: str | Reservation) -> list[float]:
+        return self.run_async(self.core.ping(ref_of(ref)))
 
     def _reservation(self, ref_or_res: str | Reservation | None) -> Reservation:
         """A reservation by id or name; None means the only active one."""

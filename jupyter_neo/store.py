@@ -149,8 +149,8 @@ def _damage_guard(fn: Callable[P, T]) -> Callable[P, T]:
     def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return fn(*args, **kwargs)
-        except sqlite3.IntegrityError:
-            raise
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a constraint, or a bug in the call (a wrong type bound): not a damaged file
         except sqlite3.DatabaseError as exc:
             store = args[0]
             assert isinstance(store, Store)

@@ -76,3 +76,18 @@ def test_pod_environment_carries_gpu_slots(neo: Neo) -> None:
     assert out.split() == [",".join(str(g) for g in res.pods[0].gpus), res.id]
     client.release(res.id)
     client.close()
+
+
+def test_a_script_passes_back_the_reservation_that_reserve_returned(neo: Neo) -> None:
+    """``client.release(res)`` (not ``res.id``) is what a script writes; it once reached sqlite as
+    an unsupported parameter and was reported as a damaged state store."""
+    client = neo.client()
+    res = client.reserve(gpus=8)
+    assert client.status(res)[0].id == res.id
+    assert client.recorded(res).id == res.id
+    assert len(client.ping(res)) == 1
+    assert client.extend(res, idle_ttl="2h").idle_ttl == 7200
+    assert client.release(res).state == "released"
+    assert neo.processes() == []
+    assert neo.json("status") == []
+    client.close()

@@ -131,3 +131,31 @@ def test_a_closed_file_syncs_at_once_and_one_still_written_waits_for_quiet(
     assert saved_s < 1.5, f"a closed file waited for the 2 s debounce ({saved_s:.2f} s)"
     with_b = [r for r in reports[before:] if any(c.path == "b.py" for c in r.changes)]
     assert len(with_b) == 1, "a file still being written was synced before its writer finished"
+
+
+def test_watch_mode_says_why_a_new_symlink_out_of_the_workspace_is_not_synced(
+    gang: tuple[Client, Reservation], tmp_path: Path
+) -> None:
+    """Found by the hypothesis property: a save that only adds a refused path moves nothing, and
+    the report saying why was dropped as a no-op; the user never heard that the link stays local."""
+    client, res = gang
+    root = tmp_path / "watched-link"
+    root.mkdir()
+    (root / "a.py").write_text("A = 1\n")
+    reports: list[SyncReport] = []
+    with client.watch(res, root, on_report=reports.append):
+        (root / "out").symlink_to("../a.py")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("out" in r.skipped for r in reports):
+            time.sleep(0.02)
+        told = [r for r in reports if "out" in r.skipped]
+        assert told and "outside the workspace" in told[0].skipped["out"]
+        assert told[0].noop  # nothing moved: the report is there for the refusal
+        (root / "a.py").write_text("A = 2\n")  # the next edit syncs; the refusal is not repeated
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (pod_current(res, 0) / "a.py").read_text() != "A = 2\n":
+            time.sleep(0.02)
+        time.sleep(0.3)
+    assert (pod_current(res, 0) / "a.py").read_text() == "A = 2\n"
+    assert not (pod_current(res, 0) / "out").exists()
+    assert sum(1 for r in reports if r.noop and r.skipped) == 1

@@ -224,7 +224,8 @@ def run_command(argv: list[str]) -> int:
     home = home_dir()
     sock = connect(home)
     try:
-        hello(sock)
+        # The request goes out before the controller's hello is read (one wake-up less); a
+        # controller of another protocol version still answers hello first, refused below.
         env = {k: v for k, v in os.environ.items() if k in TERMINAL_VARS or k in wire.PER_REQUEST}
         wire.send(
             sock,
@@ -238,6 +239,7 @@ def run_command(argv: list[str]) -> int:
                 **_terminal(),
             },
         )
+        hello(sock)
         return _relay(sock)
     finally:
         sock.close()

@@ -336,7 +336,7 @@ class GangSync:
         wanted = {
             path: e
             for path, e in scan.changes.items()
-            if e is not None and e.kind == "f" and e.ref not in base.digests
+            if e is not None and e.kind == "f" and not base.holds(e.ref)
         }
         return await asyncio.to_thread(self._read_blobs, wanted, scan)
 

@@ -81,6 +81,7 @@ class Watcher:
         self.max_delay = max_delay
         self.rescan_every = rescan_every
         self.reports: list[SyncReport] = []
+        self._told: dict[str, str] = {}  # the skipped paths (and why) the last report named
         self.errors: list[NeoError] = []
         self._pending: set[str] = set()
         self._writing: set[str] = set()  # pending paths last seen modified, not yet closed
@@ -150,7 +151,9 @@ class Watcher:
                 continue
             if persist:
                 last_save = time.monotonic()
-            if not report.noop:
+            # A sync that moved nothing is still news when it refused something new (a symlink
+            # out of the workspace, an unreadable file): the user hears why it is not on the pods.
+            if not report.noop or any(self._told.get(p) != why for p, why in report.skipped.items()):
                 self._record(report)
 
     async def _quiet(self) -> None:
@@ -173,6 +176,7 @@ class Watcher:
 
     def _record(self, report: SyncReport) -> None:
         self.reports.append(report)
+        self._told = dict(report.skipped)
         if self.on_report is not None:
             self.on_report(report)
 
