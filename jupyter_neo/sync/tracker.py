@@ -213,14 +213,15 @@ class ChangeTracker:
             fd.start()
             watches = _Watches(self, fd)
             with self._lock:
-                self._watches = watches
-                watches.sentinel_wd = fd.add_callback(
+                self._watches, started = watches, fd
+                fd = None  # close() stops it from now on
+                watches.sentinel_wd = started.add_callback(
                     os.fsencode(self.sentinel), _SENTINEL_MASK, watches, CallbackId(0)
                 )
                 self._watch_tree(watches, "")
         except OSError:  # watch limit (ENOSPC), no inotify: walk every time
             self.close()
-            if fd is not None:
+            if fd is not None:  # started, never handed to close()
                 fd.stop()
             with self._lock:
                 self._lost = True
