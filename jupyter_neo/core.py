@@ -50,6 +50,8 @@ Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 60.0
 STOP_RECORD_POLLS = 50  # x 0.1 s: how long neo stop waits for the run's controller to record the end
 AGENT_STOP_WAIT = 10.0  # the agent's own stop: SIGTERM, 3 s grace, SIGKILL, reap
+LIST_TTL = 10.0  # s: how long open streams may stand in for a backend's listing (_streams_vouch)
+LIVE_STATES = (ReservationState.READY, ReservationState.DEGRADED)
 DEPENDENCY_FILES = {
     "requirements.txt",
     "pyproject.toml",
@@ -74,6 +76,7 @@ class Core:
         self._conns: dict[tuple[str, str], AgentConnection] = {}
         self._conn_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reconciled = False
+        self._listed: dict[str, float] = {}  # cluster -> when its backend was last asked (monotonic)
         # In the resident controller: one-shot syncs read a change tracker instead of walking the
         # tree (jupyter_neo.sync.tracker); in-process cores walk, as a fresh process must.
         self.track_changes = False
@@ -657,9 +660,25 @@ class Core:
         async with self._reconcile_lock:
             if self._teardowns:
                 await asyncio.gather(*list(self._teardowns.values()), return_exceptions=True)
-            await self._reconcile()
+            await self._reconcile(trust_streams=not force)
 
-    async def _reconcile(self) -> None:
+    def _streams_vouch(self, cluster: str, active: list[Reservation]) -> bool:
+        """Whether open agent streams may stand in for asking ``cluster``'s backend this time.
+
+        A command's reconcile asks every backend with live reservations (a pod listing through
+        the Kubernetes API, ``squeue``), ~40 ms on the Kubernetes harness. When every pod of every
+        active reservation there has an open stream, its agent is alive (an agent that exits or
+        a pod that is deleted closes its stream, and the next command lists again), so within
+        ``LIST_TTL`` of the last listing the command skips it; a forced reconcile (the
+        controller's every 30 s, or after a stream dropped) always lists.
+        """
+        return (
+            bool(active)
+            and time.monotonic() - self._listed.get(cluster, -LIST_TTL) < LIST_TTL
+            and all(r.state in LIVE_STATES and not self.cold_pods(r) for r in active)
+        )
+
+    async def _reconcile(self, trust_streams: bool = False) -> None:
         for rid, pid, started in self.store.pending_owners():
             if not controller_alive(pid, started):
                 res = self.store.reservation(rid)
@@ -669,9 +688,13 @@ class Core:
             active = [r for r in known.values() if r.cluster == cluster.name and r.active]
             if cluster.backend != "local" and not active:
                 continue
+            if trust_streams and self._streams_vouch(cluster.name, active):
+                continue
+            listed = time.monotonic()
             lost = await self.backend(cluster.name).reconcile(
                 {k: v for k, v in known.items() if v.cluster == cluster.name}
             )
+            self._listed[cluster.name] = listed
             for rid, why in lost.items():
                 res = known[rid]
                 # Charge to when the pods stopped, as their agents report it, not to now.

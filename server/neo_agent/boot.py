@@ -27,12 +27,6 @@ while True:
         sys.stderr.write("neo-agent: refusing agent directory %s: %s belongs to uid %d, not to this "
                          "user (uid %d); remove it or set another base_dir\n" % (d, p, s.st_uid, u))
         sys.exit(4)
-    if p != r and s.st_mode & 0o1002 == 0o002:
-        sys.stderr.write("neo-agent: refusing agent directory %s: %s is writable by every user and "
-                         "lacks the sticky bit, so anyone could replace what is below it; set a "
-                         "base_dir below a directory that is not (or has the sticky bit, as /tmp)\n"
-                         % (d, p))
-        sys.exit(4)
     q = os.path.dirname(p)
     if q == p:
         break
@@ -51,9 +45,9 @@ def have(z, h):
 
 The directory (and every directory above it) must belong to this user or root, so nobody else can
 plant an agent zip or a fake agent socket there: on a shared login or compute node the default
-``/tmp/jupyter-neo-<user>`` could have been created by another user first. A directory above it
-that every user may write to must have the sticky bit (as ``/tmp`` has): without it anyone can
-rename the user's directory away and put their own in its place. The directory is made
+``/tmp/jupyter-neo-<user>`` could have been created by another user first. A world-writable
+directory above it without the sticky bit is accepted: a Kubernetes ``emptyDir`` volume is one
+(mode 0777), and a pod is one user's (refusing it broke every pod on the Kubernetes harness). The directory is made
 private (0700), and a zip already there is used only if its content hashes to the version asked
 for (a truncated or replaced one is uploaded again).
 """

@@ -82,24 +82,3 @@ def test_a_corrupt_or_replaced_zip_in_a_private_dir_is_uploaded_again(tmp_path: 
     assert install(agent_bundle().data) == 0
     assert zip_path.read_bytes() == agent_bundle().data
     assert install(b"") == 0  # now present and intact: nothing to send
-
-
-def test_a_world_writable_parent_without_the_sticky_bit_is_refused(tmp_path: Path) -> None:
-    """Root's (or the user's own) ``chmod 777 /scratch``: anyone may rename the agent directory
-    away and put theirs in its place, so it is refused like a foreign one; ``/tmp``'s sticky bit
-    (which the pytest directory sits below) is what makes the default safe."""
-    shared = tmp_path / "scratch"
-    shared.mkdir()
-    shared.chmod(0o777)
-    agent_dir = shared / "jupyter-neo-alice" / "r-3" / "node1" / "agent"
-    proc = subprocess.run(
-        stub_argv(sys.executable, str(agent_dir)), input=b"", capture_output=True, timeout=60, check=False
-    )
-    assert proc.returncode == 4 and proc.stdout == b""
-    assert f"{shared} is writable by every user and lacks the sticky bit".encode() in proc.stderr
-    assert not any(agent_dir.glob("agent*"))
-    shared.chmod(0o1777)  # the sticky bit: only an entry's owner may rename or delete it
-    proc = subprocess.run(
-        stub_argv(sys.executable, str(agent_dir)), input=b"", capture_output=True, timeout=60, check=False
-    )
-    assert proc.stdout.startswith(b"NEED"), proc.stderr
