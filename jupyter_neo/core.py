@@ -666,7 +666,8 @@ class Core:
         """Whether open agent streams may stand in for asking ``cluster``'s backend this time.
 
         A command's reconcile asks every backend with live reservations (a pod listing through
-        the Kubernetes API, ``squeue``), ~40 ms on the Kubernetes harness. When every pod of every
+        the Kubernetes API, ``squeue``): ~6 ms per command on the harnesses here, more against a
+        remote API server (docs/benchmarks.md, connect run 2). When every pod of every
         active reservation there has an open stream, its agent is alive (an agent that exits or
         a pod that is deleted closes its stream, and the next command lists again), so within
         ``LIST_TTL`` of the last listing the command skips it; a forced reconcile (the
