@@ -238,3 +238,17 @@ def test_a_forwarded_command_imports_no_stdlib_wrapper_it_can_do_without() -> No
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
     ).stdout
     assert out.strip() == "[]", f"the per-command path imported {out.strip()}"
+
+
+def test_the_controller_preloads_its_own_modules_but_no_jupyter_surface() -> None:
+    """``pkgutil.walk_packages`` imports each package it enters: it used to pull ``jupyter_server``
+    (~1,000 modules) and, through the ``%%px`` magics, IPython into every controller: the first
+    command waited 1.8 s instead of 0.35 s, and the controller held 89 MB instead of 49 MB."""
+    code = (
+        "import sys\nfrom jupyter_neo.controller.daemon import preload\npreload()\n"
+        "print(sorted(m for m in ('jupyter_server', 'jupyter_neo.server', 'jupyter_neo.magics',"
+        " 'jupyter_neo.px_magics', 'ipywidgets', 'IPython') if m in sys.modules), 'jupyter_neo.sync.push' in sys.modules,"
+        " 'jupyter_neo.backends.local' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] True True", out

@@ -508,7 +508,13 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
     return True
 
 
-SKIP_PRELOAD = ("jupyter_neo.server", "jupyter_neo.magics", "jupyter_neo.widgets", "jupyter_neo.interactive")
+SKIP_PRELOAD = (
+    "jupyter_neo.server",
+    "jupyter_neo.magics",
+    "jupyter_neo.px_magics",
+    "jupyter_neo.widgets",
+    "jupyter_neo.interactive",
+)
 
 
 def preload() -> None:
@@ -517,7 +523,10 @@ def preload() -> None:
     Worker threads that import a package's modules concurrently can meet a partially initialised
     module through a circular package import (``jupyter_neo.sync`` <-> ``.push``) and fail with
     ImportError; importing everything up front (while clients wait for the socket) avoids it.
-    Surfaces of other processes (Jupyter server, magics, widgets) are left out.
+    Surfaces of other processes (Jupyter server, magics, widgets) are left out, and their
+    packages are not even entered: ``pkgutil.walk_packages`` imports every package it descends
+    into, which imported ``jupyter_server`` (~1,000 modules) into every controller; with IPython
+    (through the ``%%px`` magics) the first command waited 1.8 s instead of 0.35 s.
     """
     import importlib
     import pkgutil
@@ -525,13 +534,19 @@ def preload() -> None:
     import jupyter_neo
     from jupyter_neo.cli.parser import build_parser
 
-    for info in pkgutil.walk_packages(jupyter_neo.__path__, "jupyter_neo."):
-        if info.name.startswith(SKIP_PRELOAD) or "labextension" in info.name:
-            continue
-        try:
-            importlib.import_module(info.name)
-        except Exception:  # an optional backend's library missing: imported (and reported) on use
-            log.info("preload: %s not importable here", info.name)
+    pending = [(list(jupyter_neo.__path__), "jupyter_neo.")]
+    while pending:
+        path, prefix = pending.pop()
+        for info in pkgutil.iter_modules(path, prefix):
+            if info.name.startswith(SKIP_PRELOAD) or "labextension" in info.name:
+                continue
+            try:
+                module = importlib.import_module(info.name)
+            except Exception:  # an optional backend's library missing: imported (and reported) on use
+                log.info("preload: %s not importable here", info.name)
+                continue
+            if info.ispkg:
+                pending.append((list(module.__path__), info.name + "."))
     build_parser()
 
 
