@@ -54,6 +54,8 @@ def test_open_streams_stand_in_for_the_backend_until_one_drops(neo: Neo) -> None
     res = client.reserve(gpus=16)
     core = client.core
     client.run_async(core.connect(res))
+    core.new_command()
+    client.status()  # lists only if the reserve took longer than LIST_TTL (a loaded machine)
     backend = core.backend(res.cluster)
     listings: list[set[str]] = []
     real = backend.reconcile
