@@ -51,7 +51,6 @@ CONNECT_TIMEOUT = 60.0
 STOP_RECORD_POLLS = 50  # x 0.1 s: how long neo stop waits for the run's controller to record the end
 AGENT_STOP_WAIT = 10.0  # the agent's own stop: SIGTERM, 3 s grace, SIGKILL, reap
 LIST_TTL = 10.0  # s: how long open streams may stand in for a backend's listing (_streams_vouch)
-LIVE_STATES = (ReservationState.READY, ReservationState.DEGRADED)
 DEPENDENCY_FILES = {
     "requirements.txt",
     "pyproject.toml",
@@ -308,7 +307,7 @@ class Core:
 
         Best effort for live views: a pod that does not answer within ``timeout`` shows none.
         """
-        if res.state not in (ReservationState.READY, ReservationState.DEGRADED):
+        if not res.live:
             return res
         try:
             conns = await asyncio.wait_for(self.connect(res), timeout)
@@ -614,7 +613,7 @@ class Core:
         if run.done and not run.hot:
             return run
         res = self.store.reservation(run.reservation)
-        if res.state not in (ReservationState.READY, ReservationState.DEGRADED):
+        if not res.live:
             return await settle(self, run) if not run.done else run
         if not run.done and unsupervised(run):
             return await settle(self, run, stop_reason=STOPPED)
@@ -676,7 +675,7 @@ class Core:
         return (
             bool(active)
             and time.monotonic() - self._listed.get(cluster, -LIST_TTL) < LIST_TTL
-            and all(r.state in LIVE_STATES and not self.cold_pods(r) for r in active)
+            and all(r.live and not self.cold_pods(r) for r in active)
         )
 
     async def _reconcile(self, trust_streams: bool = False) -> None:
@@ -764,7 +763,7 @@ class Core:
 
 def live(res: Reservation, to_do: str) -> Reservation:
     """``res`` if it is held, else the one-line refusal for a command that needs its pods."""
-    if res.active and res.state is not ReservationState.PENDING:
+    if res.live:
         return res
     why = f": {res.reason}" if res.reason else ""
     raise Conflict(

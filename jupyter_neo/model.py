@@ -245,6 +245,11 @@ class Reservation(_Model):
     def active(self) -> bool:
         return self.state is not ReservationState.RELEASED
 
+    @property
+    def live(self) -> bool:
+        """Its pods are up (ready, or degraded with some missing): what reconcile and runs check."""
+        return self.state in (ReservationState.READY, ReservationState.DEGRADED)
+
     def held_seconds(self, now: datetime | None = None) -> float:
         """Seconds billed: from creation to release, never past the budget's deadline (the pods
         stop themselves there, whenever a controller gets round to noticing)."""

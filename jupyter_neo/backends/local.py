@@ -193,7 +193,7 @@ class LocalBackend(Backend):
                     db.execute("DELETE FROM local_slots WHERE reservation = ?", (rid,))
         lost: dict[str, str] = {}
         for rid, res in known.items():
-            if res.state in (ReservationState.READY, ReservationState.DEGRADED):
+            if res.live:
                 gone = [p for p in res.pods if not agent_alive(Path(self.agent_dir(p)))]
                 if gone:
                     lost[rid] = (

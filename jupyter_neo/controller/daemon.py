@@ -413,9 +413,8 @@ class Controller:
         """Open what is missing, close what was released; returns the number of live reservations."""
         from jupyter_neo.model import ReservationState
 
-        live_states = (ReservationState.READY, ReservationState.DEGRADED)
         active = await asyncio.to_thread(core.store.reservations, True)
-        live = {r.id: r for r in active if r.state in live_states}
+        live = {r.id: r for r in active if r.live}
         await core.forget(set(live))
         cold = [r for r in live.values() if r.state is ReservationState.READY and core.cold_pods(r)]
         if cold:

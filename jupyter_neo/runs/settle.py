@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_neo.errors import NeoError
 from jupyter_neo.identity import controller_alive
-from jupyter_neo.model import Reservation, ReservationState, Run, RunState, utcnow
+from jupyter_neo.model import Reservation, Run, RunState, utcnow
 from jupyter_neo.runs.logs import RunLogs, failed_ranks
 from jupyter_neo.runs.supervisor import EXIT_INTERRUPTED, EXIT_LOST, shell_code, stop_launchers
 
@@ -107,8 +107,7 @@ async def settle(
     res = host.store.reservation(run.reservation)
     if run.hot:
         return _record(host, run, RunState.LOST, EXIT_LOST, "its controller exited during this hot iteration")
-    live = res.state in (ReservationState.READY, ReservationState.DEGRADED)
-    if not live:
+    if not res.live:
         why = f"reservation {res.id} was released ({res.reason or 'no reason recorded'}) before this run's end was seen"
         return _record(
             host, run, RunState.LOST, EXIT_LOST, f"{why}; its output up to then is in {run.log_dir}"

@@ -45,11 +45,11 @@ def have(z, h):
 
 The directory (and every directory above it) must belong to this user or root, so nobody else can
 plant an agent zip or a fake agent socket there: on a shared login or compute node the default
-``/tmp/jupyter-neo-<user>`` could have been created by another user first. A world-writable
-directory above it without the sticky bit is accepted: a Kubernetes ``emptyDir`` volume is one
-(mode 0777), and a pod is one user's (refusing it broke every pod on the Kubernetes harness). The directory is made
+``/tmp/jupyter-neo-<user>`` could have been created by another user first. The directory is made
 private (0700), and a zip already there is used only if its content hashes to the version asked
-for (a truncated or replaced one is uploaded again).
+for (a truncated or replaced one is uploaded again). A world-writable directory above it without
+the sticky bit is accepted: a Kubernetes ``emptyDir`` volume is one (mode 0777), and a pod is one
+user's (refusing it broke every pod on the Kubernetes harness).
 """
 
 STUB = (

@@ -323,7 +323,7 @@ class KubernetesBackend(Backend):
         for rid, res in known.items():
             if res.state is ReservationState.RELEASED and rid in by_res:
                 await self.release(res)
-            if res.state not in (ReservationState.READY, ReservationState.DEGRADED):
+            if not res.live:
                 continue
             present = by_res.get(rid, {})
             for pod in res.pods:

@@ -435,7 +435,7 @@ class SlurmBackend(NodeDirBackend):
                 await self.cmd.run(["scancel", job], timeout=30)
         lost: dict[str, str] = {}
         for rid, res in known.items():
-            if res.state in (ReservationState.READY, ReservationState.DEGRADED) and rid not in running:
+            if res.live and rid not in running:
                 lost[rid] = await self._why_gone(res)
         return lost
 

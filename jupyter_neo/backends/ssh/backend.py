@@ -227,7 +227,7 @@ class SshBackend(NodeDirBackend):
         """Report active reservations whose pods stopped (with why); give back released ones' leases."""
         lost: dict[str, str] = {}
         for rid, res in known.items():
-            if res.state not in (ReservationState.READY, ReservationState.DEGRADED):
+            if not res.live:
                 continue
             why = await self._why_gone(res)
             if why:
