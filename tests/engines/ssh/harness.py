@@ -40,10 +40,16 @@ class SshFleet:
         return self.run_dir / host / "gpus"
 
     def leases(self, host: str) -> dict[int, dict[str, Any]]:
-        """``host``'s lease files by slot, read directly (not through the code under test)."""
+        """``host``'s lease files by slot, read directly (not through the code under test).
+
+        Read without the host's lock, so a lease given back between the listing and the read is
+        simply gone (files are replaced by rename, so one that is read is whole)."""
         out = {}
         for path in self.lease_dir(host).glob("gpu*.lease"):
-            out[int(path.name[3:-6])] = json.loads(path.read_text())
+            try:
+                out[int(path.name[3:-6])] = json.loads(path.read_text())
+            except FileNotFoundError:
+                continue
         return out
 
     def all_leases(self) -> dict[str, dict[int, dict[str, Any]]]:
