@@ -24,8 +24,8 @@ def entry() -> None:
     interpreter's finalisation: ~2 ms of a ~20 ms command. A command run in-process exits the
     normal way, its core, store and event loop closing in their finalisers.
     """
-    code = main()
-    if _FORWARDED:
+    code, forwarded = _run(sys.argv[1:])
+    if forwarded:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -35,39 +35,39 @@ def entry() -> None:
     sys.exit(code)
 
 
-_FORWARDED: list[bool] = []  # set when the controller ran the command (see entry)
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run one ``neo`` command line and return its exit code (what tests and ``python -m`` call)."""
+    return _run(sys.argv[1:] if argv is None else list(argv))[0]
+
+
+def _run(argv: list[str]) -> tuple[int, bool]:
+    """The exit code, and whether the controller ran the command (nothing left to finalise here)."""
     try:
-        return _main(argv)
+        return _dispatch(argv)
     except (KeyboardInterrupt, Exception) as exc:  # the catch-all: one line, the traceback to a file
         from jupyter_neo.errorlog import command_ended_by
 
-        return command_ended_by(exc, argv)
+        return command_ended_by(exc, argv), False
 
 
-def _main(argv: list[str]) -> int:
+def _dispatch(argv: list[str]) -> tuple[int, bool]:
     if argv[:1] == ["daemon"]:
         from jupyter_neo.controller import manage
 
-        return manage.main(argv[1:])
+        return manage.main(argv[1:]), False
     from jupyter_neo.controller import client
 
     if os.environ.get("NEO_CONTROLLER", "on") != "off":
         try:
-            code = client.run_command(argv)
-            _FORWARDED.append(True)
-            return code
+            return client.run_command(argv), True
         except client.Refused as exc:
             sys.stderr.write(f"error: {exc}\n")
-            return 1
+            return 1, False
         except client.Unavailable:
             pass  # run it here instead
     from jupyter_neo.cli.app import main_in_process
 
-    return main_in_process(argv)
+    return main_in_process(argv), False
 
 
 if __name__ == "__main__":
