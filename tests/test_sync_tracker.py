@@ -1,9 +1,11 @@
 """Syncs driven by the change tracker (the resident controller's path): random edit sequences end
 byte-identical on every pod, a kernel queue overflow falls back to a full and correct scan, and
-the pods prepare each next generation from an old one (O(change)) instead of cloning the tree."""
+the pods prepare each next generation from an old one (O(change)) instead of cloning the tree,
+except one a run wrote into."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from jupyter_neo.model import Reservation
 from jupyter_neo.sync.push import gang_sync_for
 from tests.conftest import Neo
 from tests.test_sync_property import OPS, apply_and_check
-from tests.test_sync_support import assert_pods_match
+from tests.test_sync_support import assert_pods_match, pod_current
 
 
 @pytest.fixture
@@ -101,3 +103,57 @@ def test_pods_prepare_the_next_generation_from_an_old_one(
         # The first generations are cloned (no old generation to recycle yet); later ones are not.
         assert state["spares"]["recycled"] >= 5, state
         assert state["spares"]["cloned"] <= 4, state
+
+
+# What a run leaves in the generation it ran in: an output file, the bytecode Python writes next to
+# the modules it imports, and a synced directory swapped for a symlink to somewhere else.
+LEFTOVERS = """\
+import os, sys
+sys.dont_write_bytecode = False
+import pkg.mod
+open("junk.txt", "w").write("an old run's output\\n")
+os.rename("data", "data.old")
+os.symlink(sys.argv[1], "data")
+"""
+
+
+def test_a_generation_a_run_wrote_into_is_not_carried_forward(neo: Neo, tmp_path: Path) -> None:
+    """Through the CLI and the controller: a run writes into its generation; later generations are
+    the local tree exactly (no output, no stale bytecode) and the agent never writes through the
+    symlink the run planted. Generations no process ran under are still recycled (O(change))."""
+    ws = tmp_path / "ws"
+    (ws / "pkg").mkdir(parents=True)
+    (ws / "pkg" / "__init__.py").write_text("")
+    (ws / "pkg" / "mod.py").write_text("X = 0\n")
+    (ws / "data").mkdir()
+    (ws / "data" / "a.txt").write_text("a0\n")
+    (ws / "leave.py").write_text(LEFTOVERS)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.txt").write_text("not the workspace's\n")
+    res = neo.json("reserve", "--gpus", "2", "--nodes", "2", "--name", "gens")
+    assert isinstance(res, dict)
+    neo.run("run", "-r", "gens", "--nproc-per-node", "1", "leave.py", str(outside), cwd=ws, check=True)
+    client = neo.client()
+    try:
+        (reservation,) = client.status(res["id"])
+        for rank in range(2):
+            ran_in = Path(os.path.realpath(pod_current(reservation, rank)))
+            assert (ran_in / "junk.txt").exists() and (ran_in / "pkg" / "__pycache__").is_dir()
+            assert (ran_in / "data").is_symlink(), "the run really changed its generation"
+        for step in range(1, 9):  # the run's generation falls out of the window and is reused
+            (ws / "pkg" / "mod.py").write_text(f"X = {step}\n")  # same size: bytecode's check passes
+            (ws / "data" / "a.txt").write_text(f"a{step}\n")
+            neo.run("sync", "gens", "--path", str(ws), check=True)
+            assert_pods_match(reservation, ws)
+            for rank in range(2):
+                assert not (pod_current(reservation, rank) / "pkg" / "__pycache__").exists()
+        assert sorted(p.name for p in outside.iterdir()) == ["a.txt"]
+        assert (outside / "a.txt").read_text() == "not the workspace's\n"
+        for conn in client.run_async(client.core.connect(reservation)):
+            spares = client.run_async(conn.call("ws_state", settle=True))["spares"]
+            assert spares["written"] == 1, spares  # the run's generation was cloned around
+            assert spares["recycled"] >= 4, spares  # the ones after it were reused as before
+    finally:
+        client.close()
+        neo.run("release", "gens")

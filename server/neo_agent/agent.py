@@ -98,7 +98,7 @@ class Agent:
         self.deadline: Optional[float] = None
         self.last_activity = _now()
         self.procs: Dict[str, Proc] = {}
-        self.seq = 0
+        self.seq = 0  # processes launched so far (op_exec); the workspace reads it too
         self.server: Optional[asyncio.AbstractServer] = None
         self.stopping: Optional[asyncio.Future] = None  # type: ignore[type-arg]
         self.cgroups: Optional[reaper.Cgroups] = None

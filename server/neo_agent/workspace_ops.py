@@ -19,9 +19,19 @@ Preparing the spare is O(change) too: the generation that falls out of the rollb
 (``gens/<G-KEEP_PREVIOUS-1>``, no process's cwd) is not deleted but renamed into the spare, and
 the deltas of the generations after it (kept in memory) are applied to it. Only when that chain
 is broken (the first syncs, a full rebuild, an agent restart, a generation in use) is the spare
-cloned from the manifest, O(tree). The manifest snapshot ``meta/<G>.json`` is also O(tree), so it
-is written once syncs pause (with object collection), not per flip; a pod restarted before that
-reports an unknown manifest and is repaired by the next sync.
+cloned from the manifest, O(tree). Nor is a generation recycled that a process may have written
+into (a run's outputs, ``__pycache__``, a directory swapped for a symlink): its files would
+reappear in later generations, stale bytecode could pass Python's mtime-and-size check, and the
+agent's link(2) could follow a planted symlink. Whether a generation was *exposed* (a process
+this agent launched ran while it was current) is known exactly; an exposed generation is
+recycled only if no directory of it changed after it became current (its ctime, which no
+process can set, against the generation's root right after the flip; one lstat per directory),
+else the spare is cloned. A process the agent did not launch (``kubectl exec`` into a pod) is
+not tracked: its writes into ``current`` can still outlive their generation.
+
+The manifest snapshot ``meta/<G>.json`` is also O(tree), so it is written once syncs pause (with
+object collection), not per flip; a pod restarted before that reports an unknown manifest and is
+repaired by the next sync.
 
 The manifest's root digest is an additive multiset hash (the sum of SHA-256 of every entry,
 modulo 2**256), so both sides update it in O(change) and compare whole trees in one round trip.
@@ -36,6 +46,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import zlib
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -136,6 +147,12 @@ class Workspace:
         self.meta_written = -1
         self.recycled = 0  # spares made from an old generation (O(change)); tests and benchmarks
         self.cloned = 0  # spares cloned from the manifest (O(tree))
+        self.written = 0  # of the cloned: an old generation was there but a process had written in it
+        # generation -> ctime (ns) of its root right after it became current: the agent's last
+        # change to it; a directory of it changed later was changed by some process
+        self.sealed: Dict[int, int] = {}
+        self.exposed: Set[int] = set()  # generations some process of this agent ran under
+        self.launches_seen = 0  # the agent's launch count when the current generation flipped in
         # Streamed objects being received: (digest, mode) -> [temp path, file, sha256, received, total]
         self.parts: Dict[Tuple[str, int], List[Any]] = {}
 
@@ -189,7 +206,8 @@ class Workspace:
             if h.get("settle") and spare is not None:  # benchmarks: let background work finish
                 with contextlib.suppress(Exception):
                     await spare[2]
-            return dict(self.state(), spares={"recycled": self.recycled, "cloned": self.cloned})
+            spares = {"recycled": self.recycled, "cloned": self.cloned, "written": self.written}
+            return dict(self.state(), spares=spares)
 
     async def op_manifest(self, h: Dict[str, Any], p: bytes, emit: Any) -> Any:
         """The current manifest and the digests held, for a controller that lost track (repair)."""
@@ -363,14 +381,30 @@ class Workspace:
         if os.path.lexists(final):
             shutil.rmtree(final, ignore_errors=True)
         os.rename(tree, final)
+        self.sealed[gen] = os.lstat(final).st_ctime_ns
         link = self.p("tmp", "current-%d" % self._next())
         os.symlink(os.path.join("gens", str(gen)), link)
         os.replace(link, self.p("current"))  # the one atomic step readers can observe
+        self._note_exposure(gen)
         self.gen, self.entries, self.root = gen, entries, root
         self._after_flip(gen, entries, root, None if full else (deletes, sets))
         return dict(self.state(), status="applied")
 
     # ------------------------------------------------------------------ steps
+    def _note_exposure(self, gen: int) -> None:
+        """Remember which generations a process of this agent may have written into.
+
+        The one that was current is exposed if a process was launched while it was; the new one
+        is exposed if a process is alive as it becomes current (its writes through ``current``
+        now land there). A process launched later marks it at the next flip.
+        """
+        launches = int(getattr(self.agent, "seq", 0))
+        if launches != self.launches_seen:
+            self.exposed.add(self.gen)
+            self.launches_seen = launches
+        if any(proc.returncode is None for proc in getattr(self.agent, "procs", {}).values()):
+            self.exposed.add(gen)
+
     def _next(self) -> int:
         self.seq += 1
         return self.seq
@@ -569,6 +603,9 @@ class Workspace:
         oldest = gen - KEEP_PREVIOUS - 1
         for old in [g for g in self.deltas if g <= oldest]:
             del self.deltas[old]
+        for old in [g for g in self.sealed if g < oldest]:
+            del self.sealed[old]
+        self.exposed = {g for g in self.exposed if g >= oldest}
         chain = [self.deltas.get(g) for g in range(oldest + 1, gen + 1)]
         protected = self._generations_in_use()
         recycle = (
@@ -580,8 +617,13 @@ class Workspace:
             else None
         )
         tree = self.p("tmp", "spare-%d" % self._next())
+        exposed, seal = oldest in self.exposed, self.sealed.get(oldest)
 
         def work() -> None:
+            nonlocal recycle
+            if recycle is not None and exposed and not self._untouched(recycle, seal, entries, chain):
+                self.written += 1
+                recycle = None  # dropped with the other old generations below
             if recycle is not None:
                 try:
                     os.rename(recycle, tree)
@@ -608,6 +650,39 @@ class Workspace:
         if self.gc_handle is not None:
             self.gc_handle.cancel()
         self.gc_handle = loop.call_later(GC_IDLE_S, lambda: self.agent._spawn(self._gc_objects()))
+
+    @staticmethod
+    def _untouched(
+        tree: str,
+        seal: Optional[int],
+        entries: Dict[str, Entry],
+        chain: List[Any],
+    ) -> bool:
+        """Whether no directory of the old generation ``tree`` changed after it was sealed.
+
+        Its directories are those of the newest manifest (``entries``) plus those the deltas since
+        removed; one it never had is absent or not a directory here (skipped: a process creating or
+        removing anything changes its parent's ctime). Files are not examined: a file's ctime is
+        its object's, which every link(2) changes, and writing into one in place changes it for
+        every generation anyway (docs/sync.md, caveats). Runs in the background thread.
+        """
+        if seal is None:
+            return False
+        dirs = [path for path, entry in entries.items() if entry[0] == "d"]
+        dirs.extend(path for step in chain for path, old in step[0] if old[0] == "d")
+        try:
+            if os.lstat(tree).st_ctime_ns > seal:
+                return False
+            for path in dirs:
+                try:
+                    st = os.lstat(os.path.join(tree, path))
+                except FileNotFoundError:
+                    continue
+                if st.st_ctime_ns > seal and stat.S_ISDIR(st.st_mode):
+                    return False
+        except OSError:
+            return False
+        return True
 
     def _write_meta(self) -> None:
         """The current manifest on disk, so a restarted agent knows its tree (runs when idle)."""
