@@ -180,6 +180,9 @@ class Workspace:
             self.gen = int(os.path.basename(os.readlink(self.p("current"))))
         except (OSError, ValueError):
             self.gen = 0
+        with contextlib.suppress(OSError):
+            if os.listdir(self.p("current")):  # an earlier agent's tree: its processes may have written in it
+                self.exposed.add(self.gen)  # and it was never sealed here, so it is cloned around
         self.entries, self.root = None, 0
         try:
             with open(self.p("meta", "%d.json" % self.gen)) as f:
