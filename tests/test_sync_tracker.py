@@ -106,21 +106,29 @@ def test_pods_prepare_the_next_generation_from_an_old_one(
 
 
 # What a run leaves in the generation it ran in: an output file, the bytecode Python writes next to
-# the modules it imports, and a synced directory swapped for a symlink to somewhere else.
+# the modules it imports, and a synced directory swapped for a symlink to somewhere else; and
+# what it keeps where it should, in $NEO_OUTPUT_DIR.
 LEFTOVERS = """\
 import os, sys
 sys.dont_write_bytecode = False
 import pkg.mod
 open("junk.txt", "w").write("an old run's output\\n")
+open(os.path.join(os.environ["NEO_OUTPUT_DIR"], "kept.txt"), "w").write("kept on node %s\\n" % os.environ["GROUP_RANK"])
 os.rename("data", "data.old")
 os.symlink(sys.argv[1], "data")
+"""
+
+SHOW_OUTPUT = """\
+import os
+print(open(os.path.join(os.environ["NEO_OUTPUT_DIR"], "kept.txt")).read(), end="")
 """
 
 
 def test_a_generation_a_run_wrote_into_is_not_carried_forward(neo: Neo, tmp_path: Path) -> None:
     """Through the CLI and the controller: a run writes into its generation; later generations are
     the local tree exactly (no output, no stale bytecode) and the agent never writes through the
-    symlink the run planted. Generations no process ran under are still recycled (O(change))."""
+    symlink the run planted. Generations no process ran under are still recycled (O(change)), and
+    what the run wrote into ``$NEO_OUTPUT_DIR`` is still there for the next run."""
     ws = tmp_path / "ws"
     (ws / "pkg").mkdir(parents=True)
     (ws / "pkg" / "__init__.py").write_text("")
@@ -154,6 +162,12 @@ def test_a_generation_a_run_wrote_into_is_not_carried_forward(neo: Neo, tmp_path
             spares = client.run_async(conn.call("ws_state", settle=True))["spares"]
             assert spares["written"] == 1, spares  # the run's generation was cloned around
             assert spares["recycled"] >= 4, spares  # the ones after it were reused as before
+        # What the run wrote where it should, $NEO_OUTPUT_DIR, outlived all those syncs.
+        (ws / "show.py").write_text(SHOW_OUTPUT)
+        shown = neo.run(
+            "run", "-r", "gens", "--nproc-per-node", "1", "--ranks", "all", "show.py", cwd=ws, check=True
+        )
+        assert "kept on node 0" in shown.stdout and "kept on node 1" in shown.stdout, shown.stdout
     finally:
         client.close()
         neo.run("release", "gens")

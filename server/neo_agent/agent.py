@@ -286,6 +286,13 @@ class Agent:
     def current(self) -> str:
         return os.path.join(self.workspace, "current")
 
+    @property
+    def outputs(self) -> str:
+        """Where runs keep what they write (``$NEO_OUTPUT_DIR``): next to the generations, not in
+        one, so it survives every sync (a generation is the local tree and nothing else; what a
+        run writes into its cwd is gone a few syncs later) and goes with the pod."""
+        return os.path.join(self.workspace, "outputs")
+
     def resolve(self, rel: Any, base: Optional[str] = None, follow: bool = True) -> str:
         """Map a workspace-relative path to an absolute one, refusing anything that escapes.
 
@@ -412,6 +419,8 @@ class Agent:
         env.update({str(k): str(v) for k, v in (h.get("env") or {}).items()})
         env["NEO_AGENT_DIR"] = self.dir
         env["NEO_WORKSPACE"] = self.current
+        env["NEO_OUTPUT_DIR"] = self.outputs
+        os.makedirs(self.outputs, exist_ok=True)  # here, not at claim: a run may have removed it
         self.seq += 1
         pid_id = str(h.get("name") or "p%d" % self.seq)
         env[TAG_VAR] = "%s:%s" % (self.dir, pid_id)
