@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +113,24 @@ def test_changed_launch_arguments_restart_cold(hot: tuple[Neo, str, Path]) -> No
     assert len(smaller) == 2
     assert not {r["pid"] for r in smaller.values()} & {r["pid"] for r in first.values()}
     assert len([p for p in neo.processes() if " serve " not in p]) == 2 + 2, "old workers are gone"
+
+
+def test_an_idle_hot_rank_keeps_the_tree_it_last_ran_in(hot: tuple[Neo, str, Path]) -> None:
+    """A hot rank moves into each new generation when it re-runs (torchrun stays where it started);
+    syncs that come while it waits must leave that generation alone: what a cell or the script
+    reads relative to its cwd is the tree it last ran (docs/sync.md)."""
+    neo, rid, ws = hot
+    (ws / "train.py").write_text(TRAIN.replace('print(f"pid=', 'print(f"cwd={os.getcwd()} pid='))
+    code, _, err = run(neo, rid, ws)
+    assert code == 0, err
+    (ws / "helper.py").write_text(helper("2.0"))
+    code, second, err = run(neo, rid, ws)
+    assert code == 0, err
+    assert "hot: iteration 2" in err
+    for step in range(3, 8):  # syncs without a re-run: the ranks' generation leaves the window
+        (ws / "helper.py").write_text(helper(f"{step}.0"))
+        neo.run("sync", rid, "--path", str(ws), check=True)
+    for rank, fields in second.items():
+        cwd = os.path.realpath(f"/proc/{fields['pid']}/cwd")
+        assert cwd == fields["cwd"], f"rank {rank}'s generation was moved under it"
+        assert Path(cwd, "helper.py").read_text() == helper("2.0"), f"rank {rank}'s tree changed"

@@ -50,7 +50,7 @@ import stat
 import zlib
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from neo_agent import validate
+from neo_agent import reaper, validate
 
 ROOT_MOD = 1 << 256
 EMPTY_ROOT = "0" * 64
@@ -704,17 +704,21 @@ class Workspace:
         self.meta_written = gen
 
     def _generations_in_use(self) -> Set[str]:
-        """Generations that are the working directory of a running process (kept until it exits)."""
+        """Generations that are the working directory of a running process (kept until it exits).
+
+        The processes this agent launched and their children: torchrun stays in the generation it
+        started in, but a hot rank moves into each new one when it re-runs and then waits there.
+        """
+        launched = [p.pid for p in list(getattr(self.agent, "procs", {}).values()) if p.returncode is None]
         used = set()
-        for proc in list(getattr(self.agent, "procs", {}).values()):
-            if proc.returncode is None:
-                try:
-                    cwd = os.readlink("/proc/%d/cwd" % proc.pid)
-                except OSError:
-                    continue
-                rel = os.path.relpath(cwd, self.p("gens"))
-                if not rel.startswith(".."):
-                    used.add(rel.split(os.sep)[0])
+        for pid in set(launched).union(*(reaper.children(pid) for pid in launched)):
+            try:
+                cwd = os.readlink("/proc/%d/cwd" % pid)
+            except OSError:
+                continue
+            rel = os.path.relpath(cwd, self.p("gens"))
+            if not rel.startswith(".."):
+                used.add(rel.split(os.sep)[0])
         return used
 
     def _drop_old_generations(self, gen: int, protected: Set[str]) -> None:
