@@ -180,3 +180,29 @@ def test_plain_command_runs_once_per_node_and_check_reports_bandwidth(gang: tupl
     assert [s["bytes"] for s in report["sizes"]] == [4096, 262144]
     assert all(s["backend"] == "gloo" and s["busbw_gbps"] > 0 for s in report["sizes"])
     assert set(report["sizes"][0]["per_node_busbw_gbps"]) == {"0", "1"}
+
+
+CHATTY = """\
+import os
+rank = os.environ["RANK"]
+for i in range(4000):
+    print("line", i, "of rank", rank, "ends here")  # five writes a line: PYTHONUNBUFFERED is set
+"""
+
+
+def test_lines_printed_in_pieces_reach_the_logs_and_the_screen_whole(gang: tuple[Neo, str, Path]) -> None:
+    """torchrun passes on whatever part of a line its reader found, each part with a rank prefix;
+    a rank's line must still arrive as one line, in its log and on screen (logs.py)."""
+    neo, rid, ws = gang
+    (ws / "chatty.py").write_text(CHATTY)
+    proc = neo.run("run", "-r", rid, "--ranks", "all", "chatty.py", cwd=ws, check=True)
+    shown = [line for line in proc.stdout.splitlines() if "line" in line]
+    assert len(shown) == 4 * 4000
+    for line in shown:
+        prefix, _, body = line.partition("] ")
+        rank = prefix.rsplit(" ", 1)[1]
+        assert body.startswith("line ") and body.endswith(f" of rank {rank} ends here"), line
+    runs: Any = neo.json("runs")
+    for r in runs[0]["ranks"]:
+        lines = Path(r["log"]).read_text().splitlines()
+        assert lines == [f"line {i} of rank {r['rank']} ends here" for i in range(4000)]

@@ -1,7 +1,12 @@
 """Per-rank logs: split each node's torchrun stream into one file per global rank.
 
 torchrun prefixes every worker line with ``[neo-rank R]:`` (we set its prefix template); lines
-without the prefix are the launcher's own and go to the node's file. Files live under
+without the prefix are the launcher's own and go to the node's file. torchrun reads each worker's
+output file line by line and writes what it read with the prefix, so a line the worker had only
+partly written (``print("tick", t)`` is four writes under ``PYTHONUNBUFFERED``) comes out in two
+pieces, each with a prefix, possibly with other ranks' lines in between:
+``[neo-rank 1]:tick 17[neo-rank 0]:loss 2.3`` then, later, ``[neo-rank 1]:95.8``. A prefix in the
+middle of a line therefore ends an unfinished piece of that rank's line, held until its rest. Files live under
 ``$NEO_HOME/runs/<run>/`` so ``neo logs`` works from any process, during and after the run.
 """
 
@@ -22,7 +27,7 @@ FAILED_MARKER = "NEO_RANK_FAILED "
 STARTED_MARKER = "NEO_RANK_STARTED "
 HOT_MARKER = "NEO_HOT "
 METRIC_MARKER = "NEO_METRIC "
-PREFIX = re.compile(rb"^\[neo-rank (\d+)\]:")
+PREFIX = re.compile(rb"\[neo-rank (\d+)\]:")
 # torchrun's failure summary: "rank      : 3 (local_rank: 1)" then "exitcode  : 1 (pid: 123)"
 SUMMARY_RANK = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)")
 SUMMARY_EXIT = re.compile(r"exitcode\s*:\s*(-?\d+)")
@@ -59,6 +64,8 @@ class RunLogs:
         self.plain = plain
         self._files: dict[str, IO[bytes]] = {}
         self._partial: dict[tuple[int, str], bytes] = {}
+        self._unended: dict[tuple[int, str, int], bytes] = {}
+        """(node, stream, rank) -> the start of a rank's line that torchrun passed on unfinished"""
         self.tails: dict[int, deque[str]] = {}
         self.failures: dict[int, float] = {}
         """rank -> wall-clock time its code raised (from the rank entry's NEO_RANK_FAILED line)"""
@@ -89,6 +96,9 @@ class RunLogs:
         for (node, stream), rest in list(self._partial.items()):
             self._line(node, stream, rest)
         self._partial.clear()
+        for (node, stream, rank), start in list(self._unended.items()):
+            self._deliver(node, stream, rank, start)
+        self._unended.clear()
         for f in self._files.values():
             with contextlib.suppress(OSError):
                 f.flush()
@@ -111,14 +121,26 @@ class RunLogs:
                 self.on_error(self.write_error)
 
     def _line(self, node: int, stream: str, raw: bytes) -> None:
-        rank: int | None
-        match = PREFIX.match(raw)
+        """One line of a node's stream: the launcher's, or one or more pieces of ranks' lines."""
         if self.plain:
-            rank, body = node, raw
-        elif match:
-            rank, body = int(match.group(1)), raw[match.end() :]
-        else:
-            rank, body = None, raw
+            self._deliver(node, stream, node, raw)
+            return
+        marks = list(PREFIX.finditer(raw))
+        if not marks:
+            self._deliver(node, stream, None, raw)
+            return
+        if marks[0].start():
+            self._deliver(node, stream, None, raw[: marks[0].start()])
+        for mark, after in zip(marks, [*marks[1:], None], strict=True):
+            key = (node, stream, int(mark.group(1)))
+            piece = raw[mark.end() : after.start() if after else len(raw)]
+            if after is not None:  # the line of this rank goes on in a later piece
+                self._unended[key] = self._unended.get(key, b"") + piece
+            else:
+                self._deliver(node, stream, key[2], self._unended.pop(key, b"") + piece)
+
+    def _deliver(self, node: int, stream: str, rank: int | None, body: bytes) -> None:
+        """A whole line of ``rank`` (None: the launcher): a marker, or output for the logs."""
         text = body.decode("utf-8", errors="replace")
         # The rank entry's markers are protocol, not output: they never reach a log or a screen.
         if rank is not None and text.startswith(HOT_MARKER):
