@@ -6,8 +6,9 @@ output file line by line and writes what it read with the prefix, so a line the 
 partly written (``print("tick", t)`` is four writes under ``PYTHONUNBUFFERED``) comes out in two
 pieces, each with a prefix, possibly with other ranks' lines in between:
 ``[neo-rank 1]:tick 17[neo-rank 0]:loss 2.3`` then, later, ``[neo-rank 1]:95.8``. A prefix in the
-middle of a line therefore ends an unfinished piece of that rank's line, held until its rest. Files live under
-``$NEO_HOME/runs/<run>/`` so ``neo logs`` works from any process, during and after the run.
+middle of a line therefore ends an unfinished piece of that rank's line, held until its rest.
+Files live under ``$NEO_HOME/runs/<run>/`` so ``neo logs`` works from any process, during and
+after the run.
 """
 
 from __future__ import annotations

@@ -405,8 +405,12 @@ class Workspace:
         if launches != self.launches_seen:
             self.exposed.add(self.gen)
             self.launches_seen = launches
-        if any(proc.returncode is None for proc in getattr(self.agent, "procs", {}).values()):
+        if self._live_launched():
             self.exposed.add(gen)
+
+    def _live_launched(self) -> List[int]:
+        """The processes this agent launched that still run (no I/O: safe on the loop)."""
+        return [p.pid for p in list(getattr(self.agent, "procs", {}).values()) if p.returncode is None]
 
     def _next(self) -> int:
         self.seq += 1
@@ -610,20 +614,20 @@ class Workspace:
             del self.sealed[old]
         self.exposed = {g for g in self.exposed if g >= oldest}
         chain = [self.deltas.get(g) for g in range(oldest + 1, gen + 1)]
-        protected = self._generations_in_use()
-        recycle = (
-            self.p("gens", str(oldest))
-            if oldest >= 0
-            and all(chain)
-            and str(oldest) not in protected
-            and os.path.isdir(self.p("gens", str(oldest)))
-            else None
-        )
+        launched = self._live_launched()
         tree = self.p("tmp", "spare-%d" % self._next())
         exposed, seal = oldest in self.exposed, self.sealed.get(oldest)
 
         def work() -> None:
-            nonlocal recycle
+            protected = self._generations_in_use(launched)  # /proc reads: off the loop
+            recycle = (
+                self.p("gens", str(oldest))
+                if oldest >= 0
+                and all(chain)
+                and str(oldest) not in protected
+                and os.path.isdir(self.p("gens", str(oldest)))
+                else None
+            )
             if recycle is not None and exposed and not self._untouched(recycle, seal, entries, chain):
                 self.written += 1
                 recycle = None  # dropped with the other old generations below
@@ -703,13 +707,12 @@ class Workspace:
             return
         self.meta_written = gen
 
-    def _generations_in_use(self) -> Set[str]:
+    def _generations_in_use(self, launched: List[int]) -> Set[str]:
         """Generations that are the working directory of a running process (kept until it exits).
 
-        The processes this agent launched and their children: torchrun stays in the generation it
+        The ``launched`` processes and their children: torchrun stays in the generation it
         started in, but a hot rank moves into each new one when it re-runs and then waits there.
         """
-        launched = [p.pid for p in list(getattr(self.agent, "procs", {}).values()) if p.returncode is None]
         used = set()
         for pid in set(launched).union(*(reaper.children(pid) for pid in launched)):
             try:
