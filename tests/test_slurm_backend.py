@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_neo.core import LIST_TTL
 from tests.conftest import NEO, Neo, kill_controller, use_config
 from tests.engines.slurm.harness import SlurmCluster
 from tests.slurm_support import live_procs_mentioning, neo_jobs, slurm_config, wait_for
@@ -128,9 +129,16 @@ def test_reconcile_cancels_jobs_no_reservation_owns(sneo: Neo, slurm_cluster: Sl
     (job, name), *_ = neo_jobs(slurm_cluster, sneo)
     orphan_name = name.replace(res["id"], "r-000000-dead")
     orphan = slurm_cluster.salloc("-N1", "-J", orphan_name)
-    sneo.json("status")  # any command reconciles first
+
+    def cancelled() -> bool:
+        # Commands reconcile first, but while every pod's stream is open they ask squeue at most
+        # once per LIST_TTL (Core._streams_vouch); the controller's own reconcile always asks.
+        sneo.json("status")
+        time.sleep(0.5)
+        return (str(orphan), orphan_name) not in neo_jobs(slurm_cluster, sneo)
+
+    wait_for(cancelled, LIST_TTL + 15, "a command to list the cluster and cancel the orphan")
     remaining = neo_jobs(slurm_cluster, sneo)
-    assert (str(orphan), orphan_name) not in remaining
     assert (job, name) in remaining, "the live reservation's job is kept"
     sneo.run("release", res["id"], check=True)
 
